@@ -1,0 +1,128 @@
+"""One reply, from prompt to final text: fit the context, stream, coalesce, stop.
+
+Plain Python over an engine that yields token ids: the Celery task supplies
+the callbacks that publish and poll, so this loop runs the same in a test with
+no Redis and no Django.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from inference.chat_template import ContextOverflow, fit_chat
+from inference.detokenize import IncrementalDecoder
+from inference.params import SamplingParams
+
+
+class TokenSource(Protocol):
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, *, should_stop: Callable[[], bool]
+    ) -> Iterator[int]: ...
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    context_limit: int
+    coalesce_ms: float = 30.0
+    coalesce_tokens: int = 16
+
+
+@dataclass(frozen=True)
+class ReplyOutcome:
+    status: str  # "complete", "stopped" or "failed"
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_ms: float | None
+    tokens_per_s: float | None
+    error: str = ""
+
+    def stats(self) -> dict[str, float | int | None]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "ttft_ms": self.ttft_ms,
+            "tokens_per_s": self.tokens_per_s,
+        }
+
+
+def stream_reply(
+    *,
+    engine: TokenSource,
+    messages: Sequence[dict[str, str]],
+    system_prompt: str | None,
+    params: SamplingParams,
+    settings: StreamSettings,
+    emit: Callable[[int, str], None],
+    stop_requested: Callable[[], bool],
+    clock: Callable[[], float] = time.monotonic,
+) -> ReplyOutcome:
+    """Generate one reply, calling `emit(seq, text)` with coalesced text as it comes.
+
+    The texts emitted, in order, concatenate to the outcome's `content`,
+    which is the tokenizer's decoding of every generated id. `stop_requested`
+    is polled once per coalescing interval, so a stop takes effect within one.
+    """
+    started = clock()
+    if stop_requested():
+        return ReplyOutcome("stopped", "", 0, 0, None, None)
+    try:
+        prompt = fit_chat(
+            messages, system_prompt, max_tokens=params.max_tokens, context_limit=settings.context_limit
+        )
+    except ContextOverflow as overflow:
+        return ReplyOutcome("failed", "", 0, 0, None, None, error=str(overflow))
+
+    decoder = IncrementalDecoder()
+    interval = settings.coalesce_ms / 1000.0
+    pending: list[str] = []
+    produced: list[str] = []  # everything emitted, to build the content from
+    pending_tokens = 0
+    seq = 0
+    stopped = threading.Event()  # read by the engine before each step
+    completion = 0
+    first_at: float | None = None
+    last_at = started
+    last_flush = last_poll = started
+
+    def flush() -> None:
+        nonlocal seq, pending_tokens
+        text = "".join(pending)
+        pending.clear()
+        pending_tokens = 0
+        if text:
+            seq += 1
+            produced.append(text)
+            emit(seq, text)
+
+    status, error = "complete", ""
+    try:
+        for token_id in engine.generate(prompt.ids, params, should_stop=stopped.is_set):
+            now = clock()
+            completion += 1
+            first_at = first_at if first_at is not None else now
+            last_at = now
+            pending.append(decoder.push(token_id))
+            pending_tokens += 1
+            if now - last_flush >= interval or pending_tokens >= settings.coalesce_tokens:
+                flush()
+                last_flush = now
+            if now - last_poll >= interval:
+                last_poll = now
+                if stop_requested():
+                    stopped.set()
+        if stopped.is_set():
+            status = "stopped"
+    except Exception as failure:  # the reply fails, the worker and the user's message stay
+        status, error = "failed", f"Generation failed: {failure.__class__.__name__}: {failure}"
+    pending.append(decoder.flush())
+    flush()
+
+    ttft_ms = (first_at - started) * 1000.0 if first_at is not None else None
+    decode_s = last_at - first_at if first_at is not None else 0.0
+    tokens_per_s = (completion - 1) / decode_s if completion > 1 and decode_s > 0 else None
+    return ReplyOutcome(status, "".join(produced), len(prompt.ids), completion, ttft_ms, tokens_per_s, error)

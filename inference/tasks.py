@@ -1,0 +1,159 @@
+"""Celery tasks of the inference worker: the only module in `inference/` that touches Django.
+
+Start a worker with `celery -A webapp worker -Q inference -P threads -c MAX_BATCH
+-I inference.tasks`. The model is loaded once per process, in the background
+as the worker starts, and shared by every thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+
+from inference.engine import Engine, load_engine
+from inference.streaming import StreamSettings, stream_reply
+from webapp import workers
+from webapp.chat import live, services
+
+logger = logging.getLogger(__name__)
+
+WORKER_NAME = f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+class _EngineHolder:
+    """The process's one engine: loaded once, awaited by every job that arrives meanwhile."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded = threading.Event()
+        self.engine: Engine | None = None
+        self.error: str = ""
+        self._busy_lock = threading.Lock()
+        self.busy = 0
+
+    def track(self, delta: int) -> None:
+        with self._busy_lock:
+            self.busy += delta
+
+    def load(self) -> None:
+        with self._lock:
+            if self._loaded.is_set():
+                return
+            try:
+                self.engine = load_engine(
+                    model_path=settings.MODEL_PATH or None,
+                    device=settings.MODEL_DEVICE or None,
+                    dtype=settings.MODEL_DTYPE or None,
+                )
+                logger.info("model loaded: %s", self.engine.info)
+            except Exception as error:
+                self.error = str(error)
+                logger.exception("the model failed to load")
+            finally:
+                self._loaded.set()
+
+    def get(self) -> Engine:
+        if not self._loaded.is_set():
+            self.load()
+        if self.engine is None:
+            raise RuntimeError(f"The model could not be loaded: {self.error}")
+        return self.engine
+
+    def status(self) -> dict[str, object]:
+        if not self._loaded.is_set():
+            return {
+                "state": "loading",
+                "model": settings.MODEL_PATH or "tiny-random-mistral",
+                "busy": self.busy,
+            }
+        if self.engine is None:
+            return {"state": "failed", "model": settings.MODEL_PATH, "error": self.error, "busy": self.busy}
+        info = self.engine.info
+        return {
+            "state": "ready",
+            "model": info.name,
+            "device": info.device,
+            "dtype": info.dtype,
+            "busy": self.busy,
+            "max_batch": settings.MAX_BATCH,
+        }
+
+
+holder = _EngineHolder()
+_stopping = threading.Event()
+
+
+@shared_task(name="inference.generate_reply", ignore_result=True)
+def generate_reply(message_id: str) -> None:
+    """Write one queued reply: claim it, stream it, store it."""
+    job = services.reply_claim(message_id=message_id)
+    if job is None:
+        return
+    holder.track(+1)
+    try:
+        try:
+            engine = holder.get()
+        except RuntimeError as error:
+            services.reply_finish(
+                message_id=job.message_id,
+                status="failed",
+                content="",
+                stats={},
+                model_name="",
+                error=str(error),
+            )
+            return
+        outcome = stream_reply(
+            engine=engine,
+            messages=job.messages,
+            system_prompt=job.system_prompt,
+            params=job.params,
+            settings=StreamSettings(
+                context_limit=min(settings.CONTEXT_LIMIT, engine.info.context_length),
+                coalesce_ms=settings.STREAM_COALESCE_MS,
+                coalesce_tokens=settings.STREAM_COALESCE_TOKENS,
+            ),
+            emit=lambda seq, text: services.reply_delta(
+                conversation_id=job.conversation_id, message_id=job.message_id, seq=seq, text=text
+            ),
+            stop_requested=lambda: live.stop_requested(job.message_id),
+        )
+        services.reply_finish(
+            message_id=job.message_id,
+            status=outcome.status,
+            content=outcome.content,
+            stats=outcome.stats(),
+            model_name=engine.info.name,
+            error=outcome.error,
+        )
+    finally:
+        holder.track(-1)
+
+
+def _heartbeat() -> None:
+    while not _stopping.is_set():
+        try:
+            workers.write_heartbeat(WORKER_NAME, holder.status())
+        except Exception:  # Redis may blink; the next beat tries again
+            logger.warning("heartbeat failed", exc_info=True)
+        _stopping.wait(workers.HEARTBEAT_INTERVAL_S)
+
+
+@worker_ready.connect
+def _on_worker_ready(**_: object) -> None:
+    threading.Thread(target=holder.load, name="model-loader", daemon=True).start()
+    threading.Thread(target=_heartbeat, name="heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**_: object) -> None:
+    _stopping.set()
+    try:
+        workers.remove_heartbeat(WORKER_NAME)
+    except Exception:
+        logger.warning("could not remove the heartbeat", exc_info=True)

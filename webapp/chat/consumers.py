@@ -1,0 +1,128 @@
+"""The websocket of one conversation: `/ws/conversations/<uuid>/` (docs/protocol.md).
+
+Thin by design: parse a client event, call one service, send what it
+returns. The reply's tokens arrive from the worker through the channel-layer
+group and are forwarded as they come.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from webapp.chat import events, live, services
+from webapp.chat.models import Conversation
+from webapp.chat.selectors import ConversationForbidden, ConversationNotFound, access_conversation, live_reply
+from webapp.chat.services import ChatInputError
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+
+class ConversationConsumer(AsyncWebsocketConsumer):
+    conversation: Conversation
+    group: str
+
+    async def connect(self) -> None:
+        # Accept first, then close with a code: a close before accepting
+        # reaches the browser as a bare HTTP 403 and the reason is lost.
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        try:
+            self.conversation = await database_sync_to_async(access_conversation)(
+                user, self.scope["url_route"]["kwargs"]["conversation_id"]
+            )
+        except ConversationNotFound:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        except ConversationForbidden:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.group = live.group_name(self.conversation.id)
+        # Highest seq already sent, per reply: a token at or below it is a
+        # duplicate of what the snapshot carried.
+        self.sent_seq: dict[str, int] = {}
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._send_snapshot()
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            await self._dispatch(self._parse(text_data))
+        except ChatInputError as error:
+            await self._send_event(events.error_event(error.code, error.message))
+
+    def _parse(self, text_data: str | None) -> dict[str, Any]:
+        if text_data is None:
+            raise ChatInputError("invalid_frame", "Send JSON text frames, not binary.")
+        if len(text_data) > settings.MAX_MESSAGE_CHARS * 6 + 4096:
+            # Even a maximal message with every character escaped is smaller.
+            raise ChatInputError("frame_too_large", "The frame is too large.")
+        try:
+            payload = json.loads(text_data)
+        except ValueError:
+            raise ChatInputError("invalid_json", "The frame is not valid JSON.") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+            raise ChatInputError("invalid_event", 'An event is a JSON object with a string "type".')
+        return payload
+
+    async def _dispatch(self, payload: dict[str, Any]) -> None:
+        handler = {"send": self._on_send, "stop": self._on_stop, "regenerate": self._on_regenerate}.get(
+            payload["type"]
+        )
+        if handler is None:
+            raise ChatInputError("unknown_type", f"Unknown event type {payload['type'][:40]!r}.")
+        await handler(payload)
+
+    async def _on_send(self, payload: dict[str, Any]) -> None:
+        content, params = await sync_to_async(services.check_send)(
+            conversation=self.conversation, content=payload.get("content"), raw_params=payload.get("params")
+        )
+        await database_sync_to_async(services.reply_send)(
+            conversation=self.conversation, content=content, params=params
+        )
+
+    async def _on_stop(self, payload: dict[str, Any]) -> None:
+        await database_sync_to_async(services.reply_stop)(conversation=self.conversation)
+
+    async def _on_regenerate(self, payload: dict[str, Any]) -> None:
+        await database_sync_to_async(services.reply_regenerate)(
+            conversation=self.conversation, raw_params=payload.get("params")
+        )
+
+    async def _send_snapshot(self) -> None:
+        reply = await database_sync_to_async(live_reply)(self.conversation)
+        if reply is None:
+            return
+        seq, text = await sync_to_async(live.read_snapshot)(reply.id)
+        self.sent_seq[str(reply.id)] = seq
+        await self._send_event(events.snapshot_event(reply.id, seq, text))
+
+    async def chat_event(self, message: dict[str, Any]) -> None:
+        """A group event from a service (the worker's tokens and `done`, other tabs' messages)."""
+        event = message["event"]
+        if event["type"] == "token":
+            if event["seq"] <= self.sent_seq.get(event["message_id"], 0):
+                return
+            self.sent_seq[event["message_id"]] = event["seq"]
+        elif event["type"] == "done":
+            self.sent_seq.pop(event["message_id"], None)
+        await self._send_event(event)
+
+    async def _send_event(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(event))

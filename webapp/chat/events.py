@@ -1,0 +1,56 @@
+"""Builders of the events the server sends on a conversation's websocket.
+
+docs/protocol.md is the schema; each event type has one builder here and a
+test. Importable without a configured Django (the worker builds events too).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from webapp.chat.models import Message
+
+Event = dict[str, Any]
+
+
+def message_event(message: Message) -> Event:
+    return {
+        "type": "message",
+        "message": {
+            "id": str(message.id),
+            "role": message.role,
+            "content": message.content,
+            "status": message.status,
+            "created_at": message.created_at.isoformat(),
+        },
+    }
+
+
+def start_event(message_id: object, queue_position: int) -> Event:
+    return {"type": "start", "message_id": str(message_id), "queue_position": queue_position}
+
+
+def token_event(message_id: object, seq: int, text: str) -> Event:
+    return {"type": "token", "message_id": str(message_id), "seq": seq, "text": text}
+
+
+def snapshot_event(message_id: object, seq: int, text: str) -> Event:
+    return {"type": "snapshot", "message_id": str(message_id), "seq": seq, "text": text}
+
+
+def done_event(message: Message) -> Event:
+    event: Event = {
+        "type": "done",
+        "message_id": str(message.id),
+        "status": message.status,
+        "content": message.content,
+        "stats": message.stats(),
+    }
+    if message.error:
+        event["error"] = message.error
+    return event
+
+
+def error_event(code: str, message: str) -> Event:
+    return {"type": "error", "code": code, "message": message}

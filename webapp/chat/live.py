@@ -1,0 +1,129 @@
+"""Live state of replies in progress, kept in Redis so any process can serve any socket.
+
+Three things live here and nowhere else:
+- the text streamed so far and its last `seq`, for the `snapshot` a socket
+  gets when it connects mid-reply;
+- the stop flag a socket sets and the worker polls;
+- the publisher that puts events on a conversation's channel-layer group.
+
+Nothing in this module keeps per-conversation state in process memory:
+several Daphne processes and several workers share one Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Coroutine
+from typing import Any
+from uuid import UUID
+
+import redis
+from channels.layers import channel_layers
+from django.conf import settings
+
+# Live keys outlive any real reply but not a crashed worker's leftovers.
+LIVE_TTL_S = 6 * 3600
+PUBLISH_TIMEOUT_S = 10.0
+
+
+def group_name(conversation_id: UUID | str) -> str:
+    """The channel-layer group of one conversation: every socket open on it joins."""
+    return f"conversation.{conversation_id}"
+
+
+@functools.cache
+def redis_client() -> redis.Redis:
+    # One pool per process; redis-py's client is safe to share between threads.
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+
+
+def _key(*parts: object) -> str:
+    return ":".join([settings.REDIS_PREFIX, *map(str, parts)])
+
+
+# --- reply text so far ------------------------------------------------------
+
+
+def record_delta(message_id: UUID | str, seq: int, text: str) -> None:
+    """Append streamed text; called by the worker *before* it publishes the same `seq`.
+
+    That order is what makes snapshots safe: a socket joins the group first and
+    reads the state second, so any token it might have missed is in the state,
+    and any token it gets twice is recognised by its `seq`.
+    """
+    text_key, seq_key = _key("reply", message_id, "text"), _key("reply", message_id, "seq")
+    with redis_client().pipeline(transaction=True) as pipe:
+        pipe.append(text_key, text)
+        pipe.set(seq_key, seq)
+        pipe.expire(text_key, LIVE_TTL_S)
+        pipe.expire(seq_key, LIVE_TTL_S)
+        pipe.execute()
+
+
+def read_snapshot(message_id: UUID | str) -> tuple[int, str]:
+    """The (seq, text) streamed so far for a reply; (0, "") before its first token."""
+    with redis_client().pipeline(transaction=True) as pipe:
+        pipe.get(_key("reply", message_id, "seq"))
+        pipe.get(_key("reply", message_id, "text"))
+        seq, text = pipe.execute()
+    return int(seq or 0), text or ""
+
+
+def clear_reply(message_id: UUID | str) -> None:
+    redis_client().delete(
+        _key("reply", message_id, "text"), _key("reply", message_id, "seq"), _key("stop", message_id)
+    )
+
+
+# --- stopping ---------------------------------------------------------------
+
+
+def request_stop(message_id: UUID | str) -> None:
+    redis_client().set(_key("stop", message_id), "1", ex=LIVE_TTL_S)
+
+
+def stop_requested(message_id: UUID | str) -> bool:
+    return bool(redis_client().exists(_key("stop", message_id)))
+
+
+# --- publishing -------------------------------------------------------------
+
+
+class _Publisher:
+    """Runs group sends on one event loop in one daemon thread of this process.
+
+    Worker threads have no event loop; `async_to_sync` from each of them
+    would open a loop per call and leak Redis connections (channels_redis
+    #332, #125). One long-lived loop with one layer instance does not.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._layer = channel_layers.make_backend("default")
+        threading.Thread(target=self._loop.run_forever, name="event-publisher", daemon=True).start()
+
+    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        # Waiting for each send keeps one sender's events in order.
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(PUBLISH_TIMEOUT_S)
+
+    def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.run(self._layer.group_send(group, message))
+
+
+_publisher: _Publisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def _get_publisher() -> _Publisher:
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None:
+            _publisher = _Publisher()
+        return _publisher
+
+
+def publish(conversation_id: UUID | str, event: dict[str, Any]) -> None:
+    """Send one client event to every socket open on the conversation."""
+    _get_publisher().group_send(group_name(conversation_id), {"type": "chat.event", "event": event})

@@ -1,0 +1,77 @@
+"""Reads of conversations and messages, and the one access check for a conversation."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from webapp.chat.models import Conversation, Message
+
+
+class ConversationNotFound(Exception):
+    """No conversation has that id."""
+
+
+class ConversationForbidden(Exception):
+    """The conversation exists but belongs to somebody else."""
+
+
+def access_conversation(user: AbstractBaseUser | AnonymousUser, conversation_id: UUID | str) -> Conversation:
+    """The only way to load a conversation for a user: views, sockets and exports all come here."""
+    try:
+        conversation = Conversation.objects.get(id=conversation_id)
+    except (Conversation.DoesNotExist, ValueError, ValidationError):
+        raise ConversationNotFound(str(conversation_id)) from None
+    if not user.is_authenticated or conversation.owner_id != user.pk:
+        raise ConversationForbidden(str(conversation_id))
+    return conversation
+
+
+def conversations_for_user(user: AbstractBaseUser) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(owner=user).order_by("-updated_at")
+
+
+def messages_of(conversation: Conversation) -> QuerySet[Message]:
+    return conversation.messages.order_by("created_at")
+
+
+def live_reply(conversation: Conversation) -> Message | None:
+    """The reply still queued or streaming in this conversation, if any."""
+    return (
+        conversation.messages.filter(role=Message.Role.ASSISTANT, status__in=Message.LIVE_STATUSES)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def queue_position(reply: Message) -> int:
+    """How many replies, over the whole deployment, were queued before this one."""
+    return Message.objects.filter(status=Message.Status.QUEUED, created_at__lt=reply.created_at).count()
+
+
+def prompt_history(reply: Message) -> list[dict[str, str]]:
+    """The turns a reply answers, in the shape `encode_chat` takes.
+
+    Replies that ended with no text (failed, blocked, stopped before their
+    first token) are left out together with the question they leave
+    unanswered, so the turns still alternate user/assistant; the last user
+    message is always kept.
+    """
+    earlier = list(
+        reply.conversation.messages.filter(created_at__lt=reply.created_at)
+        .exclude(status=Message.Status.BLOCKED)
+        .order_by("created_at")
+        .values_list("role", "content")
+    )
+    turns: list[dict[str, str]] = []
+    for role, content in earlier:
+        if role == Message.Role.USER:
+            if turns and turns[-1]["role"] == Message.Role.USER:
+                turns.pop()  # its reply is missing: drop the unanswered question
+            turns.append({"role": "user", "content": content})
+        elif content and turns and turns[-1]["role"] == Message.Role.USER:
+            turns.append({"role": "assistant", "content": content})
+    return turns

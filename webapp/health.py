@@ -1,0 +1,35 @@
+"""`/healthz`: is the database there, does Redis answer, which workers and model serve."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from webapp.chat.live import redis_client
+from webapp.workers import live_workers, model_summary
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks: dict[str, object] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as error:  # a health check reports every failure, whatever it is
+        checks["database"] = f"error: {error.__class__.__name__}"
+    workers: list[dict[str, object]] = []
+    try:
+        redis_client().ping()
+        checks["redis"] = "ok"
+        workers = live_workers()
+    except Exception as error:
+        checks["redis"] = f"error: {error.__class__.__name__}"
+    summary = model_summary(workers)
+    healthy = checks["database"] == "ok" and checks["redis"] == "ok"
+    body = {
+        "status": "ok" if healthy and summary["state"] == "ready" else ("degraded" if healthy else "error"),
+        **checks,
+        "model": summary,
+        "workers": workers,
+    }
+    return JsonResponse(body, status=200 if healthy else 503)

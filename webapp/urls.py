@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from webapp.health import healthz
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="chat:index", permanent=False)),
+    path("accounts/", include("webapp.accounts.urls")),
+    path("c/", include("webapp.chat.urls")),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+]

@@ -1,0 +1,49 @@
+"""The registry of inference workers: each writes a heartbeat to Redis, pages and /healthz read them.
+
+A heartbeat expires on its own, so a worker that died drops out of the list
+within HEARTBEAT_TTL_S without anybody cleaning up.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+
+from webapp.chat.live import redis_client
+
+HEARTBEAT_INTERVAL_S = 5.0
+HEARTBEAT_TTL_S = 15
+
+
+def _key(worker: str) -> str:
+    return f"{settings.REDIS_PREFIX}:worker:{worker}"
+
+
+def write_heartbeat(worker: str, status: dict[str, Any]) -> None:
+    """Publish one worker's state: model, device, dtype, state (loading/ready/failed), busy."""
+    record = {**status, "worker": worker, "updated_at": time.time()}
+    redis_client().set(_key(worker), json.dumps(record), ex=HEARTBEAT_TTL_S)
+
+
+def remove_heartbeat(worker: str) -> None:
+    redis_client().delete(_key(worker))
+
+
+def live_workers() -> list[dict[str, Any]]:
+    """Every worker that sent a heartbeat recently, sorted by name."""
+    client = redis_client()
+    keys = sorted(client.scan_iter(match=_key("*"), count=100))
+    records = client.mget(keys) if keys else []
+    return [json.loads(record) for record in records if record]
+
+
+def model_summary(workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the page shows: which model answers and whether it is ready."""
+    ready = [w for w in workers if w.get("state") == "ready"]
+    shown = ready[0] if ready else (workers[0] if workers else None)
+    if shown is None:
+        return {"state": "offline", "model": None}
+    return {"state": shown.get("state"), "model": shown.get("model"), "workers": len(workers)}
