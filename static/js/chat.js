@@ -72,6 +72,17 @@ function formatStats(stats) {
   return parts.join(" · ");
 }
 
+// A new conversation is titled by its first message; show that without a reload.
+function nameInSidebar(m) {
+  const current = document.querySelector(".conversation-list .current a");
+  if (m.role !== "user" || !current || current.dataset.titled) return;
+  current.dataset.titled = "1";
+  if (current.textContent.trim() === "New chat") {
+    const line = m.content.split(/\s+/).join(" ").trim();
+    current.textContent = line.length <= 60 ? line : `${line.slice(0, 59).trimEnd()}…`;
+  }
+}
+
 const handlers = {
   message(event) {
     const m = event.message;
@@ -80,6 +91,7 @@ const handlers = {
     el.querySelector(".content").textContent = m.content;
     setStatus(el, m.status);
     follow(atBottom);
+    nameInSidebar(m);
   },
   start(event) {
     const r = reply(event.message_id);

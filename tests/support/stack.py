@@ -1,0 +1,207 @@
+"""The whole application, really started: a Celery inference worker and Daphne on the real Redis.
+
+Used by the integration and browser tests. Each stack gets its own database
+(a fresh PostgreSQL database when the server answers, else a SQLite file)
+and its own Redis key prefix, and stops every process it started.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _create_database(name: str, tmp: Path) -> tuple[str, object]:
+    """A database URL for the stack and a function that drops it afterwards."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception:
+        return f"sqlite:///{tmp / 'stack.sqlite3'}", lambda: None
+
+    def drop() -> None:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def start(self) -> Stack:
+        suffix = secrets.token_hex(4)
+        self.database_url, self._drop_database = _create_database(f"mchat_it_{suffix}", self.tmp)
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DEBUG": "1",
+            "DATABASE_URL": self.database_url,
+            "REDIS_PREFIX": f"mchat-it-{suffix}",
+            "MAX_BATCH": "4",
+            # Short default replies keep the page tests quick; tests that need long ones ask.
+            "DEFAULT_MAX_TOKENS": "96",
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        self.manage("migrate", "--noinput")
+        self._spawn(
+            "worker",
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "webapp",
+                "worker",
+                "-Q",
+                "inference",
+                "-P",
+                "threads",
+                "-c",
+                self.env["MAX_BATCH"],
+                "-I",
+                "inference.tasks",
+                "-n",
+                f"it-{suffix}@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "INFO",
+            ],
+        )
+        self._spawn(
+            "daphne",
+            [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "webapp.asgi:application"],
+        )
+        self.wait_ready()
+        return self
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.processes.append(
+            subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        )
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def wait_ready(self, timeout: float = 90.0) -> dict:
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a process exited early:\n{self.logs()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as response:
+                    last = json.load(response)
+                if last["model"]["state"] == "ready":
+                    return last
+            except OSError as error:
+                last = error
+            time.sleep(0.3)
+        raise TimeoutError(f"the stack did not become ready: {last}\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.tmp.glob("*.log")
+        )
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self._drop_database()
+
+    def stored_messages(self, conversation_id: str) -> list[dict]:
+        """The conversation's rows as the database holds them, read by a separate process."""
+        code = (
+            "import json; from webapp.chat.models import Message; "
+            f"print(json.dumps(list(Message.objects.filter(conversation_id='{conversation_id}')"
+            ".order_by('created_at').values('id', 'role', 'content', 'status', 'completion_tokens')), default=str))"
+        )
+        return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
+
+
+class Client:
+    """A person's browser session, over plain HTTP: signs up, opens conversations."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookie(self, name: str) -> str:
+        return next(c.value for c in self.jar if c.name == name)
+
+    def get(self, path: str) -> tuple[int, str]:
+        with self.opener.open(self.stack.base_url + path, timeout=10) as response:
+            return response.status, response.read().decode()
+
+    def post(self, path: str, fields: dict[str, str]) -> str:
+        """POST a form with the CSRF token; returns the final URL after redirects."""
+        data = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": self.cookie("csrftoken")}).encode()
+        request = urllib.request.Request(self.stack.base_url + path, data=data)
+        with self.opener.open(request, timeout=10) as response:
+            return response.url
+
+    def signup(self, username: str | None = None, password: str = "a-long-Passw0rd!") -> Client:
+        username = username or f"user{secrets.token_hex(4)}"
+        self.get("/accounts/signup/")
+        self.post("/accounts/signup/", {"username": username, "password1": password, "password2": password})
+        assert any(c.name == "sessionid" for c in self.jar), "sign-up did not log in"
+        return self
+
+    def new_conversation(self) -> str:
+        url = self.post("/c/new/", {})
+        match = re.search(r"/c/([0-9a-f-]{36})/$", url)
+        assert match, url
+        return match.group(1)
+
+    def socket_headers(self) -> dict[str, str]:
+        return {"Cookie": f"sessionid={self.cookie('sessionid')}", "Origin": self.stack.base_url}
+
+    def socket_url(self, conversation_id: str) -> str:
+        return f"ws://127.0.0.1:{self.stack.port}/ws/conversations/{conversation_id}/"
