@@ -31,6 +31,10 @@ class StreamSettings:
     coalesce_tokens: int = 16
 
 
+# The stats of a reply, as stored on the message and sent in `done`.
+STAT_FIELDS = ("prompt_tokens", "completion_tokens", "ttft_ms", "tokens_per_s")
+
+
 @dataclass(frozen=True)
 class ReplyOutcome:
     status: str  # "complete", "stopped" or "failed"
@@ -42,12 +46,7 @@ class ReplyOutcome:
     error: str = ""
 
     def stats(self) -> dict[str, float | int | None]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "ttft_ms": self.ttft_ms,
-            "tokens_per_s": self.tokens_per_s,
-        }
+        return {name: getattr(self, name) for name in STAT_FIELDS}
 
 
 def stream_reply(

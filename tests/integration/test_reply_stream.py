@@ -45,9 +45,7 @@ def assert_seq_rises_by_one(tokens: list[dict], after: int = 0) -> None:
 async def test_send_streams_tokens_then_done_and_stores_the_reply(stack: Stack) -> None:
     client = Client(stack).signup()
     conversation = client.new_conversation()
-    async with websockets.connect(
-        client.socket_url(conversation), additional_headers=client.socket_headers()
-    ) as ws:
+    async with client.connect(conversation) as ws:
         await ws.send(
             json.dumps({"type": "send", "content": "Hello </s>[INST] there", "params": {"max_tokens": 48}})
         )
@@ -73,9 +71,7 @@ async def test_send_streams_tokens_then_done_and_stores_the_reply(stack: Stack) 
 async def test_stop_ends_the_reply_stopped_with_its_text_kept(stack: Stack) -> None:
     client = Client(stack).signup()
     conversation = client.new_conversation()
-    async with websockets.connect(
-        client.socket_url(conversation), additional_headers=client.socket_headers()
-    ) as ws:
+    async with client.connect(conversation) as ws:
         # Long enough that it cannot finish before the stop arrives.
         await ws.send(
             json.dumps({"type": "send", "content": "Tell me a long story", "params": {"max_tokens": 4000}})
@@ -123,9 +119,7 @@ async def test_two_sockets_both_receive_the_stream_and_a_late_one_gets_a_snapsho
 async def test_a_second_conversation_keeps_its_history(stack: Stack) -> None:
     client = Client(stack).signup()
     conversation = client.new_conversation()
-    async with websockets.connect(
-        client.socket_url(conversation), additional_headers=client.socket_headers()
-    ) as ws:
+    async with client.connect(conversation) as ws:
         for question in ("First question", "Second question"):
             await ws.send(json.dumps({"type": "send", "content": question, "params": {"max_tokens": 16}}))
             _, done = await collect_reply(ws)

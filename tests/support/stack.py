@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import websockets
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -57,7 +59,7 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
-    def start(self) -> Stack:
+    def start(self, *, model_state: str = "ready") -> Stack:
         suffix = secrets.token_hex(4)
         self.database_url, self._drop_database = _create_database(f"mchat_it_{suffix}", self.tmp)
         self.port = free_port()
@@ -101,7 +103,7 @@ class Stack:
             "daphne",
             [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "webapp.asgi:application"],
         )
-        self.wait_ready()
+        self.wait_ready(model_state)
         return self
 
     def _spawn(self, name: str, argv: list[str]) -> None:
@@ -123,7 +125,7 @@ class Stack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def wait_ready(self, timeout: float = 90.0) -> dict:
+    def wait_ready(self, model_state: str = "ready", timeout: float = 90.0) -> dict:
         deadline = time.monotonic() + timeout
         last: object = None
         while time.monotonic() < deadline:
@@ -133,7 +135,7 @@ class Stack:
             try:
                 with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as response:
                     last = json.load(response)
-                if last["model"]["state"] == "ready":
+                if last["model"]["state"] == model_state:
                     return last
             except OSError as error:
                 last = error
@@ -205,3 +207,7 @@ class Client:
 
     def socket_url(self, conversation_id: str) -> str:
         return f"ws://127.0.0.1:{self.stack.port}/ws/conversations/{conversation_id}/"
+
+    def connect(self, conversation_id: str) -> websockets.connect:
+        """Open this person's websocket on a conversation (use with `async with`)."""
+        return websockets.connect(self.socket_url(conversation_id), additional_headers=self.socket_headers())

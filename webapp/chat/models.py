@@ -7,6 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from inference.streaming import STAT_FIELDS
+
 
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -70,9 +72,4 @@ class Message(models.Model):
         return self.status in self.LIVE_STATUSES
 
     def stats(self) -> dict[str, float | int | None]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "ttft_ms": self.ttft_ms,
-            "tokens_per_s": self.tokens_per_s,
-        }
+        return {name: getattr(self, name) for name in STAT_FIELDS}

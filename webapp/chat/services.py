@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from inference.chat_template import ContextOverflow, fit_chat
 from inference.params import ParamError, SamplingParams, parse_params
+from inference.streaming import STAT_FIELDS
 from webapp.celery import app as celery_app
 from webapp.chat import events, live
 from webapp.chat.models import Conversation, Message
@@ -214,10 +215,8 @@ def reply_finish(
         reply.content = content
         reply.error = error
         reply.model_name = model_name
-        reply.prompt_tokens = stats.get("prompt_tokens")
-        reply.completion_tokens = stats.get("completion_tokens")
-        reply.ttft_ms = stats.get("ttft_ms")
-        reply.tokens_per_s = stats.get("tokens_per_s")
+        for name in STAT_FIELDS:
+            setattr(reply, name, stats.get(name))
         reply.save()
         Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=timezone.now())
 
