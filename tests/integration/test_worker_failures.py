@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def broken_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(tmp=Path(tmp_path_factory.mktemp("broken")), extra_env={"MODEL_PATH": "/nonexistent/mistral"})
+    stack = Stack(
+        tmp=Path(tmp_path_factory.mktemp("broken")), extra_env={"MODEL_PATH": "/nonexistent/mistral"}
+    )
     stack.start(model_state="failed")
     try:
         yield stack
