@@ -1,274 +1,319 @@
-"""Model loading and streaming token generation for the inference worker.
+"""The engine: one model, and every live reply decoded together on it (continuous batching).
 
-``load_engine`` builds the embedded tiny model (``MODEL_PATH`` unset) or loads
-Mistral weights from a local folder or the local Hugging Face cache, never from
-the network. ``Engine.generate`` streams the ids of one reply, one request at a
-time per call; calls on one engine from several threads are safe because each
-keeps its own KV cache and random generator.
+Callers in many threads call `Engine.generate`; each gets a stream of token
+ids. One scheduler thread owns the model and the batch. Between two decode
+steps it admits the requests that arrived (their prompts are prefilled
+together, left-padded, and their caches joined to the batch's) and drops
+the ones that finished or were cancelled, freeing their cache. Every step
+decodes one token for every reply in the batch, each sampled with its own
+parameters and seed (`inference.sampling`).
 
-``sample_next`` is the per-request sampler (temperature, top-k, top-p,
-repetition penalty), kept separate so that a batched decoder can reuse it.
-No Django, no Redis: plain Python and torch.
+Only the scheduler thread touches tensors; results reach callers through
+one queue per request, so no caller can starve another (the trap of
+transformers #42943). No Django, no Redis: plain Python and torch.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
 
+from inference.kv_cache import BatchCache
+from inference.loading import EngineError, ModelInfo, check_vocab, load_model, resolve_device_dtype
 from inference.params import SamplingParams
-from inference.tiny import TINY_MODEL_NAME, build_tiny_model
+from inference.sampling import RowParams, check_params, new_generator, sample_batch, sample_next
 
-# Our tokenizer is mistral_common's v1 SentencePiece model: 32000 ids. A model with
-# another vocabulary would read our ids as different tokens, so it is refused.
-VOCAB_SIZE = 32000
+__all__ = [
+    "Engine",
+    "EngineError",
+    "ModelInfo",
+    "load_engine",
+    "resolve_device_dtype",
+    "sample_next",
+]
 
-_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
+logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the UI and ``/healthz`` say about the loaded model."""
-
-    name: str  # TINY_MODEL_NAME, or the MODEL_PATH given
-    device: str  # "cpu", "cuda:0", ...
-    dtype: str  # "float32", "bfloat16", ...
-    context_length: int  # config.max_position_embeddings
-    parameters: int
-
-
-class EngineError(RuntimeError):
-    """The model cannot be loaded or used: the message says why, for an operator."""
+# How long a caller waits for its next token before it looks at `should_stop` again.
+STOP_POLL_S = 0.02
 
 
 def _never() -> bool:
     return False
 
 
-def sample_next(
-    logits: torch.Tensor,
-    params: SamplingParams,
-    generator: torch.Generator | None = None,
-    previous_ids: torch.Tensor | Sequence[int] | None = None,
-) -> int:
-    """Pick the next token id from one position's ``logits`` (shape ``[vocab]``).
-
-    Order as in transformers: repetition penalty, then temperature (0 = greedy
-    argmax), top-k, top-p. ``previous_ids`` (prompt and generated so far,
-    duplicates allowed) is what the repetition penalty applies to.
-    """
-    scores = logits.float()
-    if params.repetition_penalty != 1.0 and previous_ids is not None and len(previous_ids) > 0:
-        ids = torch.as_tensor(previous_ids, dtype=torch.long, device=scores.device)
-        seen = scores.gather(0, ids)
-        # HF semantics: a penalty > 1 always makes a seen token less likely,
-        # whichever the sign of its logit.
-        seen = torch.where(seen > 0, seen / params.repetition_penalty, seen * params.repetition_penalty)
-        scores = scores.scatter(0, ids, seen)
-    if params.temperature == 0:
-        return int(torch.argmax(scores).item())
-    scores = scores / params.temperature
-    if 0 < params.top_k < scores.numel():
-        kth_best = torch.topk(scores, params.top_k).values[-1]
-        scores = scores.masked_fill(scores < kth_best, float("-inf"))
-    if params.top_p < 1.0:
-        sorted_scores, order = torch.sort(scores, descending=True)
-        probs = torch.softmax(sorted_scores, dim=-1)
-        # Drop a token when the more likely ones already hold top_p of the mass;
-        # the most likely token is never dropped.
-        mass_before = torch.cumsum(probs, dim=-1) - probs
-        drop = torch.zeros_like(scores, dtype=torch.bool).scatter(0, order, mass_before >= params.top_p)
-        scores = scores.masked_fill(drop, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator).item())
+class _End:
+    """Marks the end of a request's stream in its queue."""
 
 
-def check_params(params: SamplingParams) -> None:
-    """Raise ValueError for parameters the sampler cannot work with."""
-    if not params.temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {params.temperature!r}")
-    if not 0 < params.top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {params.top_p!r}")
-    if params.top_k < 0:
-        raise ValueError(f"top_k must be >= 0, got {params.top_k!r}")
-    if not params.repetition_penalty > 0:
-        raise ValueError(f"repetition_penalty must be > 0, got {params.repetition_penalty!r}")
-    if params.max_tokens < 0:
-        raise ValueError(f"max_tokens must be >= 0, got {params.max_tokens!r}")
+_END = _End()
+
+
+@dataclass(eq=False)
+class Request:
+    """One reply in the engine: its prompt, its parameters, and where its tokens go."""
+
+    prompt: list[int]
+    params: SamplingParams
+    budget: int  # the most ids it may generate: max_tokens, within the context
+    generator: torch.Generator
+    tokens: queue.SimpleQueue[int | _End | BaseException] = field(default_factory=queue.SimpleQueue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    generated: int = 0
+
+    def cancel(self) -> None:
+        """Leave the batch at the next step; its cache is freed then."""
+        self.cancelled.set()
+
+
+@dataclass(frozen=True)
+class EngineLoad:
+    """What the worker's heartbeat reports."""
+
+    active: int  # replies in the batch now
+    waiting: int  # submitted, not yet admitted
+    max_batch: int
 
 
 class Engine:
-    """One loaded causal LM and the decode loop that streams its replies."""
+    """One loaded causal LM and the scheduler that batches every live reply on it."""
 
-    def __init__(self, model: PreTrainedModel, *, name: str) -> None:
-        config = model.config
-        if config.vocab_size != VOCAB_SIZE:
-            raise EngineError(
-                f"model {name!r} has a vocabulary of {config.vocab_size} tokens, but this server's "
-                f"tokenizer (Mistral v1 SentencePiece) has {VOCAB_SIZE}: use a Mistral-7B v0.1/v0.2 model"
-            )
+    def __init__(self, model: PreTrainedModel, *, name: str, max_batch: int = 32) -> None:
+        check_vocab(model.config.vocab_size, name)
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self.model = model.eval()
-        first = next(model.parameters())
-        self.device = first.device
-        eos = config.eos_token_id
+        self.info = ModelInfo.of(model, name)
+        self.device = next(model.parameters()).device
+        self.max_batch = max_batch
+        eos = model.config.eos_token_id
         self.eos_ids: frozenset[int] = frozenset([eos] if isinstance(eos, int) else (eos or []))
-        self.info = ModelInfo(
-            name=name,
-            device=str(first.device),
-            dtype=str(first.dtype).removeprefix("torch."),
-            context_length=int(config.max_position_embeddings),
-            parameters=sum(p.numel() for p in model.parameters()),
-        )
+        self._waiting: deque[Request] = deque()
+        self._wakeup = threading.Condition()
+        self._batch: _Batch | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- the callers' side -----------------------------------------------------------
 
     def generate(
-        self,
-        prompt_ids: list[int],
-        params: SamplingParams,
-        *,
-        should_stop: Callable[[], bool] = _never,
+        self, prompt_ids: list[int], params: SamplingParams, *, should_stop: Callable[[], bool] = _never
     ) -> Iterator[int]:
         """Yield generated token ids one at a time.
 
-        Ends after EOS (EOS itself is not yielded), after ``params.max_tokens``
-        ids, at the end of the context window, or as soon as ``should_stop()``
-        is true (checked before every step). Bad prompts or parameters raise
+        Ends after EOS (not yielded, unless ``params.ignore_eos``), after
+        ``params.max_tokens`` ids, at the end of the context window, or soon
+        after ``should_stop()`` turns true (checked before the request joins
+        and while waiting for each token). Bad prompts or parameters raise
         ValueError here, at the call, not at the first ``next``.
         """
+        request = self.submit(prompt_ids, params)
+        return self._stream(request, should_stop)
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> Request:
+        """Queue a request for the next step; read its ids from `request.tokens`."""
         check_params(params)
         prompt = [int(i) for i in prompt_ids]
         if not prompt:
             raise ValueError("prompt_ids is empty")
-        if min(prompt) < 0 or max(prompt) >= VOCAB_SIZE:
-            raise ValueError(f"prompt_ids must lie in [0, {VOCAB_SIZE})")
+        vocab = self.model.config.vocab_size
+        if min(prompt) < 0 or max(prompt) >= vocab:
+            raise ValueError(f"prompt_ids must lie in [0, {vocab})")
         if len(prompt) >= self.info.context_length:
             raise ValueError(
                 f"prompt of {len(prompt)} tokens leaves no room in the {self.info.context_length}-token context"
             )
-        return self._decode(prompt, params, should_stop)
-
-    def _decode(
-        self, prompt: list[int], params: SamplingParams, should_stop: Callable[[], bool]
-    ) -> Iterator[int]:
-        budget = min(params.max_tokens, self.info.context_length - len(prompt))
-        generator = torch.Generator(device=self.device)
-        if params.seed is None:
-            generator.seed()  # fresh entropy: never the shared global RNG
-        else:
-            generator.manual_seed(params.seed)
-        # Inference mode is entered per step, never across a yield: the mode is
-        # thread-local and would otherwise leak into the caller between tokens.
-        with torch.inference_mode():
-            ids = torch.empty(len(prompt) + budget, dtype=torch.long, device=self.device)
-            ids[: len(prompt)] = torch.tensor(prompt, dtype=torch.long)
-            cache = DynamicCache(config=self.model.config)
-        length = len(prompt)
-        step_input = ids[:length]  # the first step is the prefill of the whole prompt
-        for _ in range(budget):
-            if should_stop():
-                return
-            token = self._step(step_input, cache, params, generator, ids[:length])
-            if token in self.eos_ids:
-                return
-            with torch.inference_mode():
-                ids[length] = token
-            step_input = ids[length : length + 1]
-            length += 1
-            yield token
-
-    @torch.inference_mode()
-    def _step(
-        self,
-        step_input: torch.Tensor,
-        cache: DynamicCache,
-        params: SamplingParams,
-        generator: torch.Generator,
-        previous_ids: torch.Tensor,
-    ) -> int:
-        # logits_to_keep=1: only the last position is sampled, so a long prefill
-        # never materialises a [prompt, vocab] logits tensor.
-        out = self.model(
-            input_ids=step_input.unsqueeze(0), past_key_values=cache, use_cache=True, logits_to_keep=1
+        request = Request(
+            prompt=prompt,
+            params=params,
+            budget=min(params.max_tokens, self.info.context_length - len(prompt)),
+            generator=new_generator(params, self.device),
         )
-        return sample_next(out.logits[0, -1], params, generator, previous_ids)
+        with self._wakeup:
+            self._waiting.append(request)
+            self._ensure_scheduler()
+            self._wakeup.notify()
+        return request
+
+    def load(self) -> EngineLoad:
+        batch = self._batch
+        return EngineLoad(
+            active=len(batch.requests) if batch else 0, waiting=len(self._waiting), max_batch=self.max_batch
+        )
+
+    def _stream(self, request: Request, should_stop: Callable[[], bool]) -> Iterator[int]:
+        try:
+            while True:
+                if should_stop():
+                    return
+                try:
+                    item = request.tokens.get(timeout=STOP_POLL_S)
+                except queue.Empty:
+                    continue
+                if isinstance(item, _End):
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            # Stopped, finished, or abandoned by the caller: free the slot either way.
+            request.cancel()
+
+    # --- the scheduler -----------------------------------------------------------------
+
+    def _ensure_scheduler(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="engine-scheduler", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._waiting and self._batch is None:
+                    self._wakeup.wait()
+                joining = self._take_joining()
+            try:
+                with torch.inference_mode():
+                    if joining:
+                        self._admit(joining)
+                    if self._batch is not None:
+                        self._step()
+            except Exception as error:  # a failed step fails its replies, not the engine
+                logger.exception("engine step failed")
+                failed = [*joining, *(self._batch.requests if self._batch else [])]
+                self._batch = None
+                for request in failed:
+                    request.tokens.put(error)
+
+    def _take_joining(self) -> list[Request]:
+        room = self.max_batch - (len(self._batch.requests) if self._batch else 0)
+        joining: list[Request] = []
+        while self._waiting and len(joining) < room:
+            request = self._waiting.popleft()
+            if request.cancelled.is_set() or request.budget == 0:
+                request.tokens.put(_END)
+            else:
+                joining.append(request)
+        return joining
+
+    def _admit(self, joining: list[Request]) -> None:
+        """Prefill the newcomers together and join them to the batch with their first token."""
+        newcomers = _Batch.prefill(self, joining)
+        self._batch = newcomers if self._batch is None else self._batch.join(newcomers)
+
+    def _step(self) -> None:
+        batch = self._batch
+        assert batch is not None
+        keep = [
+            i for i, r in enumerate(batch.requests) if not r.cancelled.is_set() and r.generated < r.budget
+        ]
+        for request in set(batch.requests) - {batch.requests[i] for i in keep}:
+            request.tokens.put(_END)
+        if not keep:
+            self._batch = None
+            return
+        if len(keep) < len(batch.requests):
+            batch.select(keep)
+        batch.decode(self)
 
 
-def resolve_device_dtype(device: str | None, dtype: str | None) -> tuple[str, torch.dtype]:
-    """Fill in defaults: cuda + bfloat16 when CUDA is available, else cpu + float32."""
-    if device is None or device == "":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as exc:
-        raise EngineError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from exc
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise EngineError(f"device {device!r} asked for, but CUDA is not available on this machine")
-    if dtype is None or dtype == "":
-        return device, torch.bfloat16 if parsed.type == "cuda" else torch.float32
-    try:
-        return device, _DTYPES[dtype.lower()]
-    except KeyError:
-        raise EngineError(f"unknown dtype {dtype!r}: use one of {', '.join(_DTYPES)}") from None
+class _Batch:
+    """The replies decoding together: their KV cache, and one row of state per reply."""
+
+    def __init__(
+        self,
+        requests: list[Request],
+        cache: BatchCache,
+        last_tokens: torch.Tensor,
+        seen: torch.Tensor,
+    ) -> None:
+        self.requests = requests
+        self.cache = cache
+        self.last_tokens = last_tokens  # [batch]: the id each row feeds next
+        self.seen = seen  # [batch, vocab] bool: ids in each prompt and reply, for the penalty
+        self.rows = RowParams([r.params for r in requests], last_tokens.device)
+
+    @classmethod
+    def prefill(cls, engine: Engine, requests: list[Request]) -> _Batch:
+        device = engine.device
+        longest = max(len(r.prompt) for r in requests)
+        ids = torch.zeros(len(requests), longest, dtype=torch.long, device=device)
+        mask = torch.zeros(len(requests), longest, dtype=torch.long, device=device)
+        seen = torch.zeros(len(requests), engine.model.config.vocab_size, dtype=torch.bool, device=device)
+        for row, request in enumerate(requests):
+            prompt = torch.tensor(request.prompt, dtype=torch.long, device=device)
+            ids[row, longest - len(prompt) :] = prompt  # left padding: every row ends at the same column
+            mask[row, longest - len(prompt) :] = 1
+            seen[row, prompt] = True
+        cache = BatchCache.empty(engine.model.config)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = engine.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache.hf_cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache.mask = mask
+        cache.lengths = mask.sum(-1)
+        batch = cls(requests, cache, ids[:, -1], seen)
+        batch._emit(engine, out.logits[:, -1, :])
+        return batch
+
+    def join(self, other: _Batch) -> _Batch:
+        self.cache.join(other.cache)
+        self.requests = [*self.requests, *other.requests]
+        self.last_tokens = torch.cat([self.last_tokens, other.last_tokens])
+        self.seen = torch.cat([self.seen, other.seen])
+        self.rows = RowParams([r.params for r in self.requests], self.last_tokens.device)
+        return self
+
+    def select(self, keep: list[int]) -> None:
+        index = torch.tensor(keep, dtype=torch.long, device=self.last_tokens.device)
+        self.cache.select(index)
+        self.requests = [self.requests[i] for i in keep]
+        self.last_tokens = self.last_tokens[index]
+        self.seen = self.seen[index]
+        self.rows = RowParams([r.params for r in self.requests], self.last_tokens.device)
+
+    def decode(self, engine: Engine) -> None:
+        mask, positions = self.cache.extend()
+        out = engine.model(
+            input_ids=self.last_tokens[:, None],
+            attention_mask=mask,
+            position_ids=positions[:, None],
+            past_key_values=self.cache.hf_cache,
+            use_cache=True,
+        )
+        self._emit(engine, out.logits[:, -1, :])
+
+    def _emit(self, engine: Engine, logits: torch.Tensor) -> None:
+        """Sample one id per row and hand it to its caller; EOS ends a row at the next step."""
+        chosen = sample_batch(logits, self.rows, [r.generator for r in self.requests], self.seen)
+        self.last_tokens = chosen
+        self.seen[torch.arange(len(chosen), device=chosen.device), chosen] = True
+        for request, token in zip(self.requests, chosen.tolist(), strict=True):
+            if token in engine.eos_ids and not request.params.ignore_eos:
+                request.generated = request.budget  # finished: dropped before the next step
+                continue
+            request.generated += 1
+            request.tokens.put(token)
 
 
 def load_engine(
-    *, model_path: str | None = None, device: str | None = None, dtype: str | None = None
+    *,
+    model_path: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_batch: int = 32,
 ) -> Engine:
     """Build the tiny model (no ``model_path``) or load local weights; raise EngineError if unloadable."""
-    device, torch_dtype = resolve_device_dtype(device, dtype)
-    if model_path is None:
-        model: PreTrainedModel = _cast_parameters(build_tiny_model(), torch_dtype)
-        name = TINY_MODEL_NAME
-    else:
-        model = _load_pretrained(model_path, torch_dtype)
-        name = model_path
-    return Engine(model.to(device), name=name)
-
-
-def _cast_parameters(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
-    # Not `model.to(dtype)`: that would also cast the RoPE `inv_freq` buffers, which
-    # from_pretrained keeps in float32; bf16 frequencies blur positions far into 32k.
-    with torch.no_grad():
-        for param in model.parameters():
-            param.data = param.data.to(dtype)
-    return model
-
-
-def _load_pretrained(model_path: str, torch_dtype: torch.dtype) -> PreTrainedModel:
-    looks_like_path = os.path.isabs(model_path) or model_path.startswith((".", "~"))
-    if looks_like_path and not os.path.isdir(os.path.expanduser(model_path)):
-        raise EngineError(f"MODEL_PATH {model_path!r}: no such folder")
-    path = os.path.expanduser(model_path) if looks_like_path else model_path
-    try:
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise EngineError(
-            f"MODEL_PATH {model_path!r} is neither a local folder with a config.json nor a model in the "
-            f"local Hugging Face cache (downloads are off): {exc}"
-        ) from exc
-    # Checked before loading the weights: refusing a 14 GB load takes no time.
-    vocab = getattr(config, "vocab_size", None)
-    if vocab != VOCAB_SIZE:
-        raise EngineError(
-            f"model {model_path!r} has a vocabulary of {vocab} tokens, but this server's tokenizer "
-            f"(Mistral v1 SentencePiece) has {VOCAB_SIZE}: use a Mistral-7B v0.1/v0.2 model"
-        )
-    try:
-        # transformers 5 names it `dtype` (`torch_dtype` is deprecated). No device_map:
-        # it needs `accelerate`, so weights load on the CPU and move afterwards.
-        return AutoModelForCausalLM.from_pretrained(
-            path, config=config, dtype=torch_dtype, local_files_only=True
-        )
-    except Exception as exc:  # any failure here means the same thing to an operator
-        raise EngineError(f"cannot load the weights of {model_path!r}: {type(exc).__name__}: {exc}") from exc
+    model, name = load_model(model_path=model_path, device=device, dtype=dtype)
+    return Engine(model, name=name, max_batch=max_batch)

@@ -7,7 +7,7 @@ Plain Python: no torch, no Django.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -19,6 +19,8 @@ class SamplingParams:
     max_tokens: int = 512
     repetition_penalty: float = 1.0
     seed: int | None = None
+    # Benchmarks only: decode exactly max_tokens. Clients cannot set it.
+    ignore_eos: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,7 +52,7 @@ def parse_params(raw: object, *, max_tokens_limit: int, default_max_tokens: int)
         raw = {}
     if not isinstance(raw, dict):
         raise ParamError("params", "params must be an object")
-    unknown = sorted(set(raw) - {f.name for f in fields(SamplingParams)})
+    unknown = sorted(set(raw) - set(_RULES))
     if unknown:
         raise ParamError(unknown[0], f"unknown parameter {unknown[0]!r}; allowed: {', '.join(_RULES)}")
     values: dict[str, Any] = {"max_tokens": min(default_max_tokens, max_tokens_limit)}

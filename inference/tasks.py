@@ -17,6 +17,7 @@ from django.conf import settings
 
 from inference.engine import Engine, load_engine
 from inference.streaming import StreamSettings, stream_reply
+from inference.tiny import TINY_MODEL_NAME
 from webapp import workers
 from webapp.chat import live, services
 
@@ -33,12 +34,6 @@ class _EngineHolder:
         self._loaded = threading.Event()
         self.engine: Engine | None = None
         self.error: str = ""
-        self._busy_lock = threading.Lock()
-        self.busy = 0
-
-    def track(self, delta: int) -> None:
-        with self._busy_lock:
-            self.busy += delta
 
     def load(self) -> None:
         with self._lock:
@@ -49,6 +44,7 @@ class _EngineHolder:
                     model_path=settings.MODEL_PATH or None,
                     device=settings.MODEL_DEVICE or None,
                     dtype=settings.MODEL_DTYPE or None,
+                    max_batch=settings.MAX_BATCH,
                 )
                 logger.info("model loaded: %s", self.engine.info)
             except Exception as error:
@@ -65,22 +61,22 @@ class _EngineHolder:
         return self.engine
 
     def status(self) -> dict[str, object]:
+        """The heartbeat: model, device, dtype, batch in use, queue length, loading/ready/failed."""
+        status: dict[str, object] = {"max_batch": settings.MAX_BATCH, "queue_length": workers.queue_length()}
         if not self._loaded.is_set():
-            return {
-                "state": "loading",
-                "model": settings.MODEL_PATH or "tiny-random-mistral",
-                "busy": self.busy,
-            }
+            return {**status, "state": "loading", "model": settings.MODEL_PATH or TINY_MODEL_NAME}
         if self.engine is None:
-            return {"state": "failed", "model": settings.MODEL_PATH, "error": self.error, "busy": self.busy}
-        info = self.engine.info
+            return {**status, "state": "failed", "model": settings.MODEL_PATH, "error": self.error}
+        info, load = self.engine.info, self.engine.load()
         return {
+            **status,
             "state": "ready",
             "model": info.name,
             "device": info.device,
             "dtype": info.dtype,
-            "busy": self.busy,
-            "max_batch": settings.MAX_BATCH,
+            "parameters": info.parameters,
+            "active": load.active,
+            "waiting": load.waiting,
         }
 
 
@@ -94,45 +90,36 @@ def generate_reply(message_id: str) -> None:
     job = services.reply_claim(message_id=message_id)
     if job is None:
         return
-    holder.track(+1)
     try:
-        try:
-            engine = holder.get()
-        except RuntimeError as error:
-            services.reply_finish(
-                message_id=job.message_id,
-                status="failed",
-                content="",
-                stats={},
-                model_name="",
-                error=str(error),
-            )
-            return
-        outcome = stream_reply(
-            engine=engine,
-            messages=job.messages,
-            system_prompt=job.system_prompt,
-            params=job.params,
-            settings=StreamSettings(
-                context_limit=min(settings.CONTEXT_LIMIT, engine.info.context_length),
-                coalesce_ms=settings.STREAM_COALESCE_MS,
-                coalesce_tokens=settings.STREAM_COALESCE_TOKENS,
-            ),
-            emit=lambda seq, text: services.reply_delta(
-                conversation_id=job.conversation_id, message_id=job.message_id, seq=seq, text=text
-            ),
-            stop_requested=lambda: live.stop_requested(job.message_id),
-        )
+        engine = holder.get()
+    except RuntimeError as error:
         services.reply_finish(
-            message_id=job.message_id,
-            status=outcome.status,
-            content=outcome.content,
-            stats=outcome.stats(),
-            model_name=engine.info.name,
-            error=outcome.error,
+            message_id=job.message_id, status="failed", content="", stats={}, model_name="", error=str(error)
         )
-    finally:
-        holder.track(-1)
+        return
+    outcome = stream_reply(
+        engine=engine,
+        messages=job.messages,
+        system_prompt=job.system_prompt,
+        params=job.params,
+        settings=StreamSettings(
+            context_limit=min(settings.CONTEXT_LIMIT, engine.info.context_length),
+            coalesce_ms=settings.STREAM_COALESCE_MS,
+            coalesce_tokens=settings.STREAM_COALESCE_TOKENS,
+        ),
+        emit=lambda seq, text: services.reply_delta(
+            conversation_id=job.conversation_id, message_id=job.message_id, seq=seq, text=text
+        ),
+        stop_requested=lambda: live.stop_requested(job.message_id),
+    )
+    services.reply_finish(
+        message_id=job.message_id,
+        status=outcome.status,
+        content=outcome.content,
+        stats=outcome.stats(),
+        model_name=engine.info.name,
+        error=outcome.error,
+    )
 
 
 def _heartbeat() -> None:

@@ -6,7 +6,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from webapp.chat.live import redis_client
-from webapp.workers import live_workers, model_summary
+from webapp.workers import live_workers, model_summary, queue_length
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -18,10 +18,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception as error:  # a health check reports every failure, whatever it is
         checks["database"] = f"error: {error.__class__.__name__}"
     workers: list[dict[str, object]] = []
+    queued = None
     try:
         redis_client().ping()
         checks["redis"] = "ok"
         workers = live_workers()
+        queued = queue_length()
     except Exception as error:
         checks["redis"] = f"error: {error.__class__.__name__}"
     summary = model_summary(workers)
@@ -30,6 +32,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "status": "ok" if healthy and summary["state"] == "ready" else ("degraded" if healthy else "error"),
         **checks,
         "model": summary,
+        "queue_length": queued,
         "workers": workers,
     }
     return JsonResponse(body, status=200 if healthy else 503)

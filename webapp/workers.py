@@ -32,6 +32,12 @@ def remove_heartbeat(worker: str) -> None:
     redis_client().delete(_key(worker))
 
 
+def queue_length() -> int:
+    """Reply jobs waiting in the Redis queue that no worker has taken yet."""
+    # Kombu's Redis transport keeps a queue as a list named after it, under our prefix.
+    return int(redis_client().llen(f"{settings.REDIS_PREFIX}:celery:inference"))
+
+
 def live_workers() -> list[dict[str, Any]]:
     """Every worker that sent a heartbeat recently, sorted by name."""
     client = redis_client()
@@ -41,9 +47,21 @@ def live_workers() -> list[dict[str, Any]]:
 
 
 def model_summary(workers: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the page shows: which model answers and whether it is ready."""
+    """What the page shows: which model answers, and whether it is loading, ready or busy.
+
+    `busy` means every ready worker's batch is full: a new reply waits in the queue.
+    """
     ready = [w for w in workers if w.get("state") == "ready"]
     shown = ready[0] if ready else (workers[0] if workers else None)
     if shown is None:
         return {"state": "offline", "model": None}
-    return {"state": shown.get("state"), "model": shown.get("model"), "workers": len(workers)}
+    state = shown.get("state")
+    if ready and all(w.get("active", 0) >= w.get("max_batch", 1) for w in ready):
+        state = "busy"
+    return {
+        "state": state,
+        "model": shown.get("model"),
+        "workers": len(workers),
+        "active": sum(w.get("active", 0) for w in ready),
+        "capacity": sum(w.get("max_batch", 0) for w in ready),
+    }

@@ -96,8 +96,9 @@ const handlers = {
   start(event) {
     const r = reply(event.message_id);
     setStatus(r.el, "queued");
+    // Sent again, with a smaller position, each time the queue moves.
     r.el.querySelector(".meta").textContent =
-      event.queue_position > 0 ? `Queued: ${event.queue_position} ahead` : "Waiting for the model…";
+      event.queue_position > 0 ? `Queued: ${event.queue_position} ahead of you` : "Waiting for the model…";
     setBusy(true);
     follow(true);
   },
@@ -188,9 +189,13 @@ document.addEventListener("keydown", (key) => {
 async function refreshModel() {
   try {
     const health = await (await fetch("/healthz")).json();
-    document.getElementById("model-name").textContent = health.model.model || "no worker running";
-    document.getElementById("model-state").textContent = health.model.state;
-    document.getElementById("model-status").dataset.state = health.model.state;
+    const model = health.model;
+    document.getElementById("model-name").textContent = model.model || "no worker running";
+    document.getElementById("model-state").textContent = model.state;
+    document.getElementById("model-status").dataset.state = model.state;
+    const load = model.capacity ? [`${model.active}/${model.capacity} replies in progress`] : [];
+    if (health.queue_length) load.push(`${health.queue_length} waiting`);
+    document.getElementById("model-load").textContent = load.join(" · ");
   } catch {
     document.getElementById("model-state").textContent = "unreachable";
   }

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
-from transformers import MistralConfig, MistralForCausalLM
+from transformers import MistralForCausalLM
 
-from inference.engine import Engine, EngineError, load_engine, resolve_device_dtype, sample_next
+from inference.engine import Engine, load_engine
 from inference.params import SamplingParams
 from inference.tiny import TINY_MODEL_NAME, build_tiny_model, tiny_config
 
@@ -153,7 +151,7 @@ def test_should_stop_is_checked_before_every_step(engine: Engine) -> None:
         len(list(engine.generate(PROMPT, SamplingParams(temperature=0.0, max_tokens=5), should_stop=never)))
         == 5
     )
-    assert len(calls) == 5
+    assert len(calls) >= 5  # at least once before each token; more while it waits
 
 
 def test_eos_first_yields_nothing() -> None:
@@ -244,233 +242,3 @@ def test_concurrent_generations_match_solo_runs(engine: Engine) -> None:
         thread.join(timeout=60)
     assert not errors
     assert results == alone
-
-
-# --- sample_next on crafted logits --------------------------------------------------------------
-
-
-def _logits(values: dict[int, float], size: int = 10, rest: float = -1e9) -> torch.Tensor:
-    logits = torch.full((size,), rest)
-    for token, value in values.items():
-        logits[token] = value
-    return logits
-
-
-def _draws(logits: torch.Tensor, params: SamplingParams, n: int = 300, seed: int = 0) -> list[int]:
-    generator = torch.Generator().manual_seed(seed)
-    return [sample_next(logits, params, generator) for _ in range(n)]
-
-
-def test_temperature_zero_is_argmax() -> None:
-    logits = torch.tensor([0.1, 3.0, 2.9, -5.0])
-    assert sample_next(logits, SamplingParams(temperature=0.0), None) == 1
-    # top_k and top_p do not matter when greedy
-    assert sample_next(logits, SamplingParams(temperature=0.0, top_k=1, top_p=0.1), None) == 1
-
-
-def test_low_temperature_concentrates_high_spreads() -> None:
-    logits = torch.tensor([2.0, 1.0, 0.0])
-    assert set(_draws(logits, SamplingParams(temperature=0.05))) == {0}
-    assert set(_draws(logits, SamplingParams(temperature=5.0))) == {0, 1, 2}
-
-
-def test_temperature_one_follows_softmax() -> None:
-    logits = torch.tensor([1.0, 0.0, -1.0])
-    draws = _draws(logits, SamplingParams(temperature=1.0), n=3000)
-    expected = torch.softmax(logits, dim=-1).tolist()
-    for token, probability in enumerate(expected):
-        assert abs(draws.count(token) / len(draws) - probability) < 0.04
-
-
-def test_top_k_keeps_only_the_k_best() -> None:
-    logits = torch.tensor([0.5, 0.4, 0.3, 0.2, 0.1])
-    assert set(_draws(logits, SamplingParams(temperature=1.0, top_k=1))) == {0}
-    assert set(_draws(logits, SamplingParams(temperature=1.0, top_k=2))) == {0, 1}
-    assert set(_draws(logits, SamplingParams(temperature=1.0, top_k=0))) == {0, 1, 2, 3, 4}
-
-
-@pytest.mark.parametrize(
-    ("top_p", "kept"), [(0.45, {0}), (0.75, {0, 1}), (0.85, {0, 1, 2}), (1.0, {0, 1, 2, 3})]
-)
-def test_top_p_keeps_the_smallest_nucleus(top_p: float, kept: set[int]) -> None:
-    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
-    assert set(_draws(logits, SamplingParams(temperature=1.0, top_p=top_p), n=600)) == kept
-
-
-def test_top_p_applies_after_temperature() -> None:
-    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
-    # At a low temperature token 0 alone holds more than 0.75 of the mass.
-    assert set(_draws(logits, SamplingParams(temperature=0.3, top_p=0.75))) == {0}
-
-
-def test_repetition_penalty_divides_positive_logits() -> None:
-    logits = _logits({3: 5.0, 4: 4.0})
-    assert sample_next(logits, SamplingParams(temperature=0.0), None, [3]) == 3
-    assert sample_next(logits, SamplingParams(temperature=0.0, repetition_penalty=2.0), None, [3]) == 4
-
-
-def test_repetition_penalty_multiplies_negative_logits() -> None:
-    logits = _logits({0: -1.0, 1: -1.5})
-    assert sample_next(logits, SamplingParams(temperature=0.0, repetition_penalty=2.0), None, [0]) == 1
-
-
-def test_repetition_penalty_counts_a_token_once() -> None:
-    # 5.0 / 1.5 = 3.33 still beats 3.0; penalised twice (2.22) it would not.
-    logits = _logits({3: 5.0, 4: 3.0})
-    params = SamplingParams(temperature=0.0, repetition_penalty=1.5)
-    assert sample_next(logits, params, None, [3, 3, 3]) == 3
-    assert sample_next(logits, params, None, torch.tensor([3, 3])) == 3
-
-
-def test_repetition_penalty_one_and_no_history_change_nothing() -> None:
-    logits = _logits({3: 5.0, 4: 4.0})
-    assert sample_next(logits, SamplingParams(temperature=0.0, repetition_penalty=1.0), None, [3]) == 3
-    assert sample_next(logits, SamplingParams(temperature=0.0, repetition_penalty=2.0), None, []) == 3
-
-
-def test_sample_next_does_not_modify_the_logits() -> None:
-    logits = _logits({3: 5.0, 4: 4.0})
-    before = logits.clone()
-    params = SamplingParams(temperature=0.5, top_k=2, top_p=0.9, repetition_penalty=1.3)
-    sample_next(logits, params, torch.Generator().manual_seed(0), [3, 4])
-    assert torch.equal(logits, before)
-
-
-def test_same_generator_seed_same_draws() -> None:
-    logits = torch.zeros(1000)
-    params = SamplingParams(temperature=1.0)
-    assert _draws(logits, params, n=20, seed=9) == _draws(logits, params, n=20, seed=9)
-    assert _draws(logits, params, n=20, seed=9) != _draws(logits, params, n=20, seed=10)
-
-
-def test_half_precision_logits_are_accepted() -> None:
-    logits = torch.tensor([0.0, 2.0, 1.0], dtype=torch.bfloat16)
-    assert sample_next(logits, SamplingParams(temperature=0.0), None) == 1
-    assert (
-        sample_next(logits, SamplingParams(temperature=1.0, top_k=1), torch.Generator().manual_seed(0)) == 1
-    )
-
-
-# --- loading real weights from a folder -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-mistral")
-    build_tiny_model().save_pretrained(folder, safe_serialization=True)
-    return folder
-
-
-def test_save_pretrained_writes_safetensors(saved_model: Path) -> None:
-    assert (saved_model / "model.safetensors").is_file()
-    assert json.loads((saved_model / "config.json").read_text())["vocab_size"] == 32000
-
-
-def test_load_folder_float32_matches_the_in_memory_model(saved_model: Path, engine: Engine) -> None:
-    loaded = load_engine(model_path=str(saved_model), device="cpu", dtype="float32")
-    assert loaded.info.name == str(saved_model)
-    assert (loaded.info.device, loaded.info.dtype) == ("cpu", "float32")
-    assert loaded.info.context_length == 32768
-    assert loaded.info.parameters == engine.info.parameters
-    assert not loaded.model.training
-    assert list(loaded.generate(PROMPT, GREEDY)) == list(engine.generate(PROMPT, GREEDY))
-
-
-def test_load_folder_bfloat16(saved_model: Path) -> None:
-    loaded = load_engine(model_path=str(saved_model), device="cpu", dtype="bfloat16")
-    assert (loaded.info.name, loaded.info.dtype) == (str(saved_model), "bfloat16")
-    assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
-    tokens = list(loaded.generate(PROMPT, SamplingParams(temperature=0.7, max_tokens=10, seed=1)))
-    assert len(tokens) == 10
-    assert all(0 <= t < 32000 for t in tokens)
-
-
-def test_tiny_model_in_bfloat16_matches_the_loaded_one(saved_model: Path) -> None:
-    tiny = load_engine(device="cpu", dtype="bf16")
-    assert (tiny.info.name, tiny.info.dtype) == (TINY_MODEL_NAME, "bfloat16")
-    assert {p.dtype for p in tiny.model.parameters()} == {torch.bfloat16}
-    # RoPE frequencies stay float32, as from_pretrained keeps them.
-    assert {b.dtype for b in tiny.model.buffers() if b.is_floating_point()} == {torch.float32}
-    loaded = load_engine(model_path=str(saved_model), device="cpu", dtype="bfloat16")
-    assert list(tiny.generate(PROMPT, GREEDY)) == list(loaded.generate(PROMPT, GREEDY))
-
-
-def test_wrong_vocab_folder_is_refused(tmp_path: Path) -> None:
-    config = tiny_config()
-    config.vocab_size = 32768  # Mistral v0.3's vocabulary
-    config.save_pretrained(tmp_path)  # the config alone: it is refused before any weights are read
-    with pytest.raises(EngineError, match="vocabulary of 32768"):
-        load_engine(model_path=str(tmp_path), device="cpu")
-
-
-def test_wrong_vocab_model_is_refused() -> None:
-    config = MistralConfig(
-        vocab_size=1000,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-    )
-    with pytest.raises(EngineError, match="vocabulary of 1000"):
-        Engine(MistralForCausalLM(config), name="small-vocab")
-
-
-def test_missing_folder_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(EngineError, match="no such folder"):
-        load_engine(model_path=str(tmp_path / "nope"), device="cpu")
-
-
-def test_unknown_hub_id_is_refused() -> None:
-    with pytest.raises(EngineError, match="local Hugging Face cache"):
-        load_engine(model_path="nobody-here/no-such-model-xyz", device="cpu")
-
-
-def test_folder_without_weights_is_refused(tmp_path: Path) -> None:
-    tiny_config().save_pretrained(tmp_path)
-    with pytest.raises(EngineError, match="cannot load the weights"):
-        load_engine(model_path=str(tmp_path), device="cpu")
-
-
-def test_empty_folder_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(EngineError, match="config.json"):
-        load_engine(model_path=str(tmp_path), device="cpu")
-
-
-# --- device and dtype ---------------------------------------------------------------------------
-
-
-def test_defaults_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device_dtype(None, None) == ("cpu", torch.float32)
-    assert resolve_device_dtype("cpu", "bfloat16") == ("cpu", torch.bfloat16)
-    with pytest.raises(EngineError, match="CUDA is not available"):
-        resolve_device_dtype("cuda", None)
-
-
-def test_defaults_with_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device_dtype(None, None) == ("cuda", torch.bfloat16)
-    assert resolve_device_dtype("cuda:0", "float16") == ("cuda:0", torch.float16)
-    assert resolve_device_dtype("cpu", None) == ("cpu", torch.float32)
-
-
-def test_unknown_device_or_dtype_is_refused() -> None:
-    with pytest.raises(EngineError, match="unknown dtype"):
-        resolve_device_dtype("cpu", "float8")
-    with pytest.raises(EngineError, match="unknown device"):
-        resolve_device_dtype("tpu-ish", None)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_engine_streams() -> None:
-    gpu = load_engine()
-    assert gpu.info.device.startswith("cuda")
-    assert gpu.info.dtype == "bfloat16"
-    params = SamplingParams(
-        temperature=0.8, top_p=0.9, top_k=50, repetition_penalty=1.1, max_tokens=16, seed=3
-    )
-    first = list(gpu.generate(PROMPT, params))
-    assert len(first) == 16
-    assert first == list(gpu.generate(PROMPT, params))
-    assert len(list(gpu.generate(PROMPT, GREEDY))) == GREEDY.max_tokens

@@ -29,7 +29,7 @@ def test_good_values_round_trip() -> None:
         "seed": 0,
     }
     params = parse(raw)
-    assert params.to_dict() == {**raw, "temperature": 0.0}
+    assert params.to_dict() == {**raw, "temperature": 0.0, "ignore_eos": False}
     assert isinstance(params.temperature, float)
     assert SamplingParams(**params.to_dict()) == params
 
@@ -67,3 +67,9 @@ def test_bad_values_name_the_parameter_and_the_allowed_range(raw: object, name: 
 
 def test_a_null_seed_means_no_seed() -> None:
     assert parse({"seed": None}).seed is None
+
+
+def test_clients_cannot_turn_off_eos() -> None:
+    with pytest.raises(ParamError) as error:
+        parse({"ignore_eos": True})
+    assert error.value.name == "ignore_eos"

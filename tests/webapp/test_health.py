@@ -26,13 +26,50 @@ def test_no_worker_means_offline_but_up(clean_workers) -> None:
     assert body["status"] == "degraded"
 
 
+def ready(active: int, max_batch: int = 4) -> dict:
+    return {
+        "state": "ready",
+        "model": "tiny",
+        "device": "cpu",
+        "dtype": "float32",
+        "active": active,
+        "max_batch": max_batch,
+    }
+
+
 def test_a_ready_worker_is_reported(clean_workers) -> None:
     workers.write_heartbeat("w1", {"state": "loading", "model": "m"})
-    workers.write_heartbeat("w2", {"state": "ready", "model": "tiny", "device": "cpu", "dtype": "float32"})
+    workers.write_heartbeat("w2", ready(active=1))
     body = Client().get("/healthz").json()
-    assert body["status"] == "ok"
-    assert body["model"] == {"state": "ready", "model": "tiny", "workers": 2}
+    assert body["status"] == "ok" and body["queue_length"] == 0
+    assert body["model"] == {"state": "ready", "model": "tiny", "workers": 2, "active": 1, "capacity": 4}
     assert [w["worker"] for w in body["workers"]] == ["w1", "w2"]
+
+
+def test_busy_when_every_ready_batch_is_full(clean_workers) -> None:
+    workers.write_heartbeat("w1", ready(active=4))
+    workers.write_heartbeat("w2", ready(active=2))
+    assert Client().get("/healthz").json()["model"]["state"] == "ready"
+    workers.write_heartbeat("w2", ready(active=4))
+    assert Client().get("/healthz").json()["model"] == {
+        "state": "busy",
+        "model": "tiny",
+        "workers": 2,
+        "active": 8,
+        "capacity": 8,
+    }
+
+
+def test_queue_length_counts_jobs_no_worker_took(clean_workers, settings) -> None:
+    from webapp.celery import app
+
+    queue = f"{settings.REDIS_PREFIX}:celery:inference"
+    try:
+        for _ in range(3):
+            app.send_task("inference.generate_reply", args=["nobody"], queue="inference")
+        assert Client().get("/healthz").json()["queue_length"] == 3
+    finally:
+        workers.redis_client().delete(queue)
 
 
 def test_redis_down_is_an_error(clean_workers, settings, monkeypatch) -> None:

@@ -7,7 +7,10 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from inference.streaming import STAT_FIELDS
+from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
+
+# What `done.stats` carries: the worker's figures and the time spent queued.
+STAT_FIELDS = (*REPLY_STAT_FIELDS, "queue_ms")
 
 
 class Conversation(models.Model):
@@ -54,6 +57,7 @@ class Message(models.Model):
     error = models.TextField(blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    queue_ms = models.FloatField(null=True, blank=True)  # from queued to picked up by a worker
     ttft_ms = models.FloatField(null=True, blank=True)
     tokens_per_s = models.FloatField(null=True, blank=True)
     model_name = models.CharField(max_length=300, blank=True)

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from inference.chat_template import ContextOverflow, fit_chat
 from inference.params import ParamError, SamplingParams, parse_params
-from inference.streaming import STAT_FIELDS
+from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
 from webapp.celery import app as celery_app
 from webapp.chat import events, live
 from webapp.chat.models import Conversation, Message
@@ -26,6 +26,9 @@ from webapp.chat.selectors import live_reply, prompt_history, queue_position
 
 GENERATE_REPLY_TASK = "inference.generate_reply"
 TITLE_CHARS = 60
+# Queued replies told their new place each time the queue moves; the rest
+# hear at their next move within reach.
+QUEUE_UPDATES = 100
 
 
 class ChatInputError(Exception):
@@ -189,7 +192,9 @@ def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
         if reply is None or reply.status != Message.Status.QUEUED:
             return None
         reply.status = Message.Status.STREAMING
-        reply.save(update_fields=["status", "updated_at"])
+        reply.queue_ms = (timezone.now() - reply.created_at).total_seconds() * 1000.0
+        reply.save(update_fields=["status", "queue_ms", "updated_at"])
+        transaction.on_commit(announce_queue_positions)
     return ReplyJob(
         message_id=str(reply.id),
         conversation_id=str(reply.conversation_id),
@@ -197,6 +202,15 @@ def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
         system_prompt=reply.conversation.system_prompt or None,
         params=SamplingParams(**reply.params),
     )
+
+
+def announce_queue_positions() -> None:
+    """Tell every queued reply (the first QUEUE_UPDATES) its place, after the queue moved."""
+    queued = Message.objects.filter(status=Message.Status.QUEUED).order_by("created_at")
+    for position, (reply_id, conversation_id) in enumerate(
+        queued.values_list("id", "conversation_id")[:QUEUE_UPDATES]
+    ):
+        live.publish(conversation_id, events.start_event(reply_id, position))
 
 
 def reply_finish(
@@ -215,7 +229,7 @@ def reply_finish(
         reply.content = content
         reply.error = error
         reply.model_name = model_name
-        for name in STAT_FIELDS:
+        for name in REPLY_STAT_FIELDS:
             setattr(reply, name, stats.get(name))
         reply.save()
         Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=timezone.now())

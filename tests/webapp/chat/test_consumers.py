@@ -237,7 +237,13 @@ async def test_snapshot_then_only_newer_tokens(enqueued: list[str]) -> None:
     )
     done = await receive(comm)
     assert done["type"] == "done" and done["content"] == "Hello world" and done["status"] == "complete"
-    assert done["stats"] == {"prompt_tokens": 5, "completion_tokens": 3, "ttft_ms": 1.0, "tokens_per_s": 2.0}
+    assert done["stats"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+        "ttft_ms": 1.0,
+        "tokens_per_s": 2.0,
+        "queue_ms": None,
+    }
     assert live.read_snapshot(reply.id) == (0, "")
     await comm.disconnect()
 
@@ -254,3 +260,31 @@ async def test_stop_sets_the_flag_the_worker_polls(enqueued: list[str]) -> None:
     await comm.receive_nothing(timeout=0.3)
     assert live.stop_requested(reply_id)
     await comm.disconnect()
+
+
+async def test_queued_replies_hear_their_new_place_when_the_queue_moves(enqueued: list[str]) -> None:
+    user = await make_user()
+    conversations = [await make_conversation(user) for _ in range(3)]
+    sockets = [await open_socket(c, user) for c in conversations]
+    replies = []
+    for comm in sockets:
+        await comm.send_to(text_data=json.dumps({"type": "send", "content": "hi"}))
+        assert (await receive(comm))["type"] == "message"
+        start = await receive(comm)
+        replies.append(start["message_id"])
+    assert [s for s in enqueued] == replies
+
+    job = await database_sync_to_async(services.reply_claim)(message_id=replies[0])
+    assert job is not None and job.messages == [{"role": "user", "content": "hi"}]
+    moved = [await receive(comm) for comm in sockets[1:]]
+    assert moved == [
+        {"type": "start", "message_id": replies[1], "queue_position": 0},
+        {"type": "start", "message_id": replies[2], "queue_position": 1},
+    ]
+    await sockets[0].receive_nothing(timeout=0.2)
+    claimed = await database_sync_to_async(Message.objects.get)(id=replies[0])
+    assert claimed.status == "streaming" and claimed.queue_ms is not None and claimed.queue_ms >= 0
+    # A second delivery of the same job claims nothing.
+    assert await database_sync_to_async(services.reply_claim)(message_id=replies[0]) is None
+    for comm in sockets:
+        await comm.disconnect()
