@@ -141,9 +141,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ROUTES = {"inference.*": {"queue": "inference"}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{REDIS_PREFIX}:celery:"}
 # A worker takes one job per free thread; the rest wait in Redis where any
-# worker can take them.
+# worker can take them and `/healthz` can count them. That needs late acks:
+# a job acked as it starts would open the prefetch window, and a busy worker
+# would hoard the next jobs in its own memory.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_ACKS_LATE = False
+CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Model and generation --------------------------------------------------

@@ -95,10 +95,13 @@ const handlers = {
   },
   start(event) {
     const r = reply(event.message_id);
+    if (r.seq > 0) return; // already streaming: a late place update
     setStatus(r.el, "queued");
-    // Sent again, with a smaller position, each time the queue moves.
+    // Sent again as the queue moves, from different processes: a place only ever
+    // goes down, so the smallest one heard is the current one.
+    r.place = Math.min(r.place ?? Infinity, event.queue_position);
     r.el.querySelector(".meta").textContent =
-      event.queue_position > 0 ? `Queued: ${event.queue_position} ahead of you` : "Waiting for the model…";
+      r.place > 0 ? `Queued: ${r.place} ahead of you` : "Waiting for the model…";
     setBusy(true);
     follow(true);
   },
