@@ -12,6 +12,60 @@ from __future__ import annotations
 
 import torch
 from transformers import DynamicCache, PretrainedConfig
+from transformers.cache_utils import DynamicLayer
+
+# Spare columns a layer reserves when it must reallocate, at the least.
+MIN_SPARE_COLUMNS = 64
+
+
+class GrowingLayer(DynamicLayer):
+    """A `DynamicLayer` that appends into spare capacity instead of concatenating.
+
+    transformers' own layer copies the whole cache on every step (`torch.cat`);
+    this one writes the new column in place and reallocates, doubling, only
+    when full. After a join or a trim replaced `keys`/`values` with a new
+    tensor, the next update rebuilds the buffers from it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._key_buffer: torch.Tensor | None = None
+        self._value_buffer: torch.Tensor | None = None
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.keys, self.values = key_states[..., :0, :], value_states[..., :0, :]
+        used, new = self.keys.shape[-2], key_states.shape[-2]
+        if not self._owns_current(used + new):
+            self._key_buffer = _with_room(self.keys, used + new)
+            self._value_buffer = _with_room(self.values, used + new)
+        assert self._key_buffer is not None and self._value_buffer is not None
+        self._key_buffer[..., used : used + new, :] = key_states
+        self._value_buffer[..., used : used + new, :] = value_states
+        self.keys = self._key_buffer[..., : used + new, :]
+        self.values = self._value_buffer[..., : used + new, :]
+        return self.keys, self.values
+
+    def _owns_current(self, needed: int) -> bool:
+        """Whether `keys` is still the start of our buffer, with room for `needed` columns."""
+        buffer = self._key_buffer
+        return (
+            buffer is not None
+            and self.keys.data_ptr() == buffer.data_ptr()
+            and self.keys.shape[0] == buffer.shape[0]
+            and buffer.shape[-2] >= needed
+        )
+
+
+def _with_room(current: torch.Tensor, needed: int) -> torch.Tensor:
+    shape = list(current.shape)
+    shape[-2] = max(2 * needed, needed + MIN_SPARE_COLUMNS)
+    buffer = current.new_empty(shape)
+    buffer[..., : current.shape[-2], :] = current
+    return buffer
 
 
 class BatchCache:
@@ -24,7 +78,9 @@ class BatchCache:
 
     @classmethod
     def empty(cls, config: PretrainedConfig) -> BatchCache:
-        return cls(DynamicCache(config=config))
+        cache = DynamicCache(config=config)
+        cache.layers = [GrowingLayer() for _ in cache.layers]
+        return cls(cache)
 
     @property
     def columns(self) -> int:
