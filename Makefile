@@ -12,10 +12,18 @@ TORCH_SPEC ?= torch==2.13.0
 run: $(VENV)/.installed
 	@bash scripts/run.sh
 
+# The database tests run twice: on SQLite (the default) and on PostgreSQL.
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+
 test: $(VENV)/.installed-test browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+	@if $(PY) -c "import psycopg, sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" "$(TEST_POSTGRES_URL)" 2>/dev/null; then \
+	  echo "== the database tests again, on PostgreSQL ($(TEST_POSTGRES_URL))"; \
+	  DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest tests/webapp -p no:cacheprovider; \
+	elif [ -n "$$CI" ]; then echo "PostgreSQL does not answer at $(TEST_POSTGRES_URL)" >&2; exit 1; \
+	else echo "== PostgreSQL does not answer at $(TEST_POSTGRES_URL): its pass is skipped (CI requires it)"; fi
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

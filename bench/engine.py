@@ -499,33 +499,36 @@ def main(argv: list[str] | None = None) -> int:
 
     levels: list[Level] = []
     failures: dict[str, str] = {}
-    for mode in args.modes:
-        try:
-            backend = make_backend(mode, model, name, args, fixed)
-        except Exception as error:
-            failures[mode] = f"{type(error).__name__}: {error}"
-            print(f"{mode}: cannot start: {failures[mode]}", file=sys.stderr, flush=True)
-            continue
-        try:
-            # Warm-up, untimed: first-call allocations, lazy imports, kernel selection.
-            warm = random_prompts(1, args.prompt_tokens, seed=args.seed + 10_000)
-            run_level(backend, warm, 1)
-            for concurrency in args.concurrency:
-                count = max(concurrency, args.min_requests)
-                prompts = random_prompts(count, args.prompt_tokens, seed=args.seed + concurrency)
+    warm = random_prompts(1, args.prompt_tokens, seed=args.seed + 10_000)
+    # Concurrency outside, modes inside: the runs a ratio compares are taken minutes apart
+    # at most, so a neighbour's load drifting on a shared machine skews ratios less.
+    # Each run gets a fresh backend, closed before the next: never a `generate()` while
+    # a transformers manager runs on the same model (transformers PR #48735).
+    for concurrency in args.concurrency:
+        count = max(concurrency, args.min_requests)
+        prompts = random_prompts(count, args.prompt_tokens, seed=args.seed + concurrency)
+        for mode in args.modes:
+            if mode in failures:
+                continue
+            backend: Backend | None = None
+            try:
+                backend = make_backend(mode, model, name, args, fixed)
+                run_level(backend, warm, 1)  # untimed: first-call allocations, kernel selection
                 level = run_level(backend, prompts, concurrency)
-                levels.append(level)
-                print(
-                    f"  {mode:>10} c={concurrency:<3} {level.tokens:>6} tokens in {level.wall_s:6.2f} s = "
-                    f"{level.tokens_per_s:8.1f} tok/s, TTFT p50 {fmt(percentile(level.ttft_ms, 50))} ms",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        except Exception as error:
-            failures[mode] = f"{type(error).__name__}: {error}"
-            print(f"{mode}: failed: {failures[mode]}", file=sys.stderr, flush=True)
-        finally:
-            backend.close()
+            except Exception as error:
+                failures[mode] = f"{type(error).__name__}: {error}"
+                print(f"{mode}: failed: {failures[mode]}", file=sys.stderr, flush=True)
+                continue
+            finally:
+                if backend is not None:
+                    backend.close()
+            levels.append(level)
+            print(
+                f"  {mode:>10} c={concurrency:<3} {level.tokens:>6} tokens in {level.wall_s:6.2f} s = "
+                f"{level.tokens_per_s:8.1f} tok/s, TTFT p50 {fmt(percentile(level.ttft_ms, 50))} ms",
+                file=sys.stderr,
+                flush=True,
+            )
     print()
     print_results(levels, failures, args.markdown)
     return 0 if not failures else 1

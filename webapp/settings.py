@@ -163,6 +163,18 @@ MAX_TOKENS_LIMIT = env_int("MAX_TOKENS_LIMIT", 4096)
 STREAM_COALESCE_MS = env_int("STREAM_COALESCE_MS", 30)
 STREAM_COALESCE_TOKENS = env_int("STREAM_COALESCE_TOKENS", 16)
 
+# --- Exports and imports (docs/exports.md) --------------------------------
+# An upload over IMPORT_MAX_BYTES is refused unread; so is one zip entry over it.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 20_000_000)
+# A zip is refused, before any entry is read, when its entries would unpack to
+# more than this in all, or when it has more entries than IMPORT_MAX_ZIP_ENTRIES.
+IMPORT_MAX_UNCOMPRESSED_BYTES = env_int("IMPORT_MAX_UNCOMPRESSED_BYTES", 200_000_000)
+IMPORT_MAX_ZIP_ENTRIES = env_int("IMPORT_MAX_ZIP_ENTRIES", 10_000)
+IMPORT_MAX_MESSAGES = env_int("IMPORT_MAX_MESSAGES", 10_000)
+# User messages are held to MAX_MESSAGE_CHARS as when sent; replies (and
+# their errors) may be longer, since MAX_TOKENS_LIMIT tokens can run past it.
+IMPORT_MAX_REPLY_CHARS = env_int("IMPORT_MAX_REPLY_CHARS", 100_000)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -74,7 +74,7 @@ function formatStats(stats) {
 
 // A new conversation is titled by its first message; show that without a reload.
 function nameInSidebar(m) {
-  const current = document.querySelector(".conversation-list .current a");
+  const current = document.querySelector(".conversation-list .current a.title");
   if (m.role !== "user" || !current || current.dataset.titled) return;
   current.dataset.titled = "1";
   if (current.textContent.trim() === "New chat") {

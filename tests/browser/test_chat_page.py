@@ -78,7 +78,7 @@ def test_the_stop_button_stops_the_reply(page: Page, stack: Stack) -> None:
         "() => { const ws = new WebSocket(location.origin.replace('http', 'ws') + '/ws/conversations/' + "
         "JSON.parse(document.getElementById('conversation-id').textContent) + '/');"
         "ws.onopen = () => ws.send(JSON.stringify({type: 'send', content: 'A long story please', "
-        "params: {max_tokens: 4000}})); }"
+        "params: {max_tokens: 4000, temperature: 0}})); }"
     )
     reply = page.locator(".message.assistant")
     expect(reply).to_have_attribute("data-status", "streaming")

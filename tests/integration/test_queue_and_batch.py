@@ -36,7 +36,11 @@ async def test_replies_beyond_the_batch_wait_and_hear_their_place_move(stack: St
     try:
         starts = []
         for ws in sockets:
-            await ws.send(json.dumps({"type": "send", "content": "Go on", "params": {"max_tokens": 4000}}))
+            await ws.send(
+                json.dumps(
+                    {"type": "send", "content": "Go on", "params": {"max_tokens": 4000, "temperature": 0}}
+                )
+            )
             await next_event(ws, "message")
             starts.append(await next_event(ws, "start"))
         # The first MAX_BATCH are decoding; the last two wait, with 0 and 1 before them

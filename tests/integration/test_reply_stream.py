@@ -72,9 +72,15 @@ async def test_stop_ends_the_reply_stopped_with_its_text_kept(stack: Stack) -> N
     client = Client(stack).signup()
     conversation = client.new_conversation()
     async with client.connect(conversation) as ws:
-        # Long enough that it cannot finish before the stop arrives.
+        # Long, and greedy: this prompt never meets EOS, so only the stop can end it.
         await ws.send(
-            json.dumps({"type": "send", "content": "Tell me a long story", "params": {"max_tokens": 4000}})
+            json.dumps(
+                {
+                    "type": "send",
+                    "content": "Tell me a long story",
+                    "params": {"max_tokens": 4000, "temperature": 0},
+                }
+            )
         )
         first = await next_event(ws, "token")
         await ws.send(json.dumps({"type": "stop"}))

@@ -1,5 +1,12 @@
-from django.contrib import admin
+"""Staff views of conversations and messages, and the export of selected conversations."""
 
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+
+from webapp.chat.export_views import zip_download
+from webapp.chat.exports import export_zip
 from webapp.chat.models import Conversation, Message
 
 
@@ -18,6 +25,18 @@ class ConversationAdmin(admin.ModelAdmin):
     search_fields = ("title", "owner__username")
     raw_id_fields = ("owner",)
     inlines = [MessageInline]
+    actions = ["export_selected"]
+
+    @admin.action(description="Export selected conversations (zip of JSON)")
+    def export_selected(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> StreamingHttpResponse:
+        exported_at = timezone.now()
+        return zip_download(
+            request,
+            export_zip(queryset, "json", exported_at=exported_at),
+            filename=f"conversations-{exported_at:%Y-%m-%d-%H%M%S}-json.zip",
+        )
 
 
 @admin.register(Message)

@@ -19,13 +19,21 @@ class ConversationForbidden(Exception):
     """The conversation exists but belongs to somebody else."""
 
 
-def access_conversation(user: AbstractBaseUser | AnonymousUser, conversation_id: UUID | str) -> Conversation:
-    """The only way to load a conversation for a user: views, sockets and exports all come here."""
+def access_conversation(
+    user: AbstractBaseUser | AnonymousUser, conversation_id: UUID | str, *, allow_staff: bool = False
+) -> Conversation:
+    """The only way to load a conversation for a user: views, sockets and exports all come here.
+
+    `allow_staff` lets staff read anybody's conversation (exports); nothing
+    that writes to a conversation passes it.
+    """
     try:
         conversation = Conversation.objects.get(id=conversation_id)
     except (Conversation.DoesNotExist, ValueError, ValidationError):
         raise ConversationNotFound(str(conversation_id)) from None
-    if not user.is_authenticated or conversation.owner_id != user.pk:
+    if not user.is_authenticated:
+        raise ConversationForbidden(str(conversation_id))
+    if conversation.owner_id != user.pk and not (allow_staff and user.is_staff):
         raise ConversationForbidden(str(conversation_id))
     return conversation
 

@@ -47,6 +47,32 @@ def conversation_create(*, owner: AbstractBaseUser, system_prompt: str = "") -> 
     return Conversation.objects.create(owner=owner, system_prompt=check_system_prompt(system_prompt))
 
 
+def conversation_rename(*, conversation: Conversation, title: object) -> Conversation:
+    conversation.title = check_title(title)
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def check_title(title: object) -> str:
+    if not isinstance(title, str):
+        raise ChatInputError("invalid_title", "The title must be text.")
+    cleaned = " ".join(title.split())
+    if not cleaned:
+        raise ChatInputError("empty_title", "The title is empty.")
+    limit = Conversation._meta.get_field("title").max_length
+    if len(cleaned) > limit:
+        raise ChatInputError("title_too_long", f"The title is over {limit} characters.")
+    return cleaned
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation and its messages; a reply in progress is stopped first."""
+    reply = live_reply(conversation)
+    if reply is not None:
+        live.request_stop(reply.id)
+    conversation.delete()
+
+
 def check_system_prompt(system_prompt: str) -> str:
     if len(system_prompt) > settings.MAX_SYSTEM_PROMPT_CHARS:
         raise ChatInputError(

@@ -1,10 +1,22 @@
 from django.urls import path
 
-from webapp.chat import views
+from webapp.chat import export_views, views
 
 app_name = "chat"
 urlpatterns = [
     path("", views.conversation_list, name="index"),
     path("new/", views.conversation_new, name="new"),
+    path("search/", views.conversation_search, name="search"),
+    path("<str:conversation_id>/rename/", views.conversation_rename, name="rename"),
+    path("<str:conversation_id>/delete/", views.conversation_delete, name="delete"),
+    # Exports and import: before the catch-all conversation route below.
+    path("export/", export_views.export_all, name="export"),
+    path("export/started/", export_views.export_started, name="export_started"),
+    path("import/", export_views.import_page, name="import"),
+    path(
+        "<str:conversation_id>/export/<str:export_format>/",
+        export_views.conversation_export,
+        name="export_conversation",
+    ),
     path("<str:conversation_id>/", views.conversation_page, name="conversation"),
 ]

@@ -1,14 +1,18 @@
-"""The chat pages: my conversations, a new one, one conversation."""
+"""The chat pages: my conversations, a new one, one conversation; renaming, deleting, searching."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.chat import services
+from webapp.chat.models import Conversation
+from webapp.chat.search import MAX_QUERY_CHARS, search_conversations
 from webapp.chat.selectors import (
     ConversationForbidden,
     ConversationNotFound,
@@ -16,14 +20,17 @@ from webapp.chat.selectors import (
     conversations_for_user,
     messages_of,
 )
+from webapp.chat.services import ChatInputError
 from webapp.workers import live_workers, model_summary
 
-SIDEBAR_LIMIT = 200
+SIDEBAR_LIMIT = 50
+PAGE_SIZE = 50
 
 
 @login_required
 def conversation_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "chat/page.html", _page_context(request, conversation=None))
+    page = Paginator(conversations_for_user(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "chat/page.html", {**_page_context(request, conversation=None), "page": page})
 
 
 @login_required
@@ -35,19 +42,66 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def conversation_page(request: HttpRequest, conversation_id: str) -> HttpResponse:
-    try:
-        conversation = access_conversation(request.user, conversation_id)
-    except (ConversationNotFound, ConversationForbidden):
-        # Somebody else's conversation looks exactly like a missing one.
-        raise Http404("No such conversation.") from None
+    conversation = _owned(request, conversation_id)
     return render(request, "chat/page.html", _page_context(request, conversation=conversation))
 
 
-def _page_context(request: HttpRequest, *, conversation: object) -> dict[str, object]:
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """Rename from the sidebar: JSON for the page's script, a redirect for a plain form."""
+    conversation = _owned(request, conversation_id)
+    wants_json = request.headers.get("Accept", "").startswith("application/json")
+    try:
+        services.conversation_rename(conversation=conversation, title=request.POST.get("title"))
+    except ChatInputError as error:
+        if wants_json:
+            return JsonResponse({"code": error.code, "message": error.message}, status=400)
+        flash.error(request, error.message)
+    else:
+        if wants_json:
+            return JsonResponse({"title": conversation.title})
+    return redirect("chat:conversation", conversation_id=conversation.id)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversation_delete(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """GET asks for confirmation; POST deletes."""
+    conversation = _owned(request, conversation_id)
+    if request.method == "GET":
+        return render(request, "chat/delete.html", {"conversation": conversation})
+    services.conversation_delete(conversation=conversation)
+    flash.success(request, f"Deleted “{conversation}”.")
+    return redirect("chat:index")
+
+
+@login_required
+def conversation_search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "")[:MAX_QUERY_CHARS]
+    context = {
+        **_page_context(request, conversation=None),
+        "query": query,
+        "hits": search_conversations(request.user, query),
+    }
+    return render(request, "chat/search.html", context)
+
+
+def _owned(request: HttpRequest, conversation_id: str) -> Conversation:
+    try:
+        return access_conversation(request.user, conversation_id)
+    except (ConversationNotFound, ConversationForbidden):
+        # Somebody else's conversation looks exactly like a missing one.
+        raise Http404("No such conversation.") from None
+
+
+def _page_context(request: HttpRequest, *, conversation: Conversation | None) -> dict[str, object]:
+    recent = list(conversations_for_user(request.user)[: SIDEBAR_LIMIT + 1])
     return {
         "conversation": conversation,
-        "messages": list(messages_of(conversation)) if conversation else [],
-        "conversations": conversations_for_user(request.user)[:SIDEBAR_LIMIT],
+        "chat_messages": list(messages_of(conversation)) if conversation else [],
+        "conversations": recent[:SIDEBAR_LIMIT],
+        "more_conversations": len(recent) > SIDEBAR_LIMIT,
         "model": model_summary(live_workers()),
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
     }

@@ -1,0 +1,379 @@
+"""Importing conversations from our JSON export: one document, or a zip of them.
+
+An uploaded file is hostile until checked: its size, every zip entry's name,
+size and kind before any is read, then each document's schema, types and
+limits. All of it happens in one transaction, so a bad file imports nothing.
+The limits are settings (`IMPORT_*`, `MAX_MESSAGE_CHARS`, ...); docs/exports.md
+lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import stat
+import uuid
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import IO, Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from webapp.chat.exports import DOCUMENT_FORMAT, DOCUMENT_VERSION, INDEX_FORMAT
+from webapp.chat.models import STAT_FIELDS, Conversation, Message
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+CONVERSATION_KEYS = {
+    "format",
+    "version",
+    "id",
+    "title",
+    "system_prompt",
+    "created_at",
+    "updated_at",
+    "messages",
+}
+MESSAGE_KEYS = {"id", "role", "content", "status", "params", "stats", "error", "model_name", "created_at"}
+INTEGER_STATS = {"prompt_tokens", "completion_tokens"}
+# A reply that was still being written when exported has no worker behind it here.
+INTERRUPTED_ERROR = "Imported while the reply was still being written."
+
+
+class ImportRejected(Exception):
+    """The file cannot be imported; the message says why, in words for the person who sent it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class MessageDraft:
+    role: str
+    content: str
+    status: str
+    params: dict[str, Any]
+    stats: dict[str, float | int | None]
+    error: str
+    model_name: str
+    created_at: datetime | None
+
+
+@dataclass
+class ConversationDraft:
+    title: str
+    system_prompt: str
+    created_at: datetime | None
+    updated_at: datetime | None
+    messages: list[MessageDraft] = field(default_factory=list)
+
+
+def conversation_import(
+    *, owner: AbstractBaseUser, file: IO[bytes], size: int | None = None
+) -> list[Conversation]:
+    """Create the conversations of an uploaded export for `owner`, with new ids; all or nothing."""
+    if size is None:
+        size = file.seek(0, 2)
+    if size > settings.IMPORT_MAX_BYTES:
+        raise ImportRejected(
+            f"The file is {_megabytes(size)}; the limit is {_megabytes(settings.IMPORT_MAX_BYTES)}."
+        )
+    file.seek(0)
+    is_zip = file.read(4) in ZIP_MAGIC
+    file.seek(0)
+    documents = _zip_documents(file) if is_zip else iter([("The file", file.read())])
+    imported: list[Conversation] = []
+    with transaction.atomic():
+        for where, raw in documents:
+            document = parse_document(raw, where=where)
+            if is_zip and isinstance(document, dict) and document.get("format") == INDEX_FORMAT:
+                continue  # the export's own table of contents
+            imported.append(_create(owner, check_document(document, where=where)))
+        if not imported:
+            raise ImportRejected("The zip holds no conversations.")
+    return imported
+
+
+# --- reading the file -----------------------------------------------------------------
+
+
+def parse_document(raw: bytes, *, where: str) -> object:
+    """Strict UTF-8 and strict JSON (no NaN or Infinity), with the reason when it is neither."""
+    if raw.startswith(ZIP_MAGIC):
+        raise ImportRejected(f"{where} is a zip inside the zip; nested zips are not imported.")
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        raise ImportRejected(f"{where} is not UTF-8 text (bad byte at position {error.start}).") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise ImportRejected(
+            f"{where} is not JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+        ) from None
+    except RecursionError:
+        raise ImportRejected(f"{where} is nested too deeply to be a conversation.") from None
+    except ValueError as error:  # e.g. an integer with more digits than Python converts
+        raise ImportRejected(f"{where} is not JSON we accept: {error}.") from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def _zip_documents(file: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+    """Check every entry of the zip before reading any, then yield the JSON entries one by one."""
+    try:
+        archive = zipfile.ZipFile(file)
+        entries = archive.infolist()
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as error:
+        raise ImportRejected(f"The file is not a readable zip ({error}).") from None
+    if len(entries) > settings.IMPORT_MAX_ZIP_ENTRIES:
+        raise ImportRejected(
+            f"The zip has {len(entries)} entries; the limit is {settings.IMPORT_MAX_ZIP_ENTRIES}."
+        )
+    files = [entry for entry in entries if _check_entry(entry)]
+    total = sum(entry.file_size for entry in files)
+    if total > settings.IMPORT_MAX_UNCOMPRESSED_BYTES:
+        raise ImportRejected(
+            f"The zip would unpack to {_megabytes(total)}; the limit is "
+            f"{_megabytes(settings.IMPORT_MAX_UNCOMPRESSED_BYTES)}."
+        )
+    for entry in files:
+        try:
+            with archive.open(entry) as member:
+                # The declared size bounds the read, whatever the compressed stream claims.
+                raw = member.read(entry.file_size + 1)
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            NotImplementedError,
+            RuntimeError,
+            EOFError,
+            OSError,
+        ) as error:
+            raise ImportRejected(f"{entry.filename} cannot be read from the zip ({error}).") from None
+        if len(raw) > entry.file_size:
+            raise ImportRejected(f"{entry.filename} is larger than the zip says.")
+        yield entry.filename, raw
+
+
+def _check_entry(entry: zipfile.ZipInfo) -> bool:
+    """Raise for an entry we refuse; False for a folder, True for a file to import."""
+    name = entry.filename
+    parts = name.replace("\\", "/").split("/")
+    if (
+        name.startswith(("/", "\\"))
+        or "\\" in name
+        or ":" in name
+        or ".." in parts
+        or any(ord(char) < 32 for char in name)
+    ):
+        raise ImportRejected(f"The zip holds an unsafe file name ({name!r}); nothing was imported.")
+    if stat.S_ISLNK(entry.external_attr >> 16):
+        raise ImportRejected(f"{name} is a symbolic link; the zip must hold plain .json files.")
+    if entry.is_dir():
+        return False
+    if entry.flag_bits & 0x1:
+        raise ImportRejected(f"{name} is encrypted; export again without a password.")
+    if name.lower().endswith((".zip", ".jar", ".gz", ".tgz", ".7z")):
+        raise ImportRejected(f"{name} is an archive inside the zip; nested archives are not imported.")
+    if not name.lower().endswith(".json"):
+        raise ImportRejected(f"{name} is not a .json file; the zip must hold only our JSON exports.")
+    if entry.file_size > settings.IMPORT_MAX_BYTES:
+        raise ImportRejected(
+            f"{name} would unpack to {_megabytes(entry.file_size)}; the limit for one conversation is "
+            f"{_megabytes(settings.IMPORT_MAX_BYTES)}."
+        )
+    return True
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:,.1f} MB"
+
+
+# --- checking a document ------------------------------------------------------------------
+
+
+def check_document(document: object, *, where: str) -> ConversationDraft:
+    """A conversation document of schema `mistral-chat/conversation` v1, checked field by field."""
+    if not isinstance(document, dict):
+        raise ImportRejected(f"{where} is not a conversation: expected a JSON object.")
+    if document.get("format") != DOCUMENT_FORMAT:
+        raise ImportRejected(f'{where} is not a conversation export: "format" must be "{DOCUMENT_FORMAT}".')
+    version = document.get("version")
+    if type(version) is not int or version != DOCUMENT_VERSION:
+        raise ImportRejected(
+            f"{where} has version {json.dumps(version)}; this server reads version {DOCUMENT_VERSION}."
+        )
+    _no_unknown_keys(document, CONVERSATION_KEYS, where)
+    if "id" in document:
+        _text(document, "id", where, limit=100)  # new ids are given; the old one is only checked
+    title_limit = Conversation._meta.get_field("title").max_length
+    draft = ConversationDraft(
+        title=_text(document, "title", where, limit=title_limit),
+        system_prompt=_text(document, "system_prompt", where, limit=settings.MAX_SYSTEM_PROMPT_CHARS),
+        created_at=_time(document, "created_at", where),
+        updated_at=_time(document, "updated_at", where),
+    )
+    messages = document.get("messages")
+    if not isinstance(messages, list):
+        raise ImportRejected(f'{where}: "messages" must be a list.')
+    if len(messages) > settings.IMPORT_MAX_MESSAGES:
+        raise ImportRejected(
+            f"{where} has {len(messages)} messages; the limit is {settings.IMPORT_MAX_MESSAGES} per conversation."
+        )
+    previous: datetime | None = None
+    for number, message in enumerate(messages):
+        draft.messages.append(_check_message(message, f"{where}: messages[{number}]"))
+        created_at = draft.messages[-1].created_at
+        if created_at is not None and previous is not None and created_at < previous:
+            # The page orders messages by time: an earlier time would move this one up.
+            raise ImportRejected(
+                f"{where}: messages[{number}].created_at is earlier than the message before it."
+            )
+        previous = created_at or previous
+    return draft
+
+
+def _check_message(message: object, where: str) -> MessageDraft:
+    if not isinstance(message, dict):
+        raise ImportRejected(f"{where} must be a JSON object.")
+    _no_unknown_keys(message, MESSAGE_KEYS, where)
+    role = message.get("role")
+    if role not in Message.Role.values:
+        raise ImportRejected(f'{where}.role must be "user" or "assistant", not {json.dumps(role)[:40]}.')
+    if "content" not in message:
+        raise ImportRejected(f"{where} has no content.")
+    limit = settings.MAX_MESSAGE_CHARS if role == Message.Role.USER else settings.IMPORT_MAX_REPLY_CHARS
+    status = message.get("status", Message.Status.COMPLETE)
+    if status not in Message.Status.values:
+        raise ImportRejected(f"{where}.status must be one of {', '.join(Message.Status.values)}.")
+    error = _text(message, "error", where, limit=settings.IMPORT_MAX_REPLY_CHARS)
+    if status in Message.LIVE_STATUSES:
+        status, error = Message.Status.FAILED, error or INTERRUPTED_ERROR
+    params = message.get("params", {})
+    if not isinstance(params, dict):
+        raise ImportRejected(f"{where}.params must be a JSON object.")
+    if "id" in message:
+        _text(message, "id", where, limit=100)
+    return MessageDraft(
+        role=role,
+        content=_text(message, "content", where, limit=limit),
+        status=status,
+        params=params,
+        stats=_stats(message.get("stats", {}), where),
+        error=error,
+        model_name=_text(
+            message, "model_name", where, limit=Message._meta.get_field("model_name").max_length
+        ),
+        created_at=_time(message, "created_at", where),
+    )
+
+
+def _no_unknown_keys(value: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ImportRejected(f"{where} has fields this version does not know: {', '.join(unknown)[:200]}.")
+
+
+def _text(value: dict[str, Any], key: str, where: str, *, limit: int) -> str:
+    text = value.get(key, "")
+    if not isinstance(text, str):
+        raise ImportRejected(f"{where}.{key} must be a string.")
+    if len(text) > limit:
+        raise ImportRejected(f"{where}.{key} is {len(text)} characters; the limit is {limit}.")
+    if "\x00" in text:
+        raise ImportRejected(f"{where}.{key} contains a NUL character.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: no database stores it
+        raise ImportRejected(f"{where}.{key} contains an invalid character escape.") from None
+    return text
+
+
+def _time(value: dict[str, Any], key: str, where: str) -> datetime | None:
+    if key not in value:
+        return None
+    text = value[key]
+    try:
+        moment = parse_datetime(text) if isinstance(text, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ImportRejected(f"{where}.{key} must be an ISO 8601 time with a time zone.")
+    return moment
+
+
+def _stats(stats: object, where: str) -> dict[str, float | int | None]:
+    if not isinstance(stats, dict):
+        raise ImportRejected(f"{where}.stats must be a JSON object.")
+    _no_unknown_keys(stats, set(STAT_FIELDS), f"{where}.stats")
+    checked: dict[str, float | int | None] = {}
+    for name in STAT_FIELDS:
+        number = stats.get(name)
+        if number is None:
+            checked[name] = None
+            continue
+        whole = name in INTEGER_STATS
+        valid_type = type(number) is int or (not whole and type(number) is float)
+        if not valid_type or number < 0 or not math.isfinite(number) or (whole and number > 2**31 - 1):
+            kind = "a whole number" if whole else "a number"
+            raise ImportRejected(f"{where}.stats.{name} must be {kind}, at least 0, or null.")
+        checked[name] = number
+    return checked
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _create(owner: AbstractBaseUser, draft: ConversationDraft) -> Conversation:
+    now = timezone.now()
+    times = _message_times(draft, now)
+    created_at = draft.created_at or (times[0] if times else now)
+    updated_at = draft.updated_at or (times[-1] if times else created_at)
+    conversation = Conversation.objects.create(
+        owner=owner, title=draft.title, system_prompt=draft.system_prompt
+    )
+    # auto_now/auto_now_add overwrite the times on insert; an update keeps the exported ones.
+    Conversation.objects.filter(pk=conversation.pk).update(created_at=created_at, updated_at=updated_at)
+    conversation.created_at, conversation.updated_at = created_at, updated_at
+    # Ids in ascending order, so messages of equal time keep the file's order (ties sort by id).
+    ids = sorted(uuid.uuid4() for _ in draft.messages)
+    rows = [
+        Message(
+            id=message_id,
+            conversation=conversation,
+            role=message.role,
+            content=message.content,
+            status=message.status,
+            params=message.params,
+            error=message.error,
+            model_name=message.model_name,
+            **message.stats,
+        )
+        for message_id, message in zip(ids, draft.messages, strict=True)
+    ]
+    Message.objects.bulk_create(rows, batch_size=500)
+    for row, moment in zip(rows, times, strict=True):
+        row.created_at = moment
+    Message.objects.bulk_update(rows, ["created_at"], batch_size=500)
+    return conversation
+
+
+def _message_times(draft: ConversationDraft, now: datetime) -> list[datetime]:
+    """Each message's time; a missing one is a microsecond after the one before it."""
+    times: list[datetime] = []
+    previous = draft.created_at or now
+    for message in draft.messages:
+        moment = message.created_at or (previous + timedelta(microseconds=1) if times else previous)
+        times.append(moment)
+        previous = moment
+    return times

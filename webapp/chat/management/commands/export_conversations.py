@@ -1,0 +1,145 @@
+"""Export conversations for datasets: one JSON line per conversation, streamed to stdout or a file."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import IO, Any
+
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+
+from webapp.chat.exports import (
+    conversation_document,
+    conversations_with_messages,
+    finetune_messages,
+    finetune_pairs,
+)
+from webapp.chat.models import Conversation, Message
+
+
+class Command(BaseCommand):
+    help = (
+        "Write conversations as JSON Lines: --format jsonl gives the chat fine-tuning format "
+        '({"messages": [...]}, complete replies only); --format json one lossless conversation '
+        "document per line. See docs/exports.md."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--format", choices=["jsonl", "json"], default="jsonl", dest="export_format")
+        parser.add_argument("--user", help="only this username's conversations")
+        parser.add_argument("--since", type=_date, help="created on or after this day (YYYY-MM-DD, UTC)")
+        parser.add_argument("--until", type=_date, help="created on or before this day (YYYY-MM-DD, UTC)")
+        parser.add_argument(
+            "--exclude-blocked", action="store_true", help="leave out conversations with any blocked message"
+        )
+        parser.add_argument(
+            "--with-moderation", action="store_true", help="add each message's moderation events"
+        )
+        parser.add_argument("--output", help="a file to write (default: stdout)")
+
+    def handle(self, *args: object, **options: Any) -> None:
+        # Checked before anything is written, so a dataset is never half-annotated.
+        events = _moderation_events() if options["with_moderation"] else None
+        conversations = Conversation.objects.all()
+        if options["user"]:
+            owner = (
+                get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: options["user"]}).first()
+            )
+            if owner is None:
+                raise CommandError(f"No user named {options['user']!r}.")
+            conversations = conversations.filter(owner=owner)
+        if options["since"]:
+            conversations = conversations.filter(created_at__date__gte=options["since"])
+        if options["until"]:
+            conversations = conversations.filter(created_at__date__lte=options["until"])
+        if options["exclude_blocked"]:
+            conversations = conversations.exclude(messages__status=Message.Status.BLOCKED)
+
+        if options["output"]:
+            with open(options["output"], "w", encoding="utf-8", newline="\n") as output:
+                written = self._write(conversations, options["export_format"], events, output)
+            self.stderr.write(f"Exported {written} conversations to {options['output']}.")
+        else:
+            self._write(conversations, options["export_format"], events, self.stdout)
+
+    def _write(
+        self,
+        conversations: models.QuerySet[Conversation],
+        export_format: str,
+        events: _ModerationEvents | None,
+        output: IO[str],
+    ) -> int:
+        written = 0
+        for conversation in conversations_with_messages(conversations):
+            messages = conversation.export_messages
+            if export_format == "jsonl":
+                turns = finetune_messages(conversation, messages)
+                if not turns:
+                    continue  # nothing to learn from: no question with a complete reply
+                line: dict[str, Any] = {"messages": turns}
+                if events is not None:
+                    # A list beside "messages", turn for turn (the system turn has none).
+                    kept = [message for pair in finetune_pairs(messages) for message in pair]
+                    by_message = events.for_messages(kept)
+                    line["moderation"] = [[]] * (len(turns) - len(kept)) + [
+                        by_message.get(str(message.id), []) for message in kept
+                    ]
+            else:
+                line = conversation_document(conversation, messages)
+                if events is not None:
+                    by_message = events.for_messages(messages)
+                    for entry in line["messages"]:
+                        entry["moderation"] = by_message.get(entry["id"], [])
+            output.write(json.dumps(line, ensure_ascii=False, cls=DjangoJSONEncoder) + "\n")
+            written += 1
+        return written
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"{text!r} is not a day in the form YYYY-MM-DD.") from None
+
+
+class _ModerationEvents:
+    """Moderation events of messages, read from the moderation app's ModerationEvent model."""
+
+    def __init__(self, model: type[models.Model], link: models.ForeignKey) -> None:
+        self.model = model
+        self.link = link
+
+    def for_messages(self, messages: list[Message]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        fields = [f.attname for f in self.model._meta.concrete_fields if f is not self.link]
+        rows = self.model._default_manager.filter(**{f"{self.link.name}__in": messages}).values(
+            self.link.attname, *fields
+        )
+        for row in rows:
+            found.setdefault(str(row.pop(self.link.attname)), []).append(row)
+        return found
+
+
+def _moderation_events() -> _ModerationEvents:
+    try:
+        model = apps.get_model("moderation", "ModerationEvent")
+    except LookupError:
+        raise CommandError(
+            "Moderation records are not available: no installed moderation app has a ModerationEvent "
+            "model, so --with-moderation has nothing to add. Run without it."
+        ) from None
+    link = next(
+        (
+            f
+            for f in model._meta.concrete_fields
+            if isinstance(f, models.ForeignKey) and f.related_model is Message
+        ),
+        None,
+    )
+    if link is None:
+        raise CommandError("Moderation records are not available: ModerationEvent has no link to a message.")
+    return _ModerationEvents(model, link)
