@@ -30,7 +30,7 @@ function openRename(item) {
   const form = item.querySelector("form.rename");
   form.hidden = false;
   item.querySelector("a.title").hidden = true;
-  const input = form.querySelector("input");
+  const input = form.querySelector("input[name=title]");
   input.value = item.querySelector("a.title").textContent.trim();
   input.focus();
   input.select();
