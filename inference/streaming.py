@@ -107,7 +107,8 @@ def stream_reply(
             last_at = now
             pending.append(decoder.push(token_id))
             pending_tokens += 1
-            if now - last_flush >= interval or pending_tokens >= settings.coalesce_tokens:
+            # The first text goes out at once: coalescing is for throughput, not for the first token.
+            if seq == 0 or now - last_flush >= interval or pending_tokens >= settings.coalesce_tokens:
                 flush()
                 last_flush = now
             if now - last_poll >= interval:

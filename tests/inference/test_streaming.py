@@ -78,7 +78,9 @@ def test_deltas_are_coalesced_by_count() -> None:
     ids = list(range(300, 400))
     # No time passes: only the token count can trigger a flush.
     outcome, emitted = run(ScriptedEngine(ids, clock, step=0.0), clock)
-    assert len(emitted) == 100 // 16 + 1
+    # The first token alone, then 16 at a time, then the rest at the end.
+    assert len(emitted) == 1 + 99 // 16 + 1
+    assert emitted[0][1] == decode(ids[:1])
     assert_invariant(outcome, emitted, ids)
 
 
