@@ -17,7 +17,7 @@ All modes share one model, the same random prompts and greedy decoding. The
 output length is fixed (EOS ignored) when `SamplingParams` has `ignore_eos`;
 otherwise EOS ends a request early and the tokens actually produced count.
 
-    .venv/bin/python bench/engine.py                       # tiny model, CPU, ~3 min on 2 cores
+    .venv/bin/python bench/engine.py                       # tiny model, CPU, ~70 s on 2 cores
     .venv/bin/python bench/engine.py --markdown            # same, table for docs/benchmarks.md
     .venv/bin/python bench/engine.py --model mistral-7b --prompt-tokens 2048 --max-tokens 256 \\
         --concurrency 1,64 --modes engine                  # on a GPU: 7B shape, random bf16 weights

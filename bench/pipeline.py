@@ -148,7 +148,21 @@ async def measure_pipe(client: Client, events: int, tokens_per_event: int) -> di
                 chars += len(event["text"])
         thread.join()
     live.clear_reply(message_id)
+    # Where the publisher's time goes: its two steps alone, to a group no socket is in.
+    probe_id, probe_conversation = str(uuid.uuid4()), str(uuid.uuid4())
+    count = min(events, 1000)
+    began = time.perf_counter()
+    for seq in range(1, count + 1):
+        live.record_delta(probe_id, seq, text)
+    record_s = (time.perf_counter() - began) / count
+    began = time.perf_counter()
+    for seq in range(1, count + 1):
+        live.publish(probe_conversation, {"type": "token", "message_id": probe_id, "seq": seq, "text": text})
+    publish_s = (time.perf_counter() - began) / count
+    live.clear_reply(probe_id)
     return {
+        "record_ms": record_s * 1000,
+        "group_send_ms": publish_s * 1000,
         "events": received,
         "chars": chars,
         "tokens": received * tokens_per_event,
@@ -205,7 +219,8 @@ def report(latency: list[dict], long_reply: dict, pipe: dict, args: argparse.Nam
     print(format_table(headers, rows, markdown=args.markdown))
     print(
         f"publisher side alone: {pipe['events']:,} reply_delta calls in {pipe['publish_seconds']:.2f} s = "
-        f"{pipe['events'] / pipe['publish_seconds']:,.0f} events/s"
+        f"{pipe['events'] / pipe['publish_seconds']:,.0f} events/s; per call, alone: live.record_delta "
+        f"{pipe['record_ms']:.3f} ms, live.publish (group_send, awaited) {pipe['group_send_ms']:.3f} ms"
     )
 
 
