@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import MistralConfig, MistralForCausalLM
+from transformers import LlamaTokenizer, MistralConfig, MistralForCausalLM
 
+from inference.chat_template import model_path
 from inference.engine import Engine, load_engine
 from inference.loading import EngineError, resolve_device_dtype
 from inference.params import SamplingParams
@@ -28,9 +29,19 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder laid out like a Hugging Face checkpoint: config, safetensors, tokenizer files."""
     folder = tmp_path_factory.mktemp("tiny-mistral")
     build_tiny_model().save_pretrained(folder, safe_serialization=True)
+    LlamaTokenizer(vocab_file=str(model_path()), legacy=False).save_pretrained(folder)
     return folder
+
+
+def test_the_folder_is_laid_out_like_a_real_checkpoint(saved_model: Path) -> None:
+    # The tokenizer files are there as in a real checkpoint, and ignored: prompts
+    # are always built by inference.chat_template (mistral_common's v1 tokenizer).
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in saved_model.iterdir()
+    }
 
 
 def test_save_pretrained_writes_safetensors(saved_model: Path) -> None:
