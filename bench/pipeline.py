@@ -13,7 +13,7 @@ signs a user up, and measures through a real websocket:
     - a real reply of `--long-tokens` tokens from the worker: capped by the
       tiny model's own decode speed on this CPU;
     - the pipe alone: a thread in this process publishes synthetic coalesced
-      `token` events with `webapp.chat.services.reply_delta` (the worker's own
+      `token` events with `webapp.chat.reply_jobs.reply_delta` (the worker's own
       call: live state in Redis, then `group_send`) as fast as it can, each
       carrying `--tokens-per-event` tokens (STREAM_COALESCE_TOKENS, 16), and
       the socket counts what arrives. Target: >= 20,000 tokens/s.
@@ -117,7 +117,7 @@ def setup_django(stack: Stack) -> None:
 
 async def measure_pipe(client: Client, events: int, tokens_per_event: int) -> dict:
     """Publish `events` synthetic token events from a thread; time their arrival at a socket."""
-    from webapp.chat import live, services
+    from webapp.chat import live, reply_jobs
 
     conversation = client.new_conversation()
     message_id = str(uuid.uuid4())  # no such message: the consumer forwards token events by seq alone
@@ -127,12 +127,12 @@ async def measure_pipe(client: Client, events: int, tokens_per_event: int) -> di
     def publisher() -> None:
         published["start"] = time.perf_counter()
         for seq in range(1, events + 1):
-            services.reply_delta(conversation_id=conversation, message_id=message_id, seq=seq, text=text)
+            reply_jobs.reply_delta(conversation_id=conversation, message_id=message_id, seq=seq, text=text)
         published["end"] = time.perf_counter()
 
     async with client.connect(conversation) as socket:
         # One event first so that the group, the layer's connection and the publisher's loop are warm.
-        services.reply_delta(conversation_id=conversation, message_id=message_id, seq=1, text=text)
+        reply_jobs.reply_delta(conversation_id=conversation, message_id=message_id, seq=1, text=text)
         while (await next_event(socket))[1].get("seq") != 1:
             pass
         message_id = str(uuid.uuid4())

@@ -19,7 +19,7 @@ from inference.engine import Engine, load_engine
 from inference.streaming import StreamSettings, stream_reply
 from inference.tiny import TINY_MODEL_NAME
 from webapp import workers
-from webapp.chat import live, services
+from webapp.chat import live, reply_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +87,13 @@ _stopping = threading.Event()
 @shared_task(name="inference.generate_reply", ignore_result=True)
 def generate_reply(message_id: str) -> None:
     """Write one queued reply: claim it, stream it, store it."""
-    job = services.reply_claim(message_id=message_id)
+    job = reply_jobs.reply_claim(message_id=message_id)
     if job is None:
         return
     try:
         engine = holder.get()
     except RuntimeError as error:
-        services.reply_finish(
+        reply_jobs.reply_finish(
             message_id=job.message_id, status="failed", content="", stats={}, model_name="", error=str(error)
         )
         return
@@ -107,12 +107,12 @@ def generate_reply(message_id: str) -> None:
             coalesce_ms=settings.STREAM_COALESCE_MS,
             coalesce_tokens=settings.STREAM_COALESCE_TOKENS,
         ),
-        emit=lambda seq, text: services.reply_delta(
+        emit=lambda seq, text: reply_jobs.reply_delta(
             conversation_id=job.conversation_id, message_id=job.message_id, seq=seq, text=text
         ),
         stop_requested=lambda: live.stop_requested(job.message_id),
     )
-    services.reply_finish(
+    reply_jobs.reply_finish(
         message_id=job.message_id,
         status=outcome.status,
         content=outcome.content,

@@ -158,6 +158,8 @@ MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 20000)
 MAX_SYSTEM_PROMPT_CHARS = env_int("MAX_SYSTEM_PROMPT_CHARS", 8000)
 DEFAULT_MAX_TOKENS = env_int("DEFAULT_MAX_TOKENS", 512)
 MAX_TOKENS_LIMIT = env_int("MAX_TOKENS_LIMIT", 4096)
+# New conversations start with Mistral's guardrail prompt on (each can turn it off).
+GUARDRAIL_DEFAULT = env_bool("GUARDRAIL_DEFAULT", True)
 # Streamed text is published every STREAM_COALESCE_MS or every
 # STREAM_COALESCE_TOKENS tokens, whichever comes first.
 STREAM_COALESCE_MS = env_int("STREAM_COALESCE_MS", 30)

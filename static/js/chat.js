@@ -1,29 +1,69 @@
 // The chat page: one websocket per conversation, replies rendered as they stream.
-// Protocol: docs/protocol.md. Text is only ever set with textContent, never as HTML.
+// Protocol: docs/protocol.md. Replies are markdown, rendered through markdown.js (sanitised);
+// the user's own messages are plain text (textContent), shown exactly as typed.
+
+import { renderInto } from "./markdown.js";
 
 const conversationId = JSON.parse(document.getElementById("conversation-id").textContent);
+let chatSettings = JSON.parse(document.getElementById("conversation-settings").textContent);
 const messagesEl = document.getElementById("messages");
 const form = document.getElementById("composer");
 const input = document.getElementById("message-input");
 const sendButton = document.getElementById("send-button");
 const stopButton = document.getElementById("stop-button");
 const notice = document.getElementById("notice");
+const announcer = document.getElementById("announcer");
+const jumpButton = document.getElementById("jump-button");
+const settingsDialog = document.getElementById("settings-dialog");
+const settingsForm = document.getElementById("settings-form");
+const settingsError = document.getElementById("settings-error");
 
 const LIVE = new Set(["queued", "streaming"]);
-const replies = new Map(); // message id -> {el, text, seq}
+const ENDED_LABEL = { stopped: "Reply stopped.", blocked: "Reply blocked.", failed: "Reply failed." };
+// message id -> {el, text, seq, place, frame}: the raw text of each reply being written.
+const replies = new Map();
 let socket = null;
 let retryDelay = 500;
+let everOpened = false;
+let busy = false;
+let settingsPending = false;
+let noticeTimer = 0;
 
-function scrolledToBottom() {
-  return window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
+// --- scrolling: follow the stream unless the person scrolled up ---------------------
+
+let pinned = true;
+
+function nearBottom() {
+  return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 48;
 }
 
-function follow(wasAtBottom) {
-  if (wasAtBottom) window.scrollTo(0, document.body.scrollHeight);
+function followIfPinned() {
+  if (pinned) window.scrollTo(0, document.documentElement.scrollHeight);
+  jumpButton.hidden = pinned || !busy;
+}
+
+window.addEventListener(
+  "scroll",
+  () => {
+    pinned = nearBottom();
+    jumpButton.hidden = pinned || !busy;
+  },
+  { passive: true },
+);
+jumpButton.addEventListener("click", () => {
+  pinned = true;
+  followIfPinned();
+  input.focus();
+});
+
+// --- messages in the list -------------------------------------------------------------
+
+function findMessage(id) {
+  return messagesEl.querySelector(`[data-message-id="${CSS.escape(id)}"]`);
 }
 
 function messageElement(id, role) {
-  let el = messagesEl.querySelector(`[data-message-id="${CSS.escape(id)}"]`);
+  let el = findMessage(id);
   if (!el) {
     el = document.createElement("li");
     el.className = `message ${role}`;
@@ -44,24 +84,135 @@ function messageElement(id, role) {
   return el;
 }
 
+function setContent(el, text) {
+  const content = el.querySelector(".content");
+  if (el.classList.contains("assistant")) renderInto(content, text);
+  else content.textContent = text;
+  el.rawText = text;
+}
+
 function setStatus(el, status) {
   el.dataset.status = status;
   el.className = el.className.replace(/\bstatus-\S+/g, "").trim() + ` status-${status}`;
+  el.setAttribute("aria-busy", String(LIVE.has(status)));
 }
 
 function reply(id) {
-  if (!replies.has(id)) replies.set(id, { el: messageElement(id, "assistant"), text: "", seq: 0 });
+  if (!replies.has(id)) replies.set(id, { el: messageElement(id, "assistant"), text: "", seq: 0, frame: 0 });
   return replies.get(id);
 }
 
-function setBusy(busy) {
-  stopButton.hidden = !busy;
-  sendButton.disabled = busy;
+// At most one markdown render per animation frame, however many tokens arrived in it.
+function scheduleRender(r, id) {
+  if (r.frame) return;
+  r.frame = requestAnimationFrame(() => {
+    r.frame = 0;
+    setContent(r.el, r.text);
+    messagesEl.dispatchEvent(new CustomEvent("chat:render", { detail: { id, text: r.text } }));
+    followIfPinned();
+  });
 }
 
-function showNotice(text) {
+// --- actions under messages: edit a message of mine, regenerate or retry the last reply --
+
+function actionButton(className, label, title) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = `small ${className}`;
+  button.textContent = label;
+  if (title) button.title = title;
+  return button;
+}
+
+function updateActions() {
+  for (const old of messagesEl.querySelectorAll(".message-actions")) old.remove();
+  if (busy) return;
+  for (const el of messagesEl.querySelectorAll(".message.user:not(.editing)")) {
+    const actions = document.createElement("div");
+    actions.className = "message-actions";
+    actions.append(actionButton("edit-button", "Edit", "Edit and send again (later turns are replaced)"));
+    el.append(actions);
+  }
+  const last = messagesEl.lastElementChild;
+  if (last?.classList.contains("assistant")) {
+    const failed = ["failed", "stopped", "blocked"].includes(last.dataset.status);
+    const actions = document.createElement("div");
+    actions.className = "message-actions";
+    actions.append(actionButton("regenerate-button", failed ? "Retry" : "Regenerate", "Write this reply again"));
+    last.append(actions);
+  }
+}
+
+function startEdit(el) {
+  el.classList.add("editing");
+  el.querySelector(".message-actions")?.remove();
+  const editor = document.createElement("form");
+  editor.className = "editor";
+  const id = `edit-${el.dataset.messageId}`;
+  editor.innerHTML =
+    `<label class="visually-hidden" for="${id}">Edit message</label>` +
+    `<textarea id="${id}" rows="3" required></textarea>` +
+    '<div class="editor-actions"><button type="button" class="small cancel-edit">Cancel</button>' +
+    '<button type="submit" class="small primary">Save and send</button></div>';
+  const area = editor.querySelector("textarea");
+  area.maxLength = input.maxLength;
+  area.value = el.rawText ?? el.querySelector(".content").textContent;
+  el.querySelector(".content").hidden = true;
+  el.append(editor);
+  area.focus();
+}
+
+function endEdit(el) {
+  el.classList.remove("editing");
+  el.querySelector(".editor")?.remove();
+  el.querySelector(".content").hidden = false;
+  updateActions();
+}
+
+messagesEl.addEventListener("click", (click) => {
+  const el = click.target.closest(".message");
+  if (!el) return;
+  if (click.target.closest(".edit-button")) startEdit(el);
+  else if (click.target.closest(".cancel-edit")) endEdit(el);
+  else if (click.target.closest(".regenerate-button") && !busy) sendEvent({ type: "regenerate", params: sendParams() });
+});
+
+messagesEl.addEventListener("submit", (submit) => {
+  submit.preventDefault();
+  const el = submit.target.closest(".message");
+  const content = submit.target.querySelector("textarea").value;
+  if (!content.trim() || busy) return;
+  if (sendEvent({ type: "edit", message_id: el.dataset.messageId, content, params: sendParams() })) endEdit(el);
+});
+
+messagesEl.addEventListener("keydown", (key) => {
+  const area = key.target.closest(".editor textarea");
+  if (!area) return;
+  if (key.key === "Escape") {
+    key.stopPropagation();
+    endEdit(area.closest(".message"));
+  } else if (key.key === "Enter" && !key.shiftKey && !key.isComposing) {
+    key.preventDefault();
+    area.form.requestSubmit();
+  }
+});
+
+// --- state shown around the list ------------------------------------------------------
+
+function setBusy(value) {
+  busy = value;
+  stopButton.hidden = !busy;
+  sendButton.disabled = busy;
+  updateActions();
+  jumpButton.hidden = pinned || !busy;
+}
+
+function showNotice(text, { fade = false } = {}) {
+  clearTimeout(noticeTimer);
   notice.textContent = text;
   notice.hidden = !text;
+  notice.dataset.kind = fade ? "info" : "error";
+  if (fade) noticeTimer = setTimeout(() => showNotice(""), 4000);
 }
 
 function formatStats(stats) {
@@ -83,15 +234,24 @@ function nameInSidebar(m) {
   }
 }
 
+// --- server events ----------------------------------------------------------------------
+
 const handlers = {
   message(event) {
     const m = event.message;
-    const atBottom = scrolledToBottom();
     const el = messageElement(m.id, m.role);
-    el.querySelector(".content").textContent = m.content;
+    setContent(el, m.content);
     setStatus(el, m.status);
-    follow(atBottom);
+    followIfPinned();
     nameInSidebar(m);
+    updateActions();
+  },
+  removed(event) {
+    for (const id of event.message_ids) {
+      findMessage(id)?.remove();
+      replies.delete(id);
+    }
+    updateActions();
   },
   start(event) {
     const r = reply(event.message_id);
@@ -103,52 +263,86 @@ const handlers = {
     r.el.querySelector(".meta").textContent =
       r.place > 0 ? `Queued: ${r.place} ahead of you` : "Waiting for the model…";
     setBusy(true);
-    follow(true);
+    followIfPinned();
   },
   snapshot(event) {
     const r = reply(event.message_id);
     r.text = event.text;
     r.seq = event.seq;
-    r.el.querySelector(".content").textContent = r.text;
     setStatus(r.el, "streaming");
+    r.el.querySelector(".meta").textContent = "";
     setBusy(true);
+    scheduleRender(r, event.message_id);
   },
   token(event) {
     const r = reply(event.message_id);
     if (event.seq <= r.seq) return; // already part of a snapshot
-    const atBottom = scrolledToBottom();
     r.seq = event.seq;
     r.text += event.text;
-    r.el.querySelector(".content").textContent = r.text;
     if (r.el.dataset.status !== "streaming") {
       setStatus(r.el, "streaming");
       r.el.querySelector(".meta").textContent = "";
     }
-    follow(atBottom);
+    scheduleRender(r, event.message_id);
   },
   done(event) {
     const r = reply(event.message_id);
+    cancelAnimationFrame(r.frame);
+    messagesEl.dispatchEvent(
+      new CustomEvent("chat:reply-done", {
+        detail: { id: event.message_id, streamed: r.text, content: event.content, status: event.status },
+      }),
+    );
     r.text = event.content;
-    r.el.querySelector(".content").textContent = event.content;
+    setContent(r.el, event.content);
     setStatus(r.el, event.status);
     const meta = [event.status === "complete" ? "" : event.status, event.error || "", formatStats(event.stats)];
     r.el.querySelector(".meta").textContent = meta.filter(Boolean).join(" · ");
     replies.delete(event.message_id);
     setBusy(false);
-    input.focus();
+    followIfPinned();
+    // One announcement per reply, when it is whole: a live region on the list itself
+    // would read every token as it lands.
+    const spoken = r.el.querySelector(".content").textContent.trim();
+    announcer.textContent = ENDED_LABEL[event.status] ?? `Assistant: ${spoken.slice(0, 2000)}`;
+    if (!document.querySelector("dialog[open]") && !messagesEl.querySelector(".editing")) input.focus();
+  },
+  settings(event) {
+    chatSettings = event.settings;
+    if (settingsPending) {
+      settingsPending = false;
+      settingsDialog.close();
+      showNotice("Settings saved.", { fade: true });
+    }
   },
   error(event) {
+    if (settingsPending) {
+      settingsPending = false;
+      settingsError.textContent = event.message;
+      settingsError.hidden = false;
+      return;
+    }
     showNotice(event.message);
   },
 };
 
+// --- the socket, reconnecting with backoff --------------------------------------------
+
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${location.host}/ws/conversations/${conversationId}/`);
+  window.__chatSocket = socket; // for the browser tests, which cut the connection
   socket.addEventListener("open", () => {
     retryDelay = 500;
     document.body.dataset.socket = "open";
-    showNotice("");
+    if (everOpened) {
+      showNotice(busy ? "Reconnected: the reply resumes." : "Reconnected.", { fade: true });
+      // A reply that ended while we were away sends no snapshot: ask for its end.
+      for (const id of replies.keys()) sendEvent({ type: "resume", message_id: id });
+    } else {
+      showNotice("");
+    }
+    everOpened = true;
   });
   socket.addEventListener("message", (message) => {
     const event = JSON.parse(message.data);
@@ -160,18 +354,43 @@ function connect() {
       showNotice(close.code === 4401 ? "Your session ended: log in again." : "This conversation is not available.");
       return;
     }
-    showNotice("Connection lost, reconnecting…");
+    const seconds = Math.max(1, Math.round(retryDelay / 1000));
+    showNotice(
+      `Connection lost. Reconnecting in ${seconds} s…` +
+        (busy ? " The reply in progress resumes once the connection is back." : ""),
+    );
     setTimeout(connect, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 10000);
   });
 }
 
+function sendEvent(event) {
+  if (socket?.readyState !== WebSocket.OPEN) {
+    showNotice("Not connected yet: try again in a moment.");
+    return false;
+  }
+  socket.send(JSON.stringify(event));
+  return true;
+}
+
+// What every send, edit and regenerate asks for: this conversation's settings.
+function sendParams() {
+  const params = { temperature: chatSettings.temperature, top_p: chatSettings.top_p };
+  if (chatSettings.max_tokens != null) params.max_tokens = chatSettings.max_tokens;
+  if (chatSettings.seed != null) params.seed = chatSettings.seed;
+  return params;
+}
+
 function send() {
   const content = input.value;
-  if (!content.trim() || socket?.readyState !== WebSocket.OPEN || sendButton.disabled) return;
+  if (!content.trim() || busy) return;
   showNotice("");
-  socket.send(JSON.stringify({ type: "send", content }));
-  input.value = "";
+  pinned = true;
+  if (sendEvent({ type: "send", content, params: sendParams() })) input.value = "";
+}
+
+function stop() {
+  sendEvent({ type: "stop" });
 }
 
 form.addEventListener("submit", (submit) => {
@@ -184,33 +403,60 @@ input.addEventListener("keydown", (key) => {
     send();
   }
 });
-stopButton.addEventListener("click", () => socket?.send(JSON.stringify({ type: "stop" })));
+stopButton.addEventListener("click", stop);
 document.addEventListener("keydown", (key) => {
-  if (key.key === "Escape" && !stopButton.hidden) socket?.send(JSON.stringify({ type: "stop" }));
+  if (key.key === "Escape" && busy && !document.querySelector("dialog[open]")) stop();
 });
 
-async function refreshModel() {
-  try {
-    const health = await (await fetch("/healthz")).json();
-    const model = health.model;
-    document.getElementById("model-name").textContent = model.model || "no worker running";
-    document.getElementById("model-state").textContent = model.state;
-    document.getElementById("model-status").dataset.state = model.state;
-    const load = model.capacity ? [`${model.active}/${model.capacity} replies in progress`] : [];
-    if (health.queue_length) load.push(`${health.queue_length} waiting`);
-    document.getElementById("model-load").textContent = load.join(" · ");
-  } catch {
-    document.getElementById("model-state").textContent = "unreachable";
-  }
+// --- the settings panel -----------------------------------------------------------------
+
+function fillSettings() {
+  const fields = settingsForm.elements;
+  fields.system_prompt.value = chatSettings.system_prompt;
+  fields.temperature.value = chatSettings.temperature;
+  fields.top_p.value = chatSettings.top_p;
+  fields.max_tokens.value = chatSettings.max_tokens ?? "";
+  fields.seed.value = chatSettings.seed ?? "";
+  fields.guardrail.checked = chatSettings.guardrail;
 }
 
-for (const el of messagesEl.querySelectorAll(".message.assistant")) {
-  if (LIVE.has(el.dataset.status)) {
-    replies.set(el.dataset.messageId, { el, text: el.querySelector(".content").textContent, seq: 0 });
-    setBusy(true);
+document.getElementById("settings-button").addEventListener("click", () => {
+  fillSettings();
+  settingsError.hidden = true;
+  settingsDialog.showModal();
+});
+document.getElementById("settings-cancel").addEventListener("click", () => settingsDialog.close());
+settingsForm.addEventListener("submit", (submit) => {
+  submit.preventDefault();
+  settingsError.hidden = true;
+  // The same limits as the server's, from the inputs' min/max/step/maxlength.
+  if (!settingsForm.reportValidity()) return;
+  const fields = settingsForm.elements;
+  const number = (field) => (field.value === "" ? null : Number(field.value));
+  settingsPending = sendEvent({
+    type: "settings",
+    settings: {
+      system_prompt: fields.system_prompt.value,
+      temperature: number(fields.temperature),
+      top_p: number(fields.top_p),
+      max_tokens: number(fields.max_tokens),
+      seed: number(fields.seed),
+      guardrail: fields.guardrail.checked,
+    },
+  });
+});
+
+// --- start ------------------------------------------------------------------------------
+
+for (const el of messagesEl.querySelectorAll(".message")) {
+  setContent(el, el.querySelector(".content").textContent);
+  if (el.classList.contains("assistant") && LIVE.has(el.dataset.status)) {
+    replies.set(el.dataset.messageId, { el, text: el.rawText, seq: 0, frame: 0 });
+    setStatus(el, el.dataset.status);
+    busy = true;
   }
 }
+setBusy(busy);
 connect();
-setInterval(refreshModel, 10000);
 input.focus();
-window.scrollTo(0, document.body.scrollHeight);
+window.scrollTo(0, document.documentElement.scrollHeight);

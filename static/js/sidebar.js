@@ -80,6 +80,36 @@ document.addEventListener("keydown", (key) => {
     document.getElementById("new-chat")?.click();
   } else if (key.ctrlKey && key.key.toLowerCase() === "k") {
     key.preventDefault();
+    if (menuButton && getComputedStyle(menuButton).display !== "none") setSidebarOpen(true);
     document.getElementById("search-input")?.focus();
+  }
+});
+
+// On a phone the sidebar hides behind the menu button (CSS decides when; this only toggles).
+const menuButton = document.getElementById("menu-button");
+
+function setSidebarOpen(open) {
+  document.body.classList.toggle("sidebar-open", open);
+  menuButton?.setAttribute("aria-expanded", String(open));
+}
+
+menuButton?.addEventListener("click", () => {
+  const open = !document.body.classList.contains("sidebar-open");
+  setSidebarOpen(open);
+  if (open) document.querySelector("#sidebar .new-chat")?.focus();
+});
+document.addEventListener("keydown", (key) => {
+  if (key.key === "Escape" && document.body.classList.contains("sidebar-open")) {
+    setSidebarOpen(false);
+    menuButton?.focus();
+  }
+});
+document.addEventListener("click", (click) => {
+  if (
+    document.body.classList.contains("sidebar-open") &&
+    !click.target.closest("#sidebar") &&
+    !click.target.closest("#menu-button")
+  ) {
+    setSidebarOpen(false);
   }
 });

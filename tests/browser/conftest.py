@@ -43,9 +43,15 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+# Desktop unless a test parametrizes it: `@pytest.mark.parametrize("page", [DESKTOP, PHONE], indirect=True)`.
 @pytest.fixture
 def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    viewport = getattr(request, "param", DESKTOP)
+    context = browser.new_context(viewport=viewport, is_mobile=viewport["width"] < 700)
     opened = context.new_page()
     opened.set_default_timeout(30_000)
     errors: list[str] = []

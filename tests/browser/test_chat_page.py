@@ -36,14 +36,12 @@ def test_sign_up_chat_watch_the_reply_stream_and_find_it_after_reload(page: Page
     expect(page).to_have_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
     page.wait_for_function("document.body.dataset.socket === 'open'")
 
-    # Record every text the reply shows while it streams, to see it grow in pieces.
+    # Record every text the reply is rendered from while it streams, to see it grow in pieces.
     page.evaluate(
         """() => {
         window.seen = [];
-        new MutationObserver(() => {
-          const el = document.querySelector('.message.assistant .content');
-          if (el) window.seen.push(el.textContent);
-        }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true});
+        document.getElementById('messages').addEventListener('chat:render', (e) => window.seen.push(e.detail.text));
+        document.getElementById('messages').addEventListener('chat:reply-done', (e) => { window.final = e.detail.content; });
         }"""
     )
     page.get_by_label("Message").fill("Write me a poem about the sea")
@@ -57,8 +55,9 @@ def test_sign_up_chat_watch_the_reply_stream_and_find_it_after_reload(page: Page
     expect(reply).to_have_attribute("data-status", "complete", timeout=60_000)
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
 
-    final = reply.locator(".content").text_content()
-    assert final
+    rendered = reply.locator(".content").text_content()
+    final = page.evaluate("window.final")
+    assert final and rendered
     seen = [text for text in page.evaluate("window.seen") if text]
     assert len(set(seen)) >= 3, "the reply appeared at once, not token by token"
     assert all(final.startswith(text) for text in seen), "streamed text was not a growing prefix of the reply"
@@ -66,7 +65,7 @@ def test_sign_up_chat_watch_the_reply_stream_and_find_it_after_reload(page: Page
 
     page.reload()
     expect(page.locator(".message.user .content")).to_have_text("Write me a poem about the sea")
-    expect(page.locator(".message.assistant .content")).to_have_text(final)
+    expect(page.locator(".message.assistant .content")).to_have_text(rendered)
     expect(page.locator(".conversation-list .current")).to_contain_text("Write me a poem about the sea")
 
 

@@ -82,9 +82,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         return payload
 
     async def _dispatch(self, payload: dict[str, Any]) -> None:
-        handler = {"send": self._on_send, "stop": self._on_stop, "regenerate": self._on_regenerate}.get(
-            payload["type"]
-        )
+        handler = {
+            "send": self._on_send,
+            "stop": self._on_stop,
+            "regenerate": self._on_regenerate,
+            "edit": self._on_edit,
+            "settings": self._on_settings,
+            "resume": self._on_resume,
+        }.get(payload["type"])
         if handler is None:
             raise ChatInputError("unknown_type", f"Unknown event type {payload['type'][:40]!r}.")
         await handler(payload)
@@ -105,6 +110,34 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             conversation=self.conversation, raw_params=payload.get("params")
         )
 
+    async def _on_edit(self, payload: dict[str, Any]) -> None:
+        await database_sync_to_async(services.reply_edit)(
+            conversation=self.conversation,
+            message_id=payload.get("message_id"),
+            content=payload.get("content"),
+            raw_params=payload.get("params"),
+        )
+
+    async def _on_settings(self, payload: dict[str, Any]) -> None:
+        # Read afresh: another tab may have changed them since this socket connected.
+        await database_sync_to_async(self.conversation.refresh_from_db)()
+        chat_settings = await sync_to_async(services.check_settings)(
+            conversation=self.conversation, raw_settings=payload.get("settings")
+        )
+        await database_sync_to_async(services.conversation_configure)(
+            conversation=self.conversation, chat_settings=chat_settings
+        )
+
+    async def _on_resume(self, payload: dict[str, Any]) -> None:
+        # A client back from a drop asks after the reply it was watching: if it
+        # ended meanwhile, it missed the `done`; if it is live, the snapshot
+        # on connect already caught it up.
+        reply = await database_sync_to_async(services.check_resume)(
+            conversation=self.conversation, message_id=payload.get("message_id")
+        )
+        if not reply.is_live:
+            await self._send_event(events.done_event(reply))
+
     async def _send_snapshot(self) -> None:
         reply = await database_sync_to_async(live_reply)(self.conversation)
         if reply is None:
@@ -122,6 +155,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.sent_seq[event["message_id"]] = event["seq"]
         elif event["type"] == "done":
             self.sent_seq.pop(event["message_id"], None)
+        elif event["type"] == "settings":
+            # Another socket changed them: later sends here use the new ones.
+            for name, value in event["settings"].items():
+                setattr(self.conversation, name, value)
         await self._send_event(event)
 
     async def _send_event(self, event: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from webapp.chat.models import Message
+    from webapp.chat.models import Conversation, Message
 
 Event = dict[str, Any]
 
@@ -54,3 +54,11 @@ def done_event(message: Message) -> Event:
 
 def error_event(code: str, message: str) -> Event:
     return {"type": "error", "code": code, "message": message}
+
+
+def removed_event(message_ids: list[object]) -> Event:
+    return {"type": "removed", "message_ids": [str(message_id) for message_id in message_ids]}
+
+
+def settings_event(conversation: Conversation) -> Event:
+    return {"type": "settings", "settings": conversation.chat_settings()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 from asgiref.sync import sync_to_async
@@ -29,6 +30,8 @@ from webapp.chat.selectors import (
     access_conversation,
     conversations_for_user,
 )
+
+logger = logging.getLogger(__name__)
 
 # Conversations listed with their own download links on the export page; the zip has them all.
 LISTED = 50
@@ -125,7 +128,6 @@ def zip_download(request: HttpRequest, pieces: Iterator[bytes], *, filename: str
     content = _pulled_in_sync_thread(pieces) if isinstance(request, ASGIRequest) else pieces
     response = StreamingHttpResponse(content, content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["X-Accel-Buffering"] = "no"  # a buffering proxy would undo the streaming
     return response
 
 
@@ -137,6 +139,10 @@ async def _pulled_in_sync_thread(pieces: Iterator[bytes]) -> AsyncIterator[bytes
     try:
         while (piece := await pull(pieces, done)) is not done:
             yield piece
+    except Exception:
+        # Headers are sent: a raise here would leave a Daphne client waiting
+        # forever (it answers with a second status line, which fails). End the body.
+        logger.exception("download stopped early")
     finally:
         close = getattr(pieces, "close", None)
         if close is not None:

@@ -8,6 +8,7 @@ in memory at a time. docs/exports.md documents every format.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 import zipfile
@@ -30,6 +31,12 @@ EXPORT_CHUNK = 100
 # The zip is handed to the server in pieces of about this size.
 ZIP_PIECE_BYTES = 256 * 1024
 FILENAME_CHARS = 60
+FAILED_ENTRY = "EXPORT-INCOMPLETE.txt"
+FAILED_TEXT = (
+    "The export stopped early because of a server error, so this zip is incomplete. Please try again.\n"
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -212,13 +219,12 @@ def ascii_filename_stem(title: str) -> str:
 
 
 def attachment_disposition(title: str, extension: str) -> str:
-    """Content-Disposition for a download named after a title: ASCII `filename`, plus RFC 5987
-    `filename*` when the title has characters the ASCII form loses."""
-    ascii_name = f"{ascii_filename_stem(title)}.{extension}"
+    """Content-Disposition for a download named after a title: an ASCII `filename`, plus the
+    RFC 5987 `filename*` (which browsers prefer) when the title is not ASCII."""
+    header = f'attachment; filename="{ascii_filename_stem(title)}.{extension}"'
     # Keep the title's letters but never a path separator, quote or control character.
     unicode_stem = re.sub(r'[\x00-\x1f\x7f/\\"<>:|?*]+', "-", title).strip(" .-")[:FILENAME_CHARS]
-    header = f'attachment; filename="{ascii_name}"'
-    if unicode_stem and f"{unicode_stem}.{extension}" != ascii_name:
+    if unicode_stem and not title.isascii():
         header += f"; filename*=UTF-8''{quote(f'{unicode_stem}.{extension}', safe='')}"
     return header
 
@@ -309,13 +315,20 @@ def zip_stream(files: Iterable[tuple[str, bytes, datetime]]) -> Iterator[bytes]:
     """Deflate `(name, content, modified)` files into a zip, yielding it in pieces as it grows."""
     pipe = _Pipe()
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, content, modified in files:
-            entry = zipfile.ZipInfo(name, date_time=_zip_time(modified))
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.external_attr = 0o644 << 16
-            archive.writestr(entry, content)
-            if pipe.size >= ZIP_PIECE_BYTES:
-                yield pipe.take()
+        try:
+            for name, content, modified in files:
+                entry = zipfile.ZipInfo(name, date_time=_zip_time(modified))
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                entry.external_attr = 0o644 << 16
+                archive.writestr(entry, content)
+                if pipe.size >= ZIP_PIECE_BYTES:
+                    yield pipe.take()
+        except Exception:
+            # The status line went out with the first piece: an error can no
+            # longer be a 500 (and Daphne leaves the client hanging if the
+            # application raises mid-body). End with a valid zip that says so.
+            logger.exception("export stopped early")
+            archive.writestr(FAILED_ENTRY, FAILED_TEXT)
     yield pipe.take()  # the central directory, written by close()
 
 

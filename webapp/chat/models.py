@@ -11,6 +11,12 @@ from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
 
 # What `done.stats` carries: the worker's figures and the time spent queued.
 STAT_FIELDS = (*REPLY_STAT_FIELDS, "queue_ms")
+# The settings a person sets per conversation (the page's settings panel).
+SETTINGS_FIELDS = ("system_prompt", "temperature", "top_p", "max_tokens", "seed", "guardrail")
+
+
+def guardrail_default() -> bool:
+    return settings.GUARDRAIL_DEFAULT
 
 
 class Conversation(models.Model):
@@ -20,6 +26,15 @@ class Conversation(models.Model):
     )
     title = models.CharField(max_length=200, blank=True)
     system_prompt = models.TextField(blank=True)
+    # Sampling settings: what the page sends as `params`, and what a `send`
+    # without them uses. A null max_tokens or seed means the server's default
+    # (DEFAULT_MAX_TOKENS) and a random seed.
+    temperature = models.FloatField(default=0.7)
+    top_p = models.FloatField(default=1.0)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    # Prepend Mistral's guardrail prompt to the system prompt (services.system_prompt_for).
+    guardrail = models.BooleanField(default=guardrail_default)
     created_at = models.DateTimeField(auto_now_add=True)
     # Bumped by every new message, so the sidebar can list newest first.
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
@@ -30,6 +45,9 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or "New chat"
+
+    def chat_settings(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in SETTINGS_FIELDS}
 
 
 class Message(models.Model):

@@ -7,28 +7,30 @@ transaction commits, so no socket ever hears of a row that was rolled back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.utils import timezone
 
 from inference.chat_template import ContextOverflow, fit_chat
 from inference.params import ParamError, SamplingParams, parse_params
-from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
 from webapp.celery import app as celery_app
 from webapp.chat import events, live
-from webapp.chat.models import Conversation, Message
-from webapp.chat.selectors import live_reply, prompt_history, queue_position
+from webapp.chat.models import SETTINGS_FIELDS, Conversation, Message
+from webapp.chat.selectors import live_reply, queue_position
 
 GENERATE_REPLY_TASK = "inference.generate_reply"
 TITLE_CHARS = 60
-# Queued replies told their new place each time the queue moves; the rest
-# hear at their next move within reach.
-QUEUE_UPDATES = 100
+# Mistral's own guardrail ("safe_prompt" in its API), prepended to the system
+# prompt of a conversation whose `guardrail` setting is on.
+GUARDRAIL_PROMPT = (
+    "Always assist with care, respect, and truth. Respond with utmost utility yet securely. "
+    "Avoid harmful, unethical, prejudiced, or negative content. Ensure replies promote fairness and positivity."
+)
+# The sampling settings of a conversation that are also `params` of a send.
+SAMPLING_SETTINGS = ("temperature", "top_p", "max_tokens", "seed")
 
 
 class ChatInputError(Exception):
@@ -73,13 +75,77 @@ def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
 
 
-def check_system_prompt(system_prompt: str) -> str:
+def check_system_prompt(system_prompt: object) -> str:
+    if not isinstance(system_prompt, str) or "\x00" in system_prompt:
+        raise ChatInputError(
+            "invalid_system_prompt", "The system prompt must be text without NUL characters."
+        )
     if len(system_prompt) > settings.MAX_SYSTEM_PROMPT_CHARS:
         raise ChatInputError(
             "system_prompt_too_long",
             f"The system prompt is over {settings.MAX_SYSTEM_PROMPT_CHARS} characters.",
         )
     return system_prompt
+
+
+def system_prompt_for(conversation: Conversation) -> str | None:
+    """The system prompt the model sees: the guardrail prompt first when it is on."""
+    return _join_system_prompt(conversation.guardrail, conversation.system_prompt)
+
+
+def check_settings(*, conversation: Conversation, raw_settings: object) -> dict[str, Any]:
+    """Validate a `settings` event: any of SETTINGS_FIELDS, merged over the stored ones.
+
+    The sampling values go through the same `parse_params` as a send's
+    `params`; a null `max_tokens` or `seed` means the default.
+    """
+    if not isinstance(raw_settings, dict):
+        raise ChatInputError("invalid_settings", "settings must be an object.")
+    unknown = sorted(set(raw_settings) - set(SETTINGS_FIELDS))
+    if unknown:
+        raise ChatInputError(
+            "invalid_settings", f"Unknown setting {unknown[0][:40]!r}; allowed: {', '.join(SETTINGS_FIELDS)}."
+        )
+    merged = {**conversation.chat_settings(), **raw_settings}
+    if not isinstance(merged["guardrail"], bool):
+        raise ChatInputError("invalid_settings", "guardrail must be true or false.")
+    sampling = {name: merged[name] for name in SAMPLING_SETTINGS if merged[name] is not None}
+    params = check_params(sampling)
+    system_prompt = check_system_prompt(merged["system_prompt"])
+    try:
+        fit_chat(
+            [{"role": "user", "content": "x"}],
+            _join_system_prompt(merged["guardrail"], system_prompt),
+            max_tokens=params.max_tokens,
+            context_limit=settings.CONTEXT_LIMIT,
+        )
+    except ContextOverflow as overflow:
+        raise ChatInputError("context_overflow", str(overflow)) from None
+    return {
+        "system_prompt": system_prompt,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_tokens": None if merged["max_tokens"] is None else params.max_tokens,
+        "seed": params.seed,
+        "guardrail": merged["guardrail"],
+    }
+
+
+def _join_system_prompt(guardrail: bool, system_prompt: str) -> str | None:
+    parts = [GUARDRAIL_PROMPT] if guardrail else []
+    if system_prompt:
+        parts.append(system_prompt)
+    return "\n\n".join(parts) or None
+
+
+def conversation_configure(*, conversation: Conversation, chat_settings: dict[str, Any]) -> Conversation:
+    """Store checked settings (from `check_settings`) and tell every socket on the conversation."""
+    with transaction.atomic():
+        for name, value in chat_settings.items():
+            setattr(conversation, name, value)
+        conversation.save(update_fields=[*chat_settings, "updated_at"])
+        transaction.on_commit(lambda: live.publish(conversation.id, events.settings_event(conversation)))
+    return conversation
 
 
 # --- sending ------------------------------------------------------------------
@@ -89,6 +155,13 @@ def check_send(
     *, conversation: Conversation, content: object, raw_params: object
 ) -> tuple[str, SamplingParams]:
     """Validate a `send`: the text and the sampling parameters, and that they fit the context."""
+    content = check_content(content)
+    params = check_params(raw_params, conversation=conversation)
+    _check_fits(conversation, content, params)
+    return content, params
+
+
+def check_content(content: object) -> str:
     if not isinstance(content, str):
         raise ChatInputError("invalid_content", "content must be a string.")
     if not content.strip():
@@ -100,28 +173,42 @@ def check_send(
         )
     if "\x00" in content:
         raise ChatInputError("invalid_content", "The message contains a NUL character.")
-    params = check_params(raw_params)
+    return content
+
+
+def _check_fits(conversation: Conversation, content: str, params: SamplingParams) -> None:
     try:
         fit_chat(
             [{"role": "user", "content": content}],
-            conversation.system_prompt or None,
+            system_prompt_for(conversation),
             max_tokens=params.max_tokens,
             context_limit=settings.CONTEXT_LIMIT,
         )
     except ContextOverflow as overflow:
         raise ChatInputError("context_overflow", str(overflow)) from None
-    return content, params
 
 
-def check_params(raw_params: object) -> SamplingParams:
+def check_params(raw_params: object, *, conversation: Conversation | None = None) -> SamplingParams:
+    """Validate a client's `params`; what it leaves out comes from the conversation's settings."""
+    if conversation is not None and (raw_params is None or isinstance(raw_params, dict)):
+        limit = _max_tokens_limit()
+        stored = {name: getattr(conversation, name) for name in SAMPLING_SETTINGS}
+        # A limit lowered since the setting was stored must not refuse every send.
+        if stored["max_tokens"] is not None:
+            stored["max_tokens"] = min(stored["max_tokens"], limit)
+        raw_params = {**{k: v for k, v in stored.items() if v is not None}, **(raw_params or {})}
     try:
         return parse_params(
             raw_params,
-            max_tokens_limit=min(settings.MAX_TOKENS_LIMIT, settings.CONTEXT_LIMIT - 1),
+            max_tokens_limit=_max_tokens_limit(),
             default_max_tokens=settings.DEFAULT_MAX_TOKENS,
         )
     except ParamError as error:
         raise ChatInputError("invalid_params", str(error)) from None
+
+
+def _max_tokens_limit() -> int:
+    return min(settings.MAX_TOKENS_LIMIT, settings.CONTEXT_LIMIT - 1)
 
 
 def reply_send(*, conversation: Conversation, content: str, params: SamplingParams) -> Message:
@@ -140,15 +227,70 @@ def reply_send(*, conversation: Conversation, content: str, params: SamplingPara
 
 def reply_regenerate(*, conversation: Conversation, raw_params: object = None) -> Message:
     """Replace the last reply with a new one, generated from the same turns."""
-    params = check_params(raw_params)
+    params = check_params(raw_params, conversation=conversation)
     with transaction.atomic():
         locked = _lock_idle(conversation)
         last = locked.messages.order_by("-created_at").first()
         if last is None or last.role != Message.Role.ASSISTANT:
             raise ChatInputError("nothing_to_regenerate", "There is no reply to regenerate.")
+        removed = [last.id]
         last.delete()
         locked.save(update_fields=["updated_at"])
+        transaction.on_commit(lambda: live.publish(locked.id, events.removed_event(removed)))
         return _create_reply(locked, params)
+
+
+def reply_edit(
+    *, conversation: Conversation, message_id: object, content: object, raw_params: object = None
+) -> Message:
+    """Change an earlier message of the user and answer it again; the turns after it are deleted."""
+    content = check_content(content)
+    params = check_params(raw_params, conversation=conversation)
+    _check_fits(conversation, content, params)
+    with transaction.atomic():
+        locked = _lock_idle(conversation)
+        message = _user_message(locked, message_id)
+        later = locked.messages.filter(created_at__gt=message.created_at)
+        removed = list(later.values_list("id", flat=True))
+        later.delete()
+        message.content = content
+        message.save(update_fields=["content", "updated_at"])
+        locked.save(update_fields=["updated_at"])
+
+        def announce() -> None:
+            if removed:
+                live.publish(locked.id, events.removed_event(removed))
+            live.publish(locked.id, events.message_event(message))
+
+        transaction.on_commit(announce)
+        return _create_reply(locked, params)
+
+
+def check_resume(*, conversation: Conversation, message_id: object) -> Message:
+    """The reply a client reconnecting after a drop was watching (a `resume` event)."""
+    reply = _message(conversation, message_id)
+    if reply.role != Message.Role.ASSISTANT:
+        raise ChatInputError("not_a_reply", "That message is not a reply.")
+    return reply
+
+
+def _message(conversation: Conversation, message_id: object) -> Message:
+    if not isinstance(message_id, str):
+        raise ChatInputError("invalid_message_id", "message_id must be a string.")
+    try:
+        message = conversation.messages.filter(id=UUID(message_id)).first()
+    except ValueError:
+        message = None
+    if message is None:
+        raise ChatInputError("unknown_message", "No message of this conversation has that id.")
+    return message
+
+
+def _user_message(conversation: Conversation, message_id: object) -> Message:
+    message = _message(conversation, message_id)
+    if message.role != Message.Role.USER:
+        raise ChatInputError("not_a_user_message", "Only your own messages can be edited.")
+    return message
 
 
 def reply_stop(*, conversation: Conversation) -> Message:
@@ -187,88 +329,3 @@ def _create_reply(conversation: Conversation, params: SamplingParams) -> Message
 def _title_from(content: str) -> str:
     line = " ".join(content.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
-
-
-# --- the worker's side --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReplyJob:
-    """Everything the worker needs to write one reply, detached from the ORM."""
-
-    message_id: str
-    conversation_id: str
-    messages: list[dict[str, str]]
-    system_prompt: str | None
-    params: SamplingParams
-
-
-def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
-    """Move a queued reply to `streaming` and hand back its job; None if it is not queued.
-
-    A reply already claimed (a redelivered task) or already ended is left alone.
-    """
-    with transaction.atomic():
-        reply = (
-            Message.objects.select_for_update()
-            .select_related("conversation")
-            .filter(id=message_id, role=Message.Role.ASSISTANT)
-            .first()
-        )
-        if reply is None or reply.status != Message.Status.QUEUED:
-            return None
-        reply.status = Message.Status.STREAMING
-        reply.queue_ms = (timezone.now() - reply.created_at).total_seconds() * 1000.0
-        reply.save(update_fields=["status", "queue_ms", "updated_at"])
-        transaction.on_commit(announce_queue_positions)
-    return ReplyJob(
-        message_id=str(reply.id),
-        conversation_id=str(reply.conversation_id),
-        messages=prompt_history(reply),
-        system_prompt=reply.conversation.system_prompt or None,
-        params=SamplingParams(**reply.params),
-    )
-
-
-def announce_queue_positions() -> None:
-    """Tell every queued reply (the first QUEUE_UPDATES) its place, after the queue moved."""
-    queued = Message.objects.filter(status=Message.Status.QUEUED).order_by("created_at")
-    for position, (reply_id, conversation_id) in enumerate(
-        queued.values_list("id", "conversation_id")[:QUEUE_UPDATES]
-    ):
-        live.publish(conversation_id, events.start_event(reply_id, position))
-
-
-def reply_finish(
-    *,
-    message_id: UUID | str,
-    status: str,
-    content: str,
-    stats: dict[str, Any],
-    model_name: str,
-    error: str = "",
-) -> Message:
-    """Store a reply's final text, status and stats, then publish `done`."""
-    with transaction.atomic():
-        reply = Message.objects.select_for_update().get(id=message_id)
-        reply.status = status
-        reply.content = content
-        reply.error = error
-        reply.model_name = model_name
-        for name in REPLY_STAT_FIELDS:
-            setattr(reply, name, stats.get(name))
-        reply.save()
-        Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=timezone.now())
-
-        def announce() -> None:
-            live.publish(reply.conversation_id, events.done_event(reply))
-            live.clear_reply(reply.id)
-
-        transaction.on_commit(announce)
-    return reply
-
-
-def reply_delta(*, conversation_id: str, message_id: str, seq: int, text: str) -> None:
-    """Record and publish one piece of a reply's text (no database write)."""
-    live.record_delta(message_id, seq, text)
-    live.publish(conversation_id, events.token_event(message_id, seq, text))

@@ -104,4 +104,11 @@ def _page_context(request: HttpRequest, *, conversation: Conversation | None) ->
         "more_conversations": len(recent) > SIDEBAR_LIMIT,
         "model": model_summary(live_workers()),
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
+        "chat_settings": conversation.chat_settings() if conversation else None,
+        "limits": {
+            "max_message_chars": settings.MAX_MESSAGE_CHARS,
+            "max_system_prompt_chars": settings.MAX_SYSTEM_PROMPT_CHARS,
+            "max_tokens": min(settings.MAX_TOKENS_LIMIT, settings.CONTEXT_LIMIT - 1),
+            "default_max_tokens": settings.DEFAULT_MAX_TOKENS,
+        },
     }

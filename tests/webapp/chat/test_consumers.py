@@ -11,7 +11,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 
-from webapp.chat import live, services
+from webapp.chat import live, reply_jobs, services
 from webapp.chat.models import Conversation, Message
 from webapp.chat.routing import websocket_urlpatterns
 
@@ -212,10 +212,10 @@ async def test_snapshot_then_only_newer_tokens(enqueued: list[str]) -> None:
     reply = await database_sync_to_async(Message.objects.create)(
         conversation=conversation, role="assistant", status="streaming"
     )
-    await database_sync_to_async(services.reply_delta)(
+    await database_sync_to_async(reply_jobs.reply_delta)(
         conversation_id=str(conversation.id), message_id=str(reply.id), seq=1, text="Hel"
     )
-    await database_sync_to_async(services.reply_delta)(
+    await database_sync_to_async(reply_jobs.reply_delta)(
         conversation_id=str(conversation.id), message_id=str(reply.id), seq=2, text="lo"
     )
     comm = await open_socket(conversation, user)
@@ -224,11 +224,11 @@ async def test_snapshot_then_only_newer_tokens(enqueued: list[str]) -> None:
     await database_sync_to_async(live.publish)(
         conversation.id, {"type": "token", "message_id": str(reply.id), "seq": 2, "text": "lo"}
     )
-    await database_sync_to_async(services.reply_delta)(
+    await database_sync_to_async(reply_jobs.reply_delta)(
         conversation_id=str(conversation.id), message_id=str(reply.id), seq=3, text=" world"
     )
     assert await receive(comm) == {"type": "token", "message_id": str(reply.id), "seq": 3, "text": " world"}
-    await database_sync_to_async(services.reply_finish)(
+    await database_sync_to_async(reply_jobs.reply_finish)(
         message_id=reply.id,
         status="complete",
         content="Hello world",
@@ -274,7 +274,7 @@ async def test_queued_replies_hear_their_new_place_when_the_queue_moves(enqueued
         replies.append(start["message_id"])
     assert [s for s in enqueued] == replies
 
-    job = await database_sync_to_async(services.reply_claim)(message_id=replies[0])
+    job = await database_sync_to_async(reply_jobs.reply_claim)(message_id=replies[0])
     assert job is not None and job.messages == [{"role": "user", "content": "hi"}]
     moved = [await receive(comm) for comm in sockets[1:]]
     assert moved == [
@@ -285,6 +285,6 @@ async def test_queued_replies_hear_their_new_place_when_the_queue_moves(enqueued
     claimed = await database_sync_to_async(Message.objects.get)(id=replies[0])
     assert claimed.status == "streaming" and claimed.queue_ms is not None and claimed.queue_ms >= 0
     # A second delivery of the same job claims nothing.
-    assert await database_sync_to_async(services.reply_claim)(message_id=replies[0]) is None
+    assert await database_sync_to_async(reply_jobs.reply_claim)(message_id=replies[0]) is None
     for comm in sockets:
         await comm.disconnect()

@@ -77,7 +77,8 @@ def test_with_moderation_fails_clearly_while_there_are_no_moderation_records(peo
 
 
 @pytest.mark.parametrize(
-    ("args", "message"), [(["--user", "nobody"], "No user named 'nobody'"), (["--since", "May 4"], "YYYY-MM-DD")]
+    ("args", "message"),
+    [(["--user", "nobody"], "No user named 'nobody'"), (["--since", "May 4"], "YYYY-MM-DD")],
 )
 def test_bad_arguments_are_errors(people, args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):

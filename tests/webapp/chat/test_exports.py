@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -19,6 +20,7 @@ from tests.webapp.chat.export_support import CONVERSATION_ID, SYSTEM_PROMPT, bui
 from webapp.chat import exports
 from webapp.chat.exports import FORMATS, ZIP_FORMATS, attachment_disposition
 from webapp.chat.models import Conversation, Message
+from webapp.chat.selectors import ConversationForbidden, access_conversation
 
 pytestmark = pytest.mark.django_db
 
@@ -121,7 +123,8 @@ def test_download_names_are_safe_ascii_with_the_unicode_title_beside(logged_in: 
     [
         ("", 'attachment; filename="conversation.md"'),
         ("../../etc/passwd", 'attachment; filename="etc-passwd.md"'),
-        ('a"b\r\nSet-Cookie: x', 'attachment; filename="a-b-Set-Cookie-x.md"; filename*=UTF-8\'\'a-b-Set-Cookie-%20x.md'),
+        ('a"b\r\nSet-Cookie: x', 'attachment; filename="a-b-Set-Cookie-x.md"'),
+        ("é\r\n/x", "attachment; filename=\"e-x.md\"; filename*=UTF-8''%C3%A9-x.md"),
         ("海", "attachment; filename=\"conversation.md\"; filename*=UTF-8''%E6%B5%B7.md"),
         ("x" * 300, f'attachment; filename="{"x" * 60}.md"'),
     ],
@@ -139,7 +142,13 @@ def export_urls() -> list[str]:
 
 def test_every_export_url_needs_a_login(alice) -> None:
     build_conversation(alice)
-    paths = [*export_urls(), "/c/export/", "/c/export/?format=json", "/c/export/started/?format=json", "/c/import/"]
+    paths = [
+        *export_urls(),
+        "/c/export/",
+        "/c/export/?format=json",
+        "/c/export/started/?format=json",
+        "/c/import/",
+    ]
     for path in paths:
         response = Client().get(path)
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/"), path
@@ -163,6 +172,19 @@ def test_staff_may_export_anybodys_conversation(alice) -> None:
     staff = client_for("moderator", is_staff=True)
     for path in export_urls():
         assert staff.get(path).status_code == 200, path
+
+
+def test_staff_pass_the_access_check_only_where_it_allows_them(alice) -> None:
+    build_conversation(alice)
+    users = get_user_model().objects
+    staff, bob = users.create_user(username="mod", is_staff=True), users.create_user(username="bob")
+    with pytest.raises(ConversationForbidden):
+        access_conversation(staff, CONVERSATION_ID)  # the chat page and the socket stay owner-only
+    assert access_conversation(staff, CONVERSATION_ID, allow_staff=True).owner == alice
+    with pytest.raises(ConversationForbidden):
+        access_conversation(bob, CONVERSATION_ID, allow_staff=True)
+    with pytest.raises(ConversationForbidden):
+        access_conversation(AnonymousUser(), CONVERSATION_ID, allow_staff=True)
 
 
 @pytest.mark.parametrize(
@@ -191,7 +213,9 @@ def test_exports_are_get_only(logged_in: Client, alice) -> None:
 
 
 @pytest.mark.parametrize("export_format", ZIP_FORMATS)
-def test_the_zip_has_one_file_per_conversation_and_an_index(logged_in: Client, alice, export_format: str) -> None:
+def test_the_zip_has_one_file_per_conversation_and_an_index(
+    logged_in: Client, alice, export_format: str
+) -> None:
     build_conversation(alice)
     for title in ("second", "second"):  # same title: the names still differ
         other = Conversation.objects.create(owner=alice, title=title)
@@ -230,6 +254,25 @@ def test_the_zip_is_built_in_pieces_a_chunk_of_conversations_at_a_time(
     assert len(message_queries) == 3  # 5 conversations, 2 per chunk: one prefetch per chunk
     assert len(pieces) >= 6  # a piece per conversation, the index and the central directory
     assert len(zipfile.ZipFile(io.BytesIO(b"".join(pieces))).namelist()) == 6
+
+
+def test_an_error_mid_zip_ends_it_with_a_note_not_a_broken_download(
+    logged_in: Client, alice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for number in range(3):
+        Conversation.objects.create(owner=alice, title=f"chat {number}")
+    render = exports.render_conversation
+
+    def failing_on_the_second(conversation, messages, export_format):
+        if conversation.title == "chat 1":
+            raise RuntimeError("the database went away")
+        return render(conversation, messages, export_format)
+
+    monkeypatch.setattr(exports, "render_conversation", failing_on_the_second)
+    archive = read_zip(logged_in.get("/c/export/?format=txt"))
+    assert archive.testzip() is None
+    assert archive.namelist()[-1] == exports.FAILED_ENTRY and len(archive.namelist()) == 2
+    assert b"incomplete" in archive.read(exports.FAILED_ENTRY)
 
 
 def test_the_export_page_lists_my_conversations_with_a_link_per_format(logged_in: Client, alice) -> None:

@@ -96,7 +96,9 @@ def test_the_export_all_zip_in_json_imports_whole(alice, bob) -> None:
 
     response = upload(logged_in(bob), archive, "all.zip")
     assert response.status_code == 200 and b"Imported 2 conversations" in response.content
-    again = zipfile.ZipFile(io.BytesIO(b"".join(logged_in(bob).get("/c/export/?format=json").streaming_content)))
+    again = zipfile.ZipFile(
+        io.BytesIO(b"".join(logged_in(bob).get("/c/export/?format=json").streaming_content))
+    )
     before = zipfile.ZipFile(io.BytesIO(archive))
 
     def documents(zipped: zipfile.ZipFile) -> list[dict]:
@@ -108,12 +110,16 @@ def test_the_export_all_zip_in_json_imports_whole(alice, bob) -> None:
 
 def test_imported_messages_of_equal_time_keep_their_order(bob) -> None:
     moment = "2024-05-01T10:00:00.000000+00:00"
-    turns = [{"role": "user" if n % 2 == 0 else "assistant", "content": str(n), "created_at": moment} for n in range(12)]
+    turns = [
+        {"role": "user" if n % 2 == 0 else "assistant", "content": str(n), "created_at": moment}
+        for n in range(12)
+    ]
     assert upload(logged_in(bob), dumps(minimal(messages=turns))).status_code == 200
     conversation = Conversation.objects.get(owner=bob)
-    assert [m["content"] for m in json.loads(logged_in(bob).get(f"/c/{conversation.id}/export/json/").content)[
-        "messages"
-    ]] == [str(n) for n in range(12)]
+    assert [
+        m["content"]
+        for m in json.loads(logged_in(bob).get(f"/c/{conversation.id}/export/json/").content)["messages"]
+    ] == [str(n) for n in range(12)]
 
 
 def test_a_hand_written_minimal_file_imports_with_defaults(bob) -> None:
@@ -125,7 +131,12 @@ def test_a_hand_written_minimal_file_imports_with_defaults(bob) -> None:
 
 
 def test_a_reply_exported_mid_stream_comes_back_failed_not_live(bob) -> None:
-    document = minimal(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "status": "streaming"}])
+    document = minimal(
+        messages=[
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "", "status": "streaming"},
+        ]
+    )
     assert upload(logged_in(bob), dumps(document)).status_code == 200
     reply = Message.objects.get(conversation__owner=bob, role="assistant")
     assert (reply.status, reply.error) == ("failed", INTERRUPTED_ERROR)
@@ -157,6 +168,15 @@ def with_encryption_flag(archive: bytes) -> bytes:
     return bytes(patched)
 
 
+def with_declared_size(archive: bytes, size: int) -> bytes:
+    """The zip with its one entry claiming to unpack to `size` bytes, whatever it really holds."""
+    patched = bytearray(archive)
+    for signature, size_offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = patched.find(signature) + size_offset
+        patched[at : at + 4] = size.to_bytes(4, "little")
+    return bytes(patched)
+
+
 GOOD = dumps(minimal(title="good"))
 HOSTILE = {
     "not JSON": (b"hello, world", "is not JSON"),
@@ -167,10 +187,22 @@ HOSTILE = {
     "a newer version": (dumps(minimal(version=2)), "version 2; this server reads version 1"),
     "a version that is not a number": (dumps(minimal(version="1")), 'version "1"'),
     "messages not a list": (dumps(minimal(messages={"0": "hi"})), '"messages" must be a list'),
-    "content not a string": (dumps(minimal(messages=[{"role": "user", "content": 5}])), "content must be a string"),
-    "a system role": (dumps(minimal(messages=[{"role": "system", "content": "x"}])), 'role must be "user" or "assistant"'),
-    "an unknown status": (dumps(minimal(messages=[{"role": "user", "content": "x", "status": "great"}])), "status must be"),
-    "params not an object": (dumps(minimal(messages=[{"role": "user", "content": "x", "params": []}])), "params must be a JSON object"),
+    "content not a string": (
+        dumps(minimal(messages=[{"role": "user", "content": 5}])),
+        "content must be a string",
+    ),
+    "a system role": (
+        dumps(minimal(messages=[{"role": "system", "content": "x"}])),
+        'role must be "user" or "assistant"',
+    ),
+    "an unknown status": (
+        dumps(minimal(messages=[{"role": "user", "content": "x", "status": "great"}])),
+        "status must be",
+    ),
+    "params not an object": (
+        dumps(minimal(messages=[{"role": "user", "content": "x", "params": []}])),
+        "params must be a JSON object",
+    ),
     "negative tokens": (
         dumps(minimal(messages=[{"role": "assistant", "content": "x", "stats": {"completion_tokens": -1}}])),
         "completion_tokens must be a whole number",
@@ -178,29 +210,55 @@ HOSTILE = {
     "an unknown field": (dumps(minimal(owner="root")), "fields this version does not know: owner"),
     "a naive time": (dumps(minimal(created_at="2024-01-01T00:00:00")), "ISO 8601 time with a time zone"),
     "times out of order": (
-        dumps(minimal(messages=[
-            {"role": "user", "content": "a", "created_at": "2024-01-02T00:00:00Z"},
-            {"role": "assistant", "content": "b", "created_at": "2024-01-01T00:00:00Z"},
-        ])),
+        dumps(
+            minimal(
+                messages=[
+                    {"role": "user", "content": "a", "created_at": "2024-01-02T00:00:00Z"},
+                    {"role": "assistant", "content": "b", "created_at": "2024-01-01T00:00:00Z"},
+                ]
+            )
+        ),
         "earlier than the message before it",
     ),
     "NaN": (b'{"format": "mistral-chat/conversation", "version": NaN}', "NaN is not a number"),
     "deep nesting": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     "a NUL character": (dumps(minimal(title="a\x00b")), "NUL character"),
-    "a lone surrogate": (b'{"format": "mistral-chat/conversation", "version": 1, "title": "\\ud800", "messages": []}', "invalid character escape"),
-    "a message over the limit": (dumps(minimal(messages=[{"role": "user", "content": "x" * 20_001}])), "the limit is 20000"),
+    "a lone surrogate": (
+        b'{"format": "mistral-chat/conversation", "version": 1, "title": "\\ud800", "messages": []}',
+        "invalid character escape",
+    ),
+    "a message over the limit": (
+        dumps(minimal(messages=[{"role": "user", "content": "x" * 20_001}])),
+        "the limit is 20000",
+    ),
     "a title over the limit": (dumps(minimal(title="t" * 201)), "title is 201 characters"),
     "a zip bomb": (make_zip(("bomb.json", b" " * 30_000_000)), "would unpack to 30.0 MB"),
-    "too many entries": (make_zip(*[(f"{n}.json", GOOD) for n in range(10_001)]), "10001 entries; the limit is 10000"),
+    "a zip bomb that lies about its size": (
+        with_declared_size(make_zip(("bomb.json", b" " * 30_000_000)), 100),
+        "bomb.json cannot be read from the zip",
+    ),
+    "too many entries": (
+        make_zip(*[(f"{n}.json", GOOD) for n in range(10_001)]),
+        "10001 entries; the limit is 10000",
+    ),
     "a path-traversal name": (make_zip(("ok.json", GOOD), ("../../etc/evil.json", GOOD)), "unsafe file name"),
     "an absolute name": (make_zip(("/etc/evil.json", GOOD)), "unsafe file name"),
     "a Windows path": (make_zip(("C:\\evil.json", GOOD)), "unsafe file name"),
     "a nested zip": (make_zip(("inner.zip", make_zip(("a.json", GOOD)))), "nested archives are not imported"),
-    "a zip named .json": (make_zip(("inner.json", make_zip(("a.json", GOOD)))), "nested zips are not imported"),
-    "a file that is not JSON": (make_zip(("a.json", GOOD), ("notes.txt", b"hi")), "notes.txt is not a .json file"),
+    "a zip named .json": (
+        make_zip(("inner.json", make_zip(("a.json", GOOD)))),
+        "nested zips are not imported",
+    ),
+    "a file that is not JSON": (
+        make_zip(("a.json", GOOD), ("notes.txt", b"hi")),
+        "notes.txt is not a .json file",
+    ),
     "a symbolic link": (make_zip((symlink_entry(), b"/etc/passwd")), "is a symbolic link"),
     "an encrypted entry": (with_encryption_flag(make_zip(("secret.json", GOOD))), "is encrypted"),
-    "one bad file among good ones": (make_zip(("a.json", GOOD), ("b.json", b"{nope"), ("c.json", GOOD)), "b.json is not JSON"),
+    "one bad file among good ones": (
+        make_zip(("a.json", GOOD), ("b.json", b"{nope"), ("c.json", GOOD)),
+        "b.json is not JSON",
+    ),
     "an empty zip": (make_zip(), "holds no conversations"),
     "a broken zip": (make_zip(("a.json", GOOD))[:40], "not a readable zip"),
 }
@@ -213,7 +271,9 @@ def test_a_hostile_file_imports_nothing_and_says_why(bob, case: str) -> None:
     assert response.status_code == 400
     page = response.content.decode()
     assert "Nothing was imported." in page
-    assert reason in page.replace("&quot;", '"').replace("&#x27;", "'"), page[page.find("import-error") :][:400]
+    assert reason in page.replace("&quot;", '"').replace("&#x27;", "'"), page[page.find("import-error") :][
+        :400
+    ]
     assert not Conversation.objects.filter(owner=bob).exists()
     assert not Message.objects.exists()
 

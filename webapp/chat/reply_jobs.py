@@ -1,0 +1,107 @@
+"""The worker's side of a reply: claim it, stream its text, store it.
+
+Called by `inference.tasks` from the worker's threads; like every write, the
+events go out only after the transaction commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from inference.params import SamplingParams
+from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
+from webapp.chat import events, live
+from webapp.chat.models import Conversation, Message
+from webapp.chat.selectors import prompt_history
+from webapp.chat.services import system_prompt_for
+
+# Queued replies told their new place each time the queue moves; the rest
+# hear at their next move within reach.
+QUEUE_UPDATES = 100
+
+
+@dataclass(frozen=True)
+class ReplyJob:
+    """Everything the worker needs to write one reply, detached from the ORM."""
+
+    message_id: str
+    conversation_id: str
+    messages: list[dict[str, str]]
+    system_prompt: str | None
+    params: SamplingParams
+
+
+def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
+    """Move a queued reply to `streaming` and hand back its job; None if it is not queued.
+
+    A reply already claimed (a redelivered task) or already ended is left alone.
+    """
+    with transaction.atomic():
+        reply = (
+            Message.objects.select_for_update()
+            .select_related("conversation")
+            .filter(id=message_id, role=Message.Role.ASSISTANT)
+            .first()
+        )
+        if reply is None or reply.status != Message.Status.QUEUED:
+            return None
+        reply.status = Message.Status.STREAMING
+        reply.queue_ms = (timezone.now() - reply.created_at).total_seconds() * 1000.0
+        reply.save(update_fields=["status", "queue_ms", "updated_at"])
+        transaction.on_commit(announce_queue_positions)
+    return ReplyJob(
+        message_id=str(reply.id),
+        conversation_id=str(reply.conversation_id),
+        messages=prompt_history(reply),
+        system_prompt=system_prompt_for(reply.conversation),
+        params=SamplingParams(**reply.params),
+    )
+
+
+def announce_queue_positions() -> None:
+    """Tell every queued reply (the first QUEUE_UPDATES) its place, after the queue moved."""
+    queued = Message.objects.filter(status=Message.Status.QUEUED).order_by("created_at")
+    for position, (reply_id, conversation_id) in enumerate(
+        queued.values_list("id", "conversation_id")[:QUEUE_UPDATES]
+    ):
+        live.publish(conversation_id, events.start_event(reply_id, position))
+
+
+def reply_finish(
+    *,
+    message_id: UUID | str,
+    status: str,
+    content: str,
+    stats: dict[str, Any],
+    model_name: str,
+    error: str = "",
+) -> Message:
+    """Store a reply's final text, status and stats, then publish `done`."""
+    with transaction.atomic():
+        reply = Message.objects.select_for_update().get(id=message_id)
+        reply.status = status
+        reply.content = content
+        reply.error = error
+        reply.model_name = model_name
+        for name in REPLY_STAT_FIELDS:
+            setattr(reply, name, stats.get(name))
+        reply.save()
+        Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=timezone.now())
+
+        def announce() -> None:
+            live.publish(reply.conversation_id, events.done_event(reply))
+            live.clear_reply(reply.id)
+
+        transaction.on_commit(announce)
+    return reply
+
+
+def reply_delta(*, conversation_id: str, message_id: str, seq: int, text: str) -> None:
+    """Record and publish one piece of a reply's text (no database write)."""
+    live.record_delta(message_id, seq, text)
+    live.publish(conversation_id, events.token_event(message_id, seq, text))
