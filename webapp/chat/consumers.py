@@ -95,12 +95,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await handler(payload)
 
     async def _on_send(self, payload: dict[str, Any]) -> None:
-        content, params = await sync_to_async(services.check_send)(
+        # One hop to the thread pool for check and write: each hop costs a
+        # scheduling round trip on the first-token path.
+        await database_sync_to_async(self._send)(payload)
+
+    def _send(self, payload: dict[str, Any]) -> None:
+        content, params = services.check_send(
             conversation=self.conversation, content=payload.get("content"), raw_params=payload.get("params")
         )
-        await database_sync_to_async(services.reply_send)(
-            conversation=self.conversation, content=content, params=params
-        )
+        services.reply_send(conversation=self.conversation, content=content, params=params)
 
     async def _on_stop(self, payload: dict[str, Any]) -> None:
         await database_sync_to_async(services.reply_stop)(conversation=self.conversation)

@@ -84,7 +84,13 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at"]
-        indexes = [models.Index(fields=["conversation", "created_at"])]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"]),
+            # The queue: counted for every queue position, scanned as it moves.
+            models.Index(
+                fields=["created_at"], condition=models.Q(status="queued"), name="chat_message_queued_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
