@@ -24,12 +24,20 @@ def test_the_downloaded_json_holds_what_the_page_shows(page: Page, stack: Stack)
     page.get_by_label("Message").fill("Write me a poem about the sea")
     page.keyboard.press("Enter")
     expect(page.locator(".message.assistant")).to_have_attribute("data-status", "complete", timeout=60_000)
+    # The text behind each message (a reply shows as rendered markdown; `rawText` is its source).
     shown = page.eval_on_selector_all(
         ".message",
         "items => items.map(m => [m.classList.contains('user') ? 'user' : 'assistant',"
-        " m.querySelector('.content').textContent])",
+        " m.rawText ?? m.querySelector('.content').textContent])",
     )
     assert len(shown) == 2 and shown[1][1]
+
+    # From the conversation's own Download menu.
+    page.get_by_text("Download", exact=True).click()
+    with page.expect_download() as markdown:
+        page.get_by_role("link", name="Markdown").click()
+    assert markdown.value.suggested_filename == "Write-me-a-poem-about-the-sea.md"
+    assert "Write me a poem about the sea" in markdown.value.path().read_text(encoding="utf-8")
 
     page.goto(f"{stack.base_url}/c/export/")
     row = page.locator(f'li[data-conversation-id="{conversation_id}"]')

@@ -26,6 +26,8 @@ from webapp.chat.models import Conversation, Message
 DOCUMENT_FORMAT = "mistral-chat/conversation"
 INDEX_FORMAT = "mistral-chat/index"
 DOCUMENT_VERSION = 1
+# The conversation's own reply settings (the system prompt has its own key).
+CONVERSATION_SETTINGS = ("temperature", "top_p", "max_tokens", "seed", "guardrail")
 # Conversations fetched (with their messages) per query while streaming a zip.
 EXPORT_CHUNK = 100
 # The zip is handed to the server in pieces of about this size.
@@ -93,6 +95,7 @@ def conversation_document(conversation: Conversation, messages: Sequence[Message
         "id": str(conversation.id),
         "title": conversation.title,
         "system_prompt": conversation.system_prompt,
+        "settings": {name: getattr(conversation, name) for name in CONVERSATION_SETTINGS},
         "created_at": iso_time(conversation.created_at),
         "updated_at": iso_time(conversation.updated_at),
         "messages": [

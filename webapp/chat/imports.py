@@ -26,8 +26,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from webapp.chat.exports import DOCUMENT_FORMAT, DOCUMENT_VERSION, INDEX_FORMAT
+from webapp.chat.exports import CONVERSATION_SETTINGS, DOCUMENT_FORMAT, DOCUMENT_VERSION, INDEX_FORMAT
 from webapp.chat.models import STAT_FIELDS, Conversation, Message
+from webapp.chat.services import ChatInputError, check_settings
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 CONVERSATION_KEYS = {
@@ -36,6 +37,7 @@ CONVERSATION_KEYS = {
     "id",
     "title",
     "system_prompt",
+    "settings",
     "created_at",
     "updated_at",
     "messages",
@@ -73,6 +75,7 @@ class ConversationDraft:
     created_at: datetime | None
     updated_at: datetime | None
     messages: list[MessageDraft] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # checked by services.check_settings
 
 
 def conversation_import(
@@ -223,6 +226,8 @@ def check_document(document: object, *, where: str) -> ConversationDraft:
         created_at=_time(document, "created_at", where),
         updated_at=_time(document, "updated_at", where),
     )
+    if "settings" in document:
+        draft.settings = _check_settings(document["settings"], draft.system_prompt, where)
     messages = document.get("messages")
     if not isinstance(messages, list):
         raise ImportRejected(f'{where}: "messages" must be a list.')
@@ -241,6 +246,19 @@ def check_document(document: object, *, where: str) -> ConversationDraft:
             )
         previous = created_at or previous
     return draft
+
+
+def _check_settings(raw: object, system_prompt: str, where: str) -> dict[str, Any]:
+    """The conversation's reply settings, held to the same limits as the settings panel's."""
+    if not isinstance(raw, dict) or set(raw) - set(CONVERSATION_SETTINGS):
+        raise ImportRejected(
+            f'{where}: "settings" must be an object with only {", ".join(CONVERSATION_SETTINGS)}.'
+        )
+    try:
+        checked = check_settings(conversation=Conversation(system_prompt=system_prompt), raw_settings=raw)
+    except ChatInputError as error:
+        raise ImportRejected(f"{where}: settings: {error.message}") from None
+    return {name: checked[name] for name in CONVERSATION_SETTINGS}
 
 
 def _check_message(message: object, where: str) -> MessageDraft:
@@ -340,7 +358,7 @@ def _create(owner: AbstractBaseUser, draft: ConversationDraft) -> Conversation:
     created_at = draft.created_at or (times[0] if times else now)
     updated_at = draft.updated_at or (times[-1] if times else created_at)
     conversation = Conversation.objects.create(
-        owner=owner, title=draft.title, system_prompt=draft.system_prompt
+        owner=owner, title=draft.title, system_prompt=draft.system_prompt, **draft.settings
     )
     # auto_now/auto_now_add overwrite the times on insert; an update keeps the exported ones.
     Conversation.objects.filter(pk=conversation.pk).update(created_at=created_at, updated_at=updated_at)

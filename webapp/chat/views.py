@@ -24,6 +24,13 @@ from webapp.chat.services import ChatInputError
 from webapp.workers import live_workers, model_summary
 
 SIDEBAR_LIMIT = 50
+EXPORT_FORMAT_LABELS = [
+    ("json", "JSON (lossless)"),
+    ("md", "Markdown"),
+    ("txt", "Plain text"),
+    ("jsonl", "JSONL (fine-tuning)"),
+    ("html", "Printable page"),
+]
 PAGE_SIZE = 50
 
 
@@ -104,9 +111,11 @@ def _page_context(request: HttpRequest, *, conversation: Conversation | None) ->
         "more_conversations": len(recent) > SIDEBAR_LIMIT,
         "model": model_summary(live_workers()),
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
+        "export_formats": EXPORT_FORMAT_LABELS,
         "chat_settings": conversation.chat_settings() if conversation else None,
         "limits": {
             "max_message_chars": settings.MAX_MESSAGE_CHARS,
+        "export_formats": EXPORT_FORMAT_LABELS,
             "max_system_prompt_chars": settings.MAX_SYSTEM_PROMPT_CHARS,
             "max_tokens": min(settings.MAX_TOKENS_LIMIT, settings.CONTEXT_LIMIT - 1),
             "default_max_tokens": settings.DEFAULT_MAX_TOKENS,

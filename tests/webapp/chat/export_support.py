@@ -21,6 +21,8 @@ PARAMS = {
     "repetition_penalty": 1.0,
     "seed": 7,
 }
+# The conversation's own settings, none of them the defaults, so the round trip shows them kept.
+SETTINGS = {"temperature": 0.3, "top_p": 0.9, "max_tokens": 300, "seed": 11, "guardrail": False}
 STATS = {
     "prompt_tokens": 31,
     "completion_tokens": 18,
@@ -57,7 +59,7 @@ def message_id(number: int) -> uuid.UUID:
 def build_conversation(owner: AbstractBaseUser, *, title: str = TITLE) -> Conversation:
     """The golden conversation: saved, then its times set (auto_now would overwrite them on save)."""
     conversation = Conversation.objects.create(
-        id=CONVERSATION_ID, owner=owner, title=title, system_prompt=SYSTEM_PROMPT
+        id=CONVERSATION_ID, owner=owner, title=title, system_prompt=SYSTEM_PROMPT, **SETTINGS
     )
     for number, (role, content, status, error) in enumerate(ROWS):
         reply = role == "assistant"

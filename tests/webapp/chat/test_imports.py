@@ -208,6 +208,12 @@ HOSTILE = {
         "completion_tokens must be a whole number",
     ),
     "an unknown field": (dumps(minimal(owner="root")), "fields this version does not know: owner"),
+    "settings out of range": (dumps(minimal(settings={"temperature": 9})), "temperature must be in [0, 2]"),
+    "settings of the wrong type": (
+        dumps(minimal(settings={"guardrail": "yes"})),
+        "guardrail must be true or false",
+    ),
+    "an unknown setting": (dumps(minimal(settings={"top_k": 5})), '"settings" must be an object with only'),
     "a naive time": (dumps(minimal(created_at="2024-01-01T00:00:00")), "ISO 8601 time with a time zone"),
     "times out of order": (
         dumps(
