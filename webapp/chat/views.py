@@ -115,7 +115,7 @@ def _page_context(request: HttpRequest, *, conversation: Conversation | None) ->
         "chat_settings": conversation.chat_settings() if conversation else None,
         "limits": {
             "max_message_chars": settings.MAX_MESSAGE_CHARS,
-        "export_formats": EXPORT_FORMAT_LABELS,
+            "export_formats": EXPORT_FORMAT_LABELS,
             "max_system_prompt_chars": settings.MAX_SYSTEM_PROMPT_CHARS,
             "max_tokens": min(settings.MAX_TOKENS_LIMIT, settings.CONTEXT_LIMIT - 1),
             "default_max_tokens": settings.DEFAULT_MAX_TOKENS,
