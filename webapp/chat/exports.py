@@ -104,7 +104,8 @@ def conversation_document(conversation: Conversation, messages: Sequence[Message
                 "role": message.role,
                 "content": message.content,
                 "status": message.status,
-                "params": message.params,
+                # Sorted: PostgreSQL's jsonb keeps its own key order, SQLite the original one.
+                "params": dict(sorted(message.params.items())),
                 "stats": message.stats(),
                 "error": message.error,
                 "model_name": message.model_name,
