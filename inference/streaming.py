@@ -15,6 +15,9 @@ from typing import Protocol
 
 from inference.chat_template import ContextOverflow, fit_chat
 from inference.detokenize import IncrementalDecoder
+from inference.moderation.base import Action, ModerationContext, Verdict
+from inference.moderation.chain import ModerationChain, decide
+from inference.moderation.gate import StreamGate
 from inference.params import SamplingParams
 
 
@@ -22,6 +25,15 @@ class TokenSource(Protocol):
     def generate(
         self, prompt_ids: list[int], params: SamplingParams, *, should_stop: Callable[[], bool]
     ) -> Iterator[int]: ...
+
+
+@dataclass(frozen=True)
+class ReplyModeration:
+    """The hooks a reply passes through: its input before generating, its text as it streams."""
+
+    chain: ModerationChain
+    context: ModerationContext
+    holdback_chars: int = 64
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,10 @@ class ReplyOutcome:
     ttft_ms: float | None
     tokens_per_s: float | None
     error: str = ""
+    # Verdicts other than allow, for staff; and the text as generated, before
+    # any redaction (the content is what the user saw).
+    verdicts: tuple[Verdict, ...] = ()
+    original: str = ""
 
     def stats(self) -> dict[str, float | int | None]:
         return {name: getattr(self, name) for name in STAT_FIELDS}
@@ -59,16 +75,30 @@ def stream_reply(
     emit: Callable[[int, str], None],
     stop_requested: Callable[[], bool],
     clock: Callable[[], float] = time.monotonic,
+    moderation: ReplyModeration | None = None,
 ) -> ReplyOutcome:
     """Generate one reply, calling `emit(seq, text)` with coalesced text as it comes.
 
     The texts emitted, in order, concatenate to the outcome's `content`,
-    which is the tokenizer's decoding of every generated id. `stop_requested`
-    is polled once per coalescing interval, so a stop takes effect within one.
+    which is the tokenizer's decoding of every generated id, less what
+    moderation redacted. `stop_requested` is polled once per coalescing
+    interval, so a stop takes effect within one. With `moderation`, the input
+    is checked first and the text passes the streaming gate before `emit`
+    sees it: a block ends the reply at once.
     """
     started = clock()
     if stop_requested():
         return ReplyOutcome("stopped", "", 0, 0, None, None)
+    verdicts: list[Verdict] = []
+    if moderation is not None:
+        verdicts += _noted(moderation.chain.check_input(moderation.context))
+        if decide(verdicts) == Action.BLOCK:
+            return ReplyOutcome("blocked", "", 0, 0, None, None, verdicts=tuple(verdicts))
+    gate = (
+        StreamGate(moderation.chain, moderation.context, holdback_chars=moderation.holdback_chars)
+        if moderation is not None
+        else None
+    )
     try:
         prompt = fit_chat(
             messages, system_prompt, max_tokens=params.max_tokens, context_limit=settings.context_limit
@@ -99,13 +129,23 @@ def stream_reply(
             emit(seq, text)
 
     status, error = "complete", ""
+    blocked = False
     try:
         for token_id in engine.generate(prompt.ids, params, should_stop=stopped.is_set):
             now = clock()
             completion += 1
             first_at = first_at if first_at is not None else now
             last_at = now
-            pending.append(decoder.push(token_id))
+            delta = decoder.push(token_id)
+            if gate is not None:
+                passed = gate.feed(delta)
+                verdicts += _noted(passed.verdicts)
+                delta = passed.release
+                if passed.blocked:
+                    blocked = True
+                    stopped.set()
+                    break
+            pending.append(delta)
             pending_tokens += 1
             # The first text goes out at once: coalescing is for throughput, not for the first token.
             if seq == 0 or now - last_flush >= interval or pending_tokens >= settings.coalesce_tokens:
@@ -115,14 +155,39 @@ def stream_reply(
                 last_poll = now
                 if stop_requested():
                     stopped.set()
-        if stopped.is_set():
+        if stopped.is_set() and not blocked:
             status = "stopped"
     except Exception as failure:  # the reply fails, the worker and the user's message stay
         status, error = "failed", f"Generation failed: {failure.__class__.__name__}: {failure}"
-    pending.append(decoder.flush())
+    rest = decoder.flush()
+    if gate is not None and not blocked:
+        last, final = gate.feed(rest), gate.finish()
+        verdicts += _noted((*last.verdicts, *final.verdicts))
+        blocked = last.blocked or final.blocked
+        rest = "" if last.blocked else last.release + ("" if final.blocked else final.release)
+    if blocked:
+        status = "blocked"
+        rest = ""
+    pending.append(rest)
     flush()
 
     ttft_ms = (first_at - started) * 1000.0 if first_at is not None else None
     decode_s = last_at - first_at if first_at is not None else 0.0
     tokens_per_s = (completion - 1) / decode_s if completion > 1 and decode_s > 0 else None
-    return ReplyOutcome(status, "".join(produced), len(prompt.ids), completion, ttft_ms, tokens_per_s, error)
+    content = "".join(produced)
+    return ReplyOutcome(
+        status,
+        content,
+        len(prompt.ids),
+        completion,
+        ttft_ms,
+        tokens_per_s,
+        error,
+        verdicts=tuple(verdicts),
+        original=gate.original if gate is not None else content,
+    )
+
+
+def _noted(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """The verdicts worth keeping: every one but a clean allow."""
+    return [v for v in verdicts if v.action != Action.ALLOW or v.error]

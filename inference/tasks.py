@@ -14,9 +14,12 @@ import threading
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
+from django.utils.module_loading import import_string
 
-from inference.engine import Engine, load_engine
-from inference.streaming import StreamSettings, stream_reply
+from inference.engine import Engine
+from inference.moderation.base import ModerationContext
+from inference.moderation.chain import ModerationChain
+from inference.streaming import ReplyModeration, StreamSettings, stream_reply
 from inference.tiny import TINY_MODEL_NAME
 from webapp import workers
 from webapp.chat import live, reply_jobs
@@ -40,7 +43,7 @@ class _EngineHolder:
             if self._loaded.is_set():
                 return
             try:
-                self.engine = load_engine(
+                self.engine = import_string(settings.INFERENCE_ENGINE)(
                     model_path=settings.MODEL_PATH or None,
                     device=settings.MODEL_DEVICE or None,
                     dtype=settings.MODEL_DTYPE or None,
@@ -111,6 +114,7 @@ def generate_reply(message_id: str) -> None:
             conversation_id=job.conversation_id, message_id=job.message_id, seq=seq, text=text
         ),
         stop_requested=lambda: live.stop_requested(job.message_id),
+        moderation=_moderation(job),
     )
     reply_jobs.reply_finish(
         message_id=job.message_id,
@@ -119,7 +123,25 @@ def generate_reply(message_id: str) -> None:
         stats=outcome.stats(),
         model_name=engine.info.name,
         error=outcome.error,
+        verdicts=outcome.verdicts,
+        original=outcome.original,
     )
+
+
+def _moderation(job: reply_jobs.ReplyJob) -> ReplyModeration:
+    # Built for each reply, so rule changes reach a running worker at the next one.
+    chain = ModerationChain.from_paths(
+        settings.MODERATION_HOOKS,
+        budget_ms=settings.MODERATION_BUDGET_MS,
+        fail_closed=settings.MODERATION_FAIL_CLOSED,
+    )
+    context = ModerationContext(
+        conversation_id=job.conversation_id,
+        message_id=job.message_id,
+        user_id=job.user_id,
+        messages=tuple(job.messages),
+    )
+    return ReplyModeration(chain=chain, context=context, holdback_chars=settings.STREAM_HOLDBACK_CHARS)
 
 
 def _heartbeat() -> None:

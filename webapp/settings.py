@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "channels",
     "webapp.accounts",
     "webapp.chat",
+    "webapp.moderation",
 ]
 
 MIDDLEWARE = [
@@ -160,6 +161,20 @@ DEFAULT_MAX_TOKENS = env_int("DEFAULT_MAX_TOKENS", 512)
 MAX_TOKENS_LIMIT = env_int("MAX_TOKENS_LIMIT", 4096)
 # New conversations start with Mistral's guardrail prompt on (each can turn it off).
 GUARDRAIL_DEFAULT = env_bool("GUARDRAIL_DEFAULT", True)
+# Where the worker gets its engine (a test points this at a scripted one).
+INFERENCE_ENGINE = os.environ.get("INFERENCE_ENGINE", "inference.engine.load_engine")
+
+# --- Moderation --------------------------------------------------------------
+# The hook chain, run in order like middleware (docs/moderation.md).
+MODERATION_HOOKS = env_list(
+    "MODERATION_HOOKS", ["webapp.moderation.hooks.DatabaseRulesHook", "inference.moderation.pii.PiiHook"]
+)
+MODERATION_BUDGET_MS = env_int("MODERATION_BUDGET_MS", 50)  # per hook call
+MODERATION_FAIL_CLOSED = env_bool("MODERATION_FAIL_CLOSED", False)  # a failed hook blocks instead of allowing
+# Streamed text is held back this many characters, so that a phrase split
+# across tokens is caught before any part of it is sent.
+STREAM_HOLDBACK_CHARS = env_int("STREAM_HOLDBACK_CHARS", 64)
+
 # Streamed text is published every STREAM_COALESCE_MS or every
 # STREAM_COALESCE_TOKENS tokens, whichever comes first.
 STREAM_COALESCE_MS = env_int("STREAM_COALESCE_MS", 30)

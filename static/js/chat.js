@@ -19,6 +19,7 @@ const settingsForm = document.getElementById("settings-form");
 const settingsError = document.getElementById("settings-error");
 
 const LIVE = new Set(["queued", "streaming"]);
+const BLOCKED_NOTICE = "This reply was stopped by the moderation rules.";
 const ENDED_LABEL = { stopped: "Reply stopped.", blocked: "Reply blocked.", failed: "Reply failed." };
 // message id -> {el, text, seq, place, frame}: the raw text of each reply being written.
 const replies = new Map();
@@ -294,9 +295,16 @@ const handlers = {
       }),
     );
     r.text = event.content;
-    setContent(r.el, event.content);
+    if (event.status === "blocked") {
+      // The partial reply goes: what moderation stopped is not left half-said.
+      r.el.rawText = "";
+      r.el.querySelector(".content").textContent = BLOCKED_NOTICE;
+    } else {
+      setContent(r.el, event.content);
+    }
     setStatus(r.el, event.status);
-    const meta = [event.status === "complete" ? "" : event.status, event.error || "", formatStats(event.stats)];
+    const moderated = r.redacted ? "some text was redacted" : "";
+    const meta = [event.status === "complete" ? "" : event.status, event.error || "", moderated, formatStats(event.stats)];
     r.el.querySelector(".meta").textContent = meta.filter(Boolean).join(" · ");
     replies.delete(event.message_id);
     setBusy(false);
@@ -314,6 +322,10 @@ const handlers = {
       settingsDialog.close();
       showNotice("Settings saved.", { fade: true });
     }
+  },
+  moderation(event) {
+    // What was caught is for staff; the person learns only that something was.
+    if (event.action === "redact") reply(event.message_id).redacted = true;
   },
   error(event) {
     if (settingsPending) {

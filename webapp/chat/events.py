@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from webapp.chat.models import Conversation, Message
+    from webapp.moderation.models import ModerationEvent
 
 Event = dict[str, Any]
 
@@ -62,3 +63,14 @@ def removed_event(message_ids: list[object]) -> Event:
 
 def settings_event(conversation: Conversation) -> Event:
     return {"type": "settings", "settings": conversation.chat_settings()}
+
+
+def moderation_event(event: ModerationEvent) -> Event:
+    """What a hook decided about a reply; never the text it caught (that is for staff)."""
+    return {
+        "type": "moderation",
+        "message_id": str(event.message_id),
+        "action": event.action,
+        "categories": list(event.categories),
+        "text": None,
+    }

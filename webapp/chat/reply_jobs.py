@@ -6,12 +6,14 @@ events go out only after the transaction commits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
+from inference.moderation.base import Verdict
 
 from inference.params import SamplingParams
 from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
@@ -19,6 +21,7 @@ from webapp.chat import events, live
 from webapp.chat.models import Conversation, Message
 from webapp.chat.selectors import prompt_history
 from webapp.chat.services import system_prompt_for
+from webapp.moderation.services import moderation_record
 
 # Queued replies told their new place each time the queue moves; the rest
 # hear at their next move within reach.
@@ -31,6 +34,7 @@ class ReplyJob:
 
     message_id: str
     conversation_id: str
+    user_id: str
     messages: list[dict[str, str]]
     system_prompt: str | None
     params: SamplingParams
@@ -57,6 +61,7 @@ def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
     return ReplyJob(
         message_id=str(reply.id),
         conversation_id=str(reply.conversation_id),
+        user_id=str(reply.conversation.owner_id),
         messages=prompt_history(reply),
         system_prompt=system_prompt_for(reply.conversation),
         params=SamplingParams(**reply.params),
@@ -80,8 +85,10 @@ def reply_finish(
     stats: dict[str, Any],
     model_name: str,
     error: str = "",
+    verdicts: Sequence[Verdict] = (),
+    original: str = "",
 ) -> Message:
-    """Store a reply's final text, status and stats, then publish `done`."""
+    """Store a reply's final text, status, stats and moderation events; then publish them and `done`."""
     with transaction.atomic():
         reply = Message.objects.select_for_update().get(id=message_id)
         reply.status = status
@@ -92,8 +99,11 @@ def reply_finish(
             setattr(reply, name, stats.get(name))
         reply.save()
         Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=timezone.now())
+        recorded = moderation_record(reply=reply, verdicts=verdicts, original=original)
 
         def announce() -> None:
+            for event in recorded:
+                live.publish(reply.conversation_id, events.moderation_event(event))
             live.publish(reply.conversation_id, events.done_event(reply))
             live.clear_reply(reply.id)
 

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from tests.webapp.chat.export_support import CONVERSATION_ID, build_conversation
+from tests.webapp.chat.export_support import CONVERSATION_ID, build_conversation, message_id
 from webapp.chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -69,11 +69,58 @@ def test_json_format_is_one_lossless_document_per_line(people) -> None:
     assert documents[0]["format"] == "mistral-chat/conversation" and len(documents[0]["messages"]) == 9
 
 
-def test_with_moderation_fails_clearly_while_there_are_no_moderation_records(people, tmp_path: Path) -> None:
-    target = tmp_path / "never.jsonl"
-    with pytest.raises(CommandError, match="Moderation records are not available"):
-        call_command("export_conversations", "--with-moderation", "--output", str(target))
-    assert not target.exists()
+def test_with_moderation_adds_each_messages_events(people, tmp_path: Path) -> None:
+    alice, _ = people
+    from webapp.moderation.models import ModerationEvent
+
+    flagged = Message.objects.get(id=message_id(1))  # the first, complete reply
+    ModerationEvent.objects.create(
+        message=flagged,
+        user=alice,
+        hook="rules",
+        stage="stream",
+        action="flag",
+        categories=["violence_and_threats"],
+        reason="phrase",
+        excerpt=flagged.content,
+    )
+    target = tmp_path / "with-moderation.json"
+    call_command(
+        "export_conversations",
+        "--format",
+        "json",
+        "--with-moderation",
+        "--user",
+        "alice",
+        "--output",
+        str(target),
+        stderr=io.StringIO(),
+    )
+    (document,) = [json.loads(line) for line in target.read_text().splitlines()]
+    by_id = {m["id"]: m["moderation"] for m in document["messages"]}
+    (event,) = by_id[str(message_id(1))]
+    assert (event["action"], event["stage"], event["categories"]) == (
+        "flag",
+        "stream",
+        ["violence_and_threats"],
+    )
+    assert all(not events for mid, events in by_id.items() if mid != str(message_id(1)))
+
+    lines = tmp_path / "with-moderation.jsonl"
+    call_command(
+        "export_conversations",
+        "--format",
+        "jsonl",
+        "--with-moderation",
+        "--user",
+        "alice",
+        "--output",
+        str(lines),
+        stderr=io.StringIO(),
+    )
+    (line,) = [json.loads(text) for text in lines.read_text().splitlines()]
+    assert len(line["moderation"]) == len(line["messages"])
+    assert [len(events) for events in line["moderation"]].count(1) == 1
 
 
 @pytest.mark.parametrize(

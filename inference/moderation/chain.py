@@ -1,0 +1,110 @@
+"""Run moderation hooks in order, each under a time budget and a failure policy.
+
+The chain is configured like Django middleware: a list of dotted paths to
+hook classes, each instantiated with no arguments (`from_paths`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+from inference.moderation.base import Action, Hook, ModerationContext, Stage, Verdict, most_severe
+
+
+@dataclass(frozen=True)
+class HookPolicy:
+    """How long a hook may take, and what a failed or late hook means."""
+
+    budget_ms: float = 50.0
+    # A hook that raises or runs over the budget: BLOCK if fail_closed else ALLOW.
+    fail_closed: bool = False
+
+
+# One small pool for every chain in the process. A Python thread cannot be
+# killed: a call that runs over its budget is abandoned, keeps its thread
+# until it returns on its own, and its result is ignored. The pool is sized
+# so that a few stuck hooks do not starve the others.
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="moderation")
+
+_METHODS = {Stage.INPUT: "check_input", Stage.STREAM: "check_stream", Stage.OUTPUT: "check_output"}
+
+
+def import_hook(path: str) -> Hook:
+    """Import `package.module.Class` and instantiate it with no arguments."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise ImportError(f"{path!r} is not a dotted path to a hook class")
+    cls = getattr(importlib.import_module(module_name), attr, None)
+    if cls is None:
+        raise ImportError(f"module {module_name!r} has no attribute {attr!r}")
+    return cls()
+
+
+class ModerationChain:
+    def __init__(self, hooks: Sequence[tuple[Hook, HookPolicy]]) -> None:
+        self.hooks = tuple(hooks)
+
+    @classmethod
+    def from_paths(
+        cls, paths: Sequence[str], *, budget_ms: float = 50.0, fail_closed: bool = False
+    ) -> ModerationChain:
+        policy = HookPolicy(budget_ms=budget_ms, fail_closed=fail_closed)
+        return cls([(import_hook(path), policy) for path in paths])
+
+    def check_input(self, ctx: ModerationContext) -> list[Verdict]:
+        return self._run(Stage.INPUT, ctx, ())
+
+    def check_stream(self, ctx: ModerationContext, text: str) -> list[Verdict]:
+        return self._run(Stage.STREAM, ctx, (text,))
+
+    def check_output(self, ctx: ModerationContext, text: str) -> list[Verdict]:
+        return self._run(Stage.OUTPUT, ctx, (text,))
+
+    def _run(self, stage: Stage, ctx: ModerationContext, args: tuple[str, ...]) -> list[Verdict]:
+        """Every hook with the stage's method, in order; stop after the first BLOCK."""
+        verdicts: list[Verdict] = []
+        for hook, policy in self.hooks:
+            method = getattr(hook, _METHODS[stage], None)
+            if method is None:
+                continue
+            verdict = _call(method, (ctx, *args), policy)
+            verdicts.append(dataclasses.replace(verdict, hook=_hook_name(hook), stage=stage))
+            if verdict.action is Action.BLOCK:
+                break  # nothing after a block can change the outcome
+        return verdicts
+
+
+def _hook_name(hook: Hook) -> str:
+    return getattr(hook, "name", "") or type(hook).__name__
+
+
+def _call(method: Callable[..., Verdict], args: tuple[object, ...], policy: HookPolicy) -> Verdict:
+    """Run one hook call in the pool and wait at most its budget."""
+    started = time.perf_counter()
+    future = _POOL.submit(method, *args)
+    try:
+        verdict = future.result(timeout=policy.budget_ms / 1000.0)
+        error = ""
+        if not isinstance(verdict, Verdict):
+            error = f"TypeError: hook returned {type(verdict).__name__}, not a Verdict"
+    except FutureTimeout:
+        future.cancel()  # only helps if it has not started; a running call is abandoned
+        error = "timeout"
+    except Exception as exc:  # noqa: BLE001 - any failure of a hook is recorded, never raised
+        error = f"{type(exc).__name__}: {exc}"
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    if error:
+        action = Action.BLOCK if policy.fail_closed else Action.ALLOW
+        return Verdict(action, reason=f"hook failed ({error})", error=error, latency_ms=latency_ms)
+    return dataclasses.replace(verdict, latency_ms=latency_ms)
+
+
+def decide(verdicts: Sequence[Verdict]) -> Action:
+    """The most severe action among `verdicts`."""
+    return most_severe(v.action for v in verdicts)
