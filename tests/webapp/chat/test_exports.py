@@ -27,18 +27,6 @@ pytestmark = pytest.mark.django_db
 GOLDEN = Path(__file__).parent / "golden"
 
 
-@pytest.fixture
-def alice():
-    return get_user_model().objects.create_user(username="alice")
-
-
-@pytest.fixture
-def logged_in(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
 def client_for(username: str, **flags: bool) -> Client:
     client = Client()
     client.force_login(get_user_model().objects.create_user(username=username, **flags))

@@ -15,28 +15,16 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def alice():
-    return get_user_model().objects.create_user(username="alice", password="x")
-
-
-@pytest.fixture
-def client(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
 def conversation(alice) -> Conversation:
     return Conversation.objects.create(owner=alice, title="Old title")
 
 
-def test_rename_with_a_form_redirects_and_with_json_answers_json(client: Client, conversation) -> None:
-    response = client.post(f"/c/{conversation.id}/rename/", {"title": "  Trip   to Lyon "})
+def test_rename_with_a_form_redirects_and_with_json_answers_json(logged_in: Client, conversation) -> None:
+    response = logged_in.post(f"/c/{conversation.id}/rename/", {"title": "  Trip   to Lyon "})
     assert response.status_code == 302
     conversation.refresh_from_db()
     assert conversation.title == "Trip to Lyon"
-    response = client.post(
+    response = logged_in.post(
         f"/c/{conversation.id}/rename/", {"title": "Paris"}, HTTP_ACCEPT="application/json"
     )
     assert response.json() == {"title": "Paris"}
@@ -46,16 +34,18 @@ def test_rename_with_a_form_redirects_and_with_json_answers_json(client: Client,
     ("title", "code"), [("", "empty_title"), ("   ", "empty_title"), ("x" * 201, "title_too_long")]
 )
 def test_bad_titles_are_refused_and_nothing_changes(
-    client: Client, conversation, title: str, code: str
+    logged_in: Client, conversation, title: str, code: str
 ) -> None:
-    response = client.post(f"/c/{conversation.id}/rename/", {"title": title}, HTTP_ACCEPT="application/json")
+    response = logged_in.post(
+        f"/c/{conversation.id}/rename/", {"title": title}, HTTP_ACCEPT="application/json"
+    )
     assert response.status_code == 400 and response.json()["code"] == code
     conversation.refresh_from_db()
     assert conversation.title == "Old title"
 
 
-def test_a_missing_title_field_is_refused(client: Client, conversation) -> None:
-    response = client.post(f"/c/{conversation.id}/rename/", {}, HTTP_ACCEPT="application/json")
+def test_a_missing_title_field_is_refused(logged_in: Client, conversation) -> None:
+    response = logged_in.post(f"/c/{conversation.id}/rename/", {}, HTTP_ACCEPT="application/json")
     assert response.status_code == 400 and response.json()["code"] == "invalid_title"
 
 
@@ -68,40 +58,40 @@ def test_rename_and_delete_are_post_only_with_csrf(alice, conversation) -> None:
     assert Conversation.objects.filter(id=conversation.id, title="Old title").exists()
 
 
-def test_delete_asks_first_then_deletes_everything(client: Client, conversation) -> None:
+def test_delete_asks_first_then_deletes_everything(logged_in: Client, conversation) -> None:
     Message.objects.create(conversation=conversation, role="user", content="hi")
-    page = client.get(f"/c/{conversation.id}/delete/")
+    page = logged_in.get(f"/c/{conversation.id}/delete/")
     assert page.status_code == 200 and "cannot be undone" in page.content.decode()
     assert Conversation.objects.filter(id=conversation.id).exists()
-    response = client.post(f"/c/{conversation.id}/delete/")
+    response = logged_in.post(f"/c/{conversation.id}/delete/")
     assert response.status_code == 302 and response["Location"] == "/c/"
     assert not Conversation.objects.filter(id=conversation.id).exists()
     assert not Message.objects.filter(conversation_id=conversation.id).exists()
 
 
-def test_deleting_a_conversation_stops_its_reply(client: Client, conversation) -> None:
+def test_deleting_a_conversation_stops_its_reply(logged_in: Client, conversation) -> None:
     reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
-    client.post(f"/c/{conversation.id}/delete/")
+    logged_in.post(f"/c/{conversation.id}/delete/")
     assert live.stop_requested(reply.id)
     live.clear_reply(reply.id)
 
 
 @pytest.mark.parametrize("path", ["rename/", "delete/"])
-def test_somebody_elses_conversation_is_404(client: Client, path: str) -> None:
+def test_somebody_elses_conversation_is_404(logged_in: Client, path: str) -> None:
     bob = get_user_model().objects.create_user(username="bob", password="x")
     theirs = Conversation.objects.create(owner=bob, title="Bob's")
     for target in (theirs.id, uuid.uuid4()):
-        assert client.post(f"/c/{target}/{path}", {"title": "mine now"}).status_code == 404
+        assert logged_in.post(f"/c/{target}/{path}", {"title": "mine now"}).status_code == 404
     theirs.refresh_from_db()
     assert theirs.title == "Bob's"
 
 
-def test_the_list_is_paginated_newest_first(client: Client, alice) -> None:
+def test_the_list_is_paginated_newest_first(logged_in: Client, alice) -> None:
     for i in range(55):
         Conversation.objects.create(owner=alice, title=f"chat {i:02}")
-    first = client.get("/c/").content.decode()
+    first = logged_in.get("/c/").content.decode()
     assert "chat 54" in first and "Page 1 of 2" in first and "All conversations…" in first
-    second = client.get("/c/?page=2").content.decode()
+    second = logged_in.get("/c/?page=2").content.decode()
     assert "chat 04" in second and "chat 00" in second and "Page 2 of 2" in second
-    assert client.get("/c/?page=99").status_code == 200  # clamped to the last page
-    assert client.get("/c/?page=abc").status_code == 200
+    assert logged_in.get("/c/?page=99").status_code == 200  # clamped to the last page
+    assert logged_in.get("/c/?page=abc").status_code == 200

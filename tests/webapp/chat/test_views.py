@@ -13,18 +13,6 @@ from webapp.chat.models import Conversation, Message
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alice():
-    return get_user_model().objects.create_user(username="alice", password="a-long-Passw0rd!")
-
-
-@pytest.fixture
-def logged_in(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
 def test_pages_need_a_login() -> None:
     for path in ("/c/", f"/c/{uuid.uuid4()}/"):
         response = Client().get(path)
