@@ -13,8 +13,8 @@ from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
-from inference.moderation.base import Verdict
 
+from inference.moderation.base import Verdict
 from inference.params import SamplingParams
 from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
 from webapp.chat import events, live

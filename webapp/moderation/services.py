@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from inference.moderation.base import Stage, Verdict
-
 from webapp.chat.models import Message
 from webapp.moderation.models import ModerationEvent
 
