@@ -26,18 +26,9 @@ import torch
 from transformers import PreTrainedModel
 
 from inference.kv_cache import BatchCache
-from inference.loading import EngineError, ModelInfo, check_vocab, load_model, resolve_device_dtype
+from inference.loading import ModelInfo, check_vocab, load_model
 from inference.params import SamplingParams
-from inference.sampling import RowParams, check_params, new_generator, sample_batch, sample_next
-
-__all__ = [
-    "Engine",
-    "EngineError",
-    "ModelInfo",
-    "load_engine",
-    "resolve_device_dtype",
-    "sample_next",
-]
+from inference.sampling import RowParams, check_params, new_generator, sample_batch
 
 logger = logging.getLogger(__name__)
 

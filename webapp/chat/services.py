@@ -112,15 +112,7 @@ def check_settings(*, conversation: Conversation, raw_settings: object) -> dict[
     sampling = {name: merged[name] for name in SAMPLING_SETTINGS if merged[name] is not None}
     params = check_params(sampling)
     system_prompt = check_system_prompt(merged["system_prompt"])
-    try:
-        fit_chat(
-            [{"role": "user", "content": "x"}],
-            _join_system_prompt(merged["guardrail"], system_prompt),
-            max_tokens=params.max_tokens,
-            context_limit=settings.CONTEXT_LIMIT,
-        )
-    except ContextOverflow as overflow:
-        raise ChatInputError("context_overflow", str(overflow)) from None
+    _check_fits(_join_system_prompt(merged["guardrail"], system_prompt), "x", params)
     return {
         "system_prompt": system_prompt,
         "temperature": params.temperature,
@@ -157,7 +149,7 @@ def check_send(
     """Validate a `send`: the text and the sampling parameters, and that they fit the context."""
     content = check_content(content)
     params = check_params(raw_params, conversation=conversation)
-    _check_fits(conversation, content, params)
+    _check_fits(system_prompt_for(conversation), content, params)
     return content, params
 
 
@@ -176,11 +168,12 @@ def check_content(content: object) -> str:
     return content
 
 
-def _check_fits(conversation: Conversation, content: str, params: SamplingParams) -> None:
+def _check_fits(system_prompt: str | None, content: str, params: SamplingParams) -> None:
+    """The system prompt, one message and `max_tokens` must fit the context."""
     try:
         fit_chat(
             [{"role": "user", "content": content}],
-            system_prompt_for(conversation),
+            system_prompt,
             max_tokens=params.max_tokens,
             context_limit=settings.CONTEXT_LIMIT,
         )
@@ -190,8 +183,8 @@ def _check_fits(conversation: Conversation, content: str, params: SamplingParams
 
 def check_params(raw_params: object, *, conversation: Conversation | None = None) -> SamplingParams:
     """Validate a client's `params`; what it leaves out comes from the conversation's settings."""
+    limit = _max_tokens_limit()
     if conversation is not None and (raw_params is None or isinstance(raw_params, dict)):
-        limit = _max_tokens_limit()
         stored = {name: getattr(conversation, name) for name in SAMPLING_SETTINGS}
         # A limit lowered since the setting was stored must not refuse every send.
         if stored["max_tokens"] is not None:
@@ -200,7 +193,7 @@ def check_params(raw_params: object, *, conversation: Conversation | None = None
     try:
         return parse_params(
             raw_params,
-            max_tokens_limit=_max_tokens_limit(),
+            max_tokens_limit=limit,
             default_max_tokens=settings.DEFAULT_MAX_TOKENS,
         )
     except ParamError as error:
@@ -246,7 +239,7 @@ def reply_edit(
     """Change an earlier message of the user and answer it again; the turns after it are deleted."""
     content = check_content(content)
     params = check_params(raw_params, conversation=conversation)
-    _check_fits(conversation, content, params)
+    _check_fits(system_prompt_for(conversation), content, params)
     with transaction.atomic():
         locked = _lock_idle(conversation)
         message = _user_message(locked, message_id)
