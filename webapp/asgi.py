@@ -13,12 +13,15 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from webapp.accounts.middleware import BannedSocketMiddleware  # noqa: E402
 from webapp.chat.routing import websocket_urlpatterns  # noqa: E402
+from webapp.moderation.routing import websocket_urlpatterns as moderation_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(BannedSocketMiddleware(URLRouter(websocket_urlpatterns)))
+            AuthMiddlewareStack(
+                BannedSocketMiddleware(URLRouter(websocket_urlpatterns + moderation_urlpatterns))
+            )
         ),
     }
 )
