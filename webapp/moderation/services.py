@@ -33,7 +33,7 @@ from webapp.moderation.models import (
     Rule,
     Sanction,
 )
-from webapp.moderation.selectors import active_sanction
+from webapp.moderation.selectors import active_sanction, sanctions_in_force
 
 EXCERPT_CHARS = 4000
 MAX_DETAIL_CHARS = 1000  # a report's detail and a sanction's reason
@@ -292,11 +292,19 @@ def sanction_apply(
     until: datetime | None = None,
     reason: str,
 ) -> Sanction:
-    """Warn, suspend (until a time) or ban `user`; a ban also ends their sessions (see enforcement)."""
+    """Warn, suspend (until a time) or ban `user`; a ban also ends their sessions (see enforcement).
+
+    Banning a user already banned returns the ban in force and logs nothing (bulk actions
+    over several items of one user ban them once).
+    """
     kind, until, reason = check_sanction(
         moderator=moderator, user=user, kind=kind, until=until, reason=reason
     )
     with transaction.atomic():
+        if kind == Sanction.Kind.BAN:
+            banned = sanctions_in_force(user).filter(kind=Sanction.Kind.BAN).first()
+            if banned is not None:
+                return banned
         sanction = Sanction.objects.create(
             user=user, kind=kind, until=until, reason=reason, created_by=moderator
         )

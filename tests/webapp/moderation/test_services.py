@@ -161,6 +161,7 @@ def test_sanctions_apply_and_revoke(bob, moderator) -> None:
     assert active_sanction(bob) == suspension
     ban = services.sanction_apply(moderator=moderator, user=bob, kind="ban", reason="spam")
     assert active_sanction(bob) == ban
+    assert services.sanction_apply(moderator=moderator, user=bob, kind="ban", reason="again") == ban
     services.sanction_revoke(moderator=moderator, sanction=ban)
     services.sanction_revoke(moderator=moderator, sanction=ban)  # again: nothing more
     assert active_sanction(bob) == suspension
