@@ -88,3 +88,46 @@ def test_one_open_report_per_user_and_message(bob, reply) -> None:
 def test_a_suspension_needs_an_end(bob, moderator) -> None:
     with pytest.raises(IntegrityError), transaction.atomic():
         Sanction.objects.create(user=bob, kind="suspend", created_by=moderator)
+
+
+@pytest.fixture
+def admin_client_of(moderator):
+    from django.test import Client
+
+    moderator.is_superuser = True
+    moderator.save()
+    client = Client()
+    client.force_login(moderator)
+    return client
+
+
+def test_a_policy_changed_in_the_admin_is_audited(admin_client_of, moderator) -> None:
+    policy = CategoryPolicy.objects.get(category="law")
+    response = admin_client_of.post(
+        f"/admin/moderation/categorypolicy/{policy.pk}/change/", {"action": "block", "threshold": "0.4"}
+    )
+    assert response.status_code == 302
+    policy.refresh_from_db()
+    assert (policy.action, policy.threshold, policy.updated_by) == ("block", 0.4, moderator)
+    assert AuditLogEntry.objects.get().action == "policy_update"
+    bad = admin_client_of.post(
+        f"/admin/moderation/categorypolicy/{policy.pk}/change/", {"action": "block", "threshold": "2"}
+    )
+    assert bad.status_code == 200 and AuditLogEntry.objects.count() == 1  # the form refused it
+
+
+def test_a_sanction_added_in_the_admin_is_audited_and_checked(admin_client_of, moderator, bob) -> None:
+    response = admin_client_of.post(
+        "/admin/moderation/sanction/add/", {"user": bob.pk, "kind": "ban", "reason": "spam"}
+    )
+    assert response.status_code == 302
+    sanction = Sanction.objects.get()
+    assert (sanction.user, sanction.kind, sanction.created_by) == (bob, "ban", moderator)
+    assert AuditLogEntry.objects.get().action == "sanction_ban"
+    # A suspension with no end, or of oneself, is refused by the same checks as the dashboard's.
+    for data in (
+        {"user": bob.pk, "kind": "suspend", "reason": ""},
+        {"user": moderator.pk, "kind": "warn", "reason": ""},
+    ):
+        assert admin_client_of.post("/admin/moderation/sanction/add/", data).status_code == 200
+    assert Sanction.objects.count() == 1
