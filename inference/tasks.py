@@ -23,6 +23,7 @@ from inference.streaming import ReplyModeration, StreamSettings, stream_reply
 from inference.tiny import TINY_MODEL_NAME
 from webapp import workers
 from webapp.chat import live, reply_jobs
+from webapp.moderation.selectors import policy_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +130,12 @@ def generate_reply(message_id: str) -> None:
 
 
 def _moderation(job: reply_jobs.ReplyJob) -> ReplyModeration:
-    # Built for each reply, so rule changes reach a running worker at the next one.
+    # Built for each reply, so rule and policy changes reach a running worker at the next one.
     chain = ModerationChain.from_paths(
         settings.MODERATION_HOOKS,
         budget_ms=settings.MODERATION_BUDGET_MS,
         fail_closed=settings.MODERATION_FAIL_CLOSED,
+        policies=policy_mapping(),
     )
     context = ModerationContext(
         conversation_id=job.conversation_id,

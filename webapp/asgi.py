@@ -11,11 +11,17 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from webapp.accounts.middleware import BannedSocketMiddleware  # noqa: E402
 from webapp.chat.routing import websocket_urlpatterns  # noqa: E402
+from webapp.moderation.routing import websocket_urlpatterns as moderation_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(
+                BannedSocketMiddleware(URLRouter(websocket_urlpatterns + moderation_urlpatterns))
+            )
+        ),
     }
 )

@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "webapp.accounts.middleware.SanctionMiddleware",  # bans end sessions; warnings shown once
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

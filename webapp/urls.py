@@ -8,6 +8,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index", permanent=False)),
     path("accounts/", include("webapp.accounts.urls")),
     path("c/", include("webapp.chat.urls")),
+    path("moderation/", include("webapp.moderation.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

@@ -15,6 +15,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from inference.moderation.base import Action, Hook, ModerationContext, Stage, Verdict, most_severe
+from inference.moderation.policy import Policies, apply_policy
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,22 @@ def import_hook(path: str) -> Hook:
 
 
 class ModerationChain:
-    def __init__(self, hooks: Sequence[tuple[Hook, HookPolicy]]) -> None:
+    def __init__(self, hooks: Sequence[tuple[Hook, HookPolicy]], policies: Policies | None = None) -> None:
         self.hooks = tuple(hooks)
+        # Category policies (see `policy`); None leaves every hook's own action.
+        self.policies = policies
 
     @classmethod
     def from_paths(
-        cls, paths: Sequence[str], *, budget_ms: float = 50.0, fail_closed: bool = False
+        cls,
+        paths: Sequence[str],
+        *,
+        budget_ms: float = 50.0,
+        fail_closed: bool = False,
+        policies: Policies | None = None,
     ) -> ModerationChain:
         policy = HookPolicy(budget_ms=budget_ms, fail_closed=fail_closed)
-        return cls([(import_hook(path), policy) for path in paths])
+        return cls([(import_hook(path), policy) for path in paths], policies)
 
     def check_input(self, ctx: ModerationContext) -> list[Verdict]:
         return self._run(Stage.INPUT, ctx, ())
@@ -74,6 +82,8 @@ class ModerationChain:
             if method is None:
                 continue
             verdict = _call(method, (ctx, *args), policy)
+            if self.policies and not getattr(hook, "policy_exempt", False):
+                verdict = apply_policy(verdict, self.policies, stage)
             verdicts.append(dataclasses.replace(verdict, hook=_hook_name(hook), stage=stage))
             if verdict.action is Action.BLOCK:
                 break  # nothing after a block can change the outcome

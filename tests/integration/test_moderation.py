@@ -158,3 +158,29 @@ async def test_a_rule_added_while_the_worker_runs_applies_to_the_next_reply(
     moderated.manage("import_rules", str(rules))
     tokens, _, after = await converse(moderated, client, "How is the weather?")
     assert after["status"] == "blocked" and "gather" not in "".join(t["text"] for t in tokens)
+
+
+def set_policy(stack: Stack, category: str, action: str, threshold: float) -> None:
+    code = (
+        "from webapp.moderation.models import CategoryPolicy as P; "
+        f"P.objects.filter(category={category!r}).update(action={action!r}, threshold={threshold!r})"
+    )
+    stack.manage("shell", "-c", code)
+
+
+async def test_a_policy_changed_while_the_worker_runs_applies_to_the_next_reply(moderated: Stack) -> None:
+    client = Client(moderated).signup()
+    try:
+        set_policy(moderated, "pii", "block", 0.5)
+        tokens, _, blocked = await converse(moderated, client, "contact")
+        assert blocked["status"] == "blocked"
+        assert "jane.doe" not in "".join(t["text"] for t in tokens)
+        set_policy(moderated, "pii", "allow", 0.5)
+        _, verdicts, allowed = await converse(moderated, client, "contact")
+        assert allowed["status"] == "complete" and allowed["content"] == CONTACT
+        assert verdicts == []  # allowed by policy: nothing to record
+        set_policy(moderated, "pii", "redact", 1.0)  # the PII hook scores 1.0: still reached
+        _, _, redacted = await converse(moderated, client, "contact")
+        assert "jane.doe@example.com" not in redacted["content"] and "[email]" in redacted["content"]
+    finally:
+        set_policy(moderated, "pii", "redact", 0.5)

@@ -22,6 +22,7 @@ from django.db.models import Prefetch, QuerySet
 from django.template.loader import render_to_string
 
 from webapp.chat.models import Conversation, Message
+from webapp.chat.selectors import visible
 
 DOCUMENT_FORMAT = "mistral-chat/conversation"
 INDEX_FORMAT = "mistral-chat/index"
@@ -63,7 +64,7 @@ ZIP_FORMATS = ("json", "md", "txt", "jsonl")
 
 def messages_for_export(conversation: Conversation) -> list[Message]:
     # The id breaks ties between equal times, the same way on every database.
-    return list(conversation.messages.order_by("created_at", "id"))
+    return list(visible(conversation.messages.order_by("created_at", "id")))
 
 
 def render_conversation(conversation: Conversation, messages: Sequence[Message], export_format: str) -> bytes:
@@ -247,7 +248,9 @@ def conversations_with_messages(conversations: QuerySet[Conversation]) -> Iterat
         conversations.order_by("created_at", "id")
         .prefetch_related(
             Prefetch(
-                "messages", queryset=Message.objects.order_by("created_at", "id"), to_attr="export_messages"
+                "messages",
+                queryset=visible(Message.objects.order_by("created_at", "id")),
+                to_attr="export_messages",
             )
         )
         .iterator(chunk_size=EXPORT_CHUNK)

@@ -19,6 +19,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from webapp.chat.models import Conversation, Message
+from webapp.chat.selectors import visible
 
 MAX_QUERY_CHARS = 200
 MAX_RESULTS = 50
@@ -49,7 +50,7 @@ def search_conversations(user: AbstractBaseUser, query: str) -> list[SearchHit]:
 def _search_postgresql(user: AbstractBaseUser, query: str) -> list[SearchHit]:
     ts_query = SearchQuery(query, search_type="websearch", config="english")
     messages = (
-        Message.objects.filter(conversation__owner=user)
+        visible(Message.objects.filter(conversation__owner=user))
         .annotate(document=SearchVector("content", config="english"))
         .filter(document=ts_query)  # @@, the real match test: ts_rank is never quite zero
         .annotate(rank=SearchRank(F("document"), ts_query))
@@ -100,7 +101,7 @@ def _search_portable(user: AbstractBaseUser, query: str) -> list[SearchHit]:
         hits[conversation.id] = SearchHit(
             conversation.id, conversation.title, _snippet(conversation.title, words), None
         )
-    messages = Message.objects.filter(conversation__owner=user)
+    messages = visible(Message.objects.filter(conversation__owner=user))
     for word in words:
         messages = messages.filter(content__icontains=word)
     for message in messages.select_related("conversation").order_by("-created_at")[: MAX_RESULTS * 4]:

@@ -42,8 +42,13 @@ def conversations_for_user(user: AbstractBaseUser) -> QuerySet[Conversation]:
     return Conversation.objects.filter(owner=user).order_by("-updated_at")
 
 
+def visible(messages: QuerySet[Message]) -> QuerySet[Message]:
+    """Leave out the replies a moderator hid: their owner no longer sees them, nor does the model."""
+    return messages.filter(moderation_hidden__isnull=True)
+
+
 def messages_of(conversation: Conversation) -> QuerySet[Message]:
-    return conversation.messages.order_by("created_at")
+    return visible(conversation.messages.order_by("created_at"))
 
 
 def live_reply(conversation: Conversation) -> Message | None:
@@ -64,12 +69,12 @@ def prompt_history(reply: Message) -> list[dict[str, str]]:
     """The turns a reply answers, in the shape `encode_chat` takes.
 
     Replies that ended with no text (failed, blocked, stopped before their
-    first token) are left out together with the question they leave
+    first token) or that a moderator hid are left out together with the question they leave
     unanswered, so the turns still alternate user/assistant; the last user
     message is always kept.
     """
     earlier = list(
-        reply.conversation.messages.filter(created_at__lt=reply.created_at)
+        visible(reply.conversation.messages.filter(created_at__lt=reply.created_at))
         .exclude(status=Message.Status.BLOCKED)
         .order_by("created_at")
         .values_list("role", "content")

@@ -20,6 +20,7 @@ from webapp.celery import app as celery_app
 from webapp.chat import events, live
 from webapp.chat.models import SETTINGS_FIELDS, Conversation, Message
 from webapp.chat.selectors import live_reply, queue_position
+from webapp.moderation.services import check_not_sanctioned
 
 GENERATE_REPLY_TASK = "inference.generate_reply"
 TITLE_CHARS = 60
@@ -298,6 +299,7 @@ def reply_stop(*, conversation: Conversation) -> Message:
 def _lock_idle(conversation: Conversation) -> Conversation:
     # The row lock serialises two sends racing on one conversation (two tabs).
     locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    check_not_sanctioned(locked.owner_id)  # a suspended or banned user's send stores nothing
     if live_reply(locked) is not None:
         raise ChatInputError("reply_in_progress", "A reply is still being written; stop it or wait.")
     return locked

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from webapp.chat import export_views, views
+from webapp.moderation import report_views
 
 app_name = "chat"
 urlpatterns = [
@@ -18,5 +19,6 @@ urlpatterns = [
         export_views.conversation_export,
         name="export_conversation",
     ),
+    path("<str:conversation_id>/m/<str:message_id>/report/", report_views.report_reply, name="report"),
     path("<str:conversation_id>/", views.conversation_page, name="conversation"),
 ]

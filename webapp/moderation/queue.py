@@ -1,0 +1,261 @@
+"""Reads of the moderators' queue: flagged, redacted, blocked and reported items, newest first.
+
+Two tables feed one list, so a page is the newest `size` items of both,
+paged by keyset: a cursor names the last item shown as (created_at, kind,
+id) and the next page is what sorts below it. Each page costs the same few
+queries however deep it is and however many rows there are: one per table
+(each walking its own `(status, -created_at, -id)` index) and one for the
+messages around every item.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Case, F, Max, Q, QuerySet, Value, When
+from django.db.models.expressions import RowRange, Window
+
+from inference.moderation.base import Action
+from webapp.chat.models import Message
+from webapp.moderation.models import ModerationEvent, Report, ReviewStatus
+
+KINDS = ("event", "report")
+QUEUED_ACTIONS = (Action.FLAG.value, Action.REDACT.value, Action.BLOCK.value)
+# Messages shown around each item: this many before it and after it.
+CONTEXT_BEFORE, CONTEXT_AFTER = 2, 1
+
+
+class CursorError(ValueError):
+    """A page link that this module did not write."""
+
+
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """The position of an item in the queue's order (newest first)."""
+
+    created_at: datetime
+    kind: str
+    id: int
+
+    def encode(self) -> str:
+        # Integers only: nothing in it needs escaping in a URL.
+        micros = round((self.created_at - EPOCH) / timedelta(microseconds=1))
+        return f"{micros}.{self.kind[0]}.{self.id}"
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        parts = text.split(".")
+        kinds = {kind[0]: kind for kind in KINDS}
+        if len(parts) != 3 or parts[1] not in kinds or not all(p.isdigit() for p in (parts[0], parts[2])):
+            raise CursorError(text)
+        micros, item_id = int(parts[0]), int(parts[2])
+        if micros > MAX_MICROS or item_id > 2**63 - 1:
+            raise CursorError(text)
+        return cls(EPOCH + timedelta(microseconds=micros), kinds[parts[1]], item_id)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_MICROS = round((datetime(9999, 1, 1, tzinfo=UTC) - EPOCH) / timedelta(microseconds=1))
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """What the moderator narrowed the queue to; empty values mean any."""
+
+    status: str = ReviewStatus.OPEN.value  # "" for any
+    kind: str = ""
+    category: str = ""
+    hook: str = ""
+    stage: str = ""
+    action: str = ""
+    user: AbstractBaseUser | None = None
+    since: date | None = None
+    until: date | None = None  # inclusive
+
+    @property
+    def events_only(self) -> bool:
+        """Filters that only events have: a report never matches them."""
+        return bool(self.category or self.hook or self.stage or self.action)
+
+
+@dataclass
+class QueueItem:
+    """One row of the queue: a moderation event or a report, with the conversation around it."""
+
+    kind: str
+    record: ModerationEvent | Report
+    context: list[Message] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """How forms name the item: "event:12", "report:3"."""
+        return f"{self.kind}:{self.record.pk}"
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.record.created_at, self.kind, self.record.pk)
+
+    @property
+    def message(self) -> Message:
+        return self.record.message
+
+    @property
+    def user(self) -> AbstractBaseUser:
+        """Whose conversation it is: the person a sanction would apply to."""
+        return self.record.message.conversation.owner
+
+    @property
+    def original(self) -> str:
+        """The text the hook saw, unredacted, when it differs from what is stored (staff only)."""
+        if self.kind == "event" and self.record.excerpt and self.record.excerpt != self.message.content:
+            return self.record.excerpt
+        return ""
+
+
+@dataclass
+class QueuePage:
+    items: list[QueueItem]
+    next_cursor: Cursor | None
+
+
+def events_for_queue(filters: QueueFilters) -> QuerySet[ModerationEvent]:
+    events = ModerationEvent.objects.filter(action__in=QUEUED_ACTIONS).select_related(
+        "message__conversation__owner", "message__moderation_hidden"
+    )
+    if filters.status:
+        events = events.filter(status=filters.status)
+    # The first category has its own indexed column (what the hook found first).
+    for name in ("category", "hook", "stage", "action"):
+        if getattr(filters, name):
+            events = events.filter(**{name: getattr(filters, name)})
+    if filters.user is not None:
+        events = events.filter(user=filters.user)
+    return _in_dates(events, filters)
+
+
+def reports_for_queue(filters: QueueFilters) -> QuerySet[Report]:
+    reports = Report.objects.select_related(
+        "reporter", "message__conversation__owner", "message__moderation_hidden"
+    )
+    if filters.status:
+        reports = reports.filter(status=filters.status)
+    if filters.user is not None:
+        reports = reports.filter(message__conversation__owner=filters.user)
+    return _in_dates(reports, filters)
+
+
+def _in_dates(items: QuerySet, filters: QueueFilters) -> QuerySet:
+    if filters.since:
+        items = items.filter(created_at__gte=datetime.combine(filters.since, time.min, tzinfo=UTC))
+    if filters.until:
+        items = items.filter(
+            created_at__lt=datetime.combine(filters.until + timedelta(days=1), time.min, tzinfo=UTC)
+        )
+    return items
+
+
+def _older_than(items: QuerySet, kind: str, cursor: Cursor | None) -> QuerySet:
+    """The rows of one kind that sort after `cursor` in (created_at, kind, id) descending."""
+    if cursor is None:
+        return items
+    if kind < cursor.kind:
+        return items.filter(created_at__lte=cursor.created_at)
+    if kind > cursor.kind:
+        return items.filter(created_at__lt=cursor.created_at)
+    return items.filter(
+        Q(created_at__lt=cursor.created_at) | Q(created_at=cursor.created_at, id__lt=cursor.id)
+    )
+
+
+def queue_page(filters: QueueFilters, *, before: Cursor | None = None, size: int = 25) -> QueuePage:
+    """The `size` newest items older than `before`, each with its context; three queries."""
+    sources: list[tuple[str, QuerySet]] = []
+    if filters.kind in ("", "event"):
+        sources.append(("event", events_for_queue(filters)))
+    if filters.kind in ("", "report") and not filters.events_only:
+        sources.append(("report", reports_for_queue(filters)))
+    streams = [
+        [
+            QueueItem(kind, record)
+            for record in _older_than(rows, kind, before).order_by("-created_at", "-id")[: size + 1]
+        ]
+        for kind, rows in sources
+    ]
+    merged = list(heapq.merge(*streams, key=lambda item: item.cursor, reverse=True))
+    items, more = merged[:size], len(merged) > size
+    attach_context(items)
+    return QueuePage(items, items[-1].cursor if more else None)
+
+
+def attach_context(items: list[QueueItem]) -> None:
+    """Fill each item's `context`: the messages around its message, in one query for the page.
+
+    A sliding window marks every message within reach of an item's message, so
+    the database returns only those, however long the conversations are.
+    """
+    targets = {item.message.pk for item in items}
+    if not targets:
+        return
+    near = Window(
+        Max(Case(When(id__in=targets, then=Value(1)), default=Value(0))),
+        partition_by=[F("conversation_id")],
+        order_by=[F("created_at").asc(), F("id").asc()],
+        frame=RowRange(start=-CONTEXT_AFTER, end=CONTEXT_BEFORE),
+    )
+    rows = (
+        Message.objects.filter(conversation_id__in={item.message.conversation_id for item in items})
+        .select_related("moderation_hidden")
+        .annotate(near=near)
+        .filter(near=1)
+        .order_by("conversation_id", "created_at", "id")
+    )
+    by_conversation: dict[object, list[Message]] = {}
+    for message in rows:
+        by_conversation.setdefault(message.conversation_id, []).append(message)
+    for item in items:
+        thread = by_conversation.get(item.message.conversation_id, [])
+        at = next((i for i, message in enumerate(thread) if message.pk == item.message.pk), None)
+        if at is not None:
+            item.context = thread[max(0, at - CONTEXT_BEFORE) : at + CONTEXT_AFTER + 1]
+
+
+class UnknownItems(LookupError):
+    """Some of the keys name no item; `keys` lists them."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(", ".join(keys))
+        self.keys = keys
+
+
+def items_by_keys(keys: list[str]) -> list[QueueItem]:
+    """The queue items named "event:12" / "report:3", in the order given; UnknownItems if any is missing.
+
+    Two queries whatever the number of keys; the rows are locked when called
+    inside a transaction that writes them.
+    """
+    wanted: dict[str, set[int]] = {kind: set() for kind in KINDS}
+    bad: list[str] = []
+    for key in keys:
+        kind, _, number = key.partition(":")
+        if kind in wanted and number.isdigit() and int(number) <= 2**63 - 1:
+            wanted[kind].add(int(number))
+        else:
+            bad.append(key)
+    found = {
+        f"event:{event.pk}": QueueItem("event", event)
+        for event in ModerationEvent.objects.filter(pk__in=wanted["event"]).select_related(
+            "message__conversation__owner"
+        )
+    } | {
+        f"report:{report.pk}": QueueItem("report", report)
+        for report in Report.objects.filter(pk__in=wanted["report"]).select_related(
+            "message__conversation__owner"
+        )
+    }
+    bad += [key for key in keys if key not in found and key not in bad]
+    if bad:
+        raise UnknownItems(bad)
+    return [found[key] for key in dict.fromkeys(keys)]

@@ -1,0 +1,48 @@
+"""Reads of the moderation app."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from inference.moderation.base import Action
+from webapp.moderation.models import CategoryPolicy, Sanction
+
+
+def sanctions_in_force(user: AbstractBaseUser | int) -> QuerySet[Sanction]:
+    """Bans and suspensions not revoked nor expired (warnings do not restrict)."""
+    user_id = user if isinstance(user, int) else user.pk
+    return Sanction.objects.filter(user_id=user_id, revoked_at__isnull=True).filter(
+        Q(kind=Sanction.Kind.BAN) | Q(kind=Sanction.Kind.SUSPEND, until__gt=timezone.now())
+    )
+
+
+def active_sanction(user: AbstractBaseUser | int) -> Sanction | None:
+    """The sanction that restricts the user now: a ban first, else the suspension that ends last."""
+    in_force = list(sanctions_in_force(user))
+    bans = [s for s in in_force if s.kind == Sanction.Kind.BAN]
+    if bans:
+        return bans[0]
+    return max(in_force, key=lambda s: s.until, default=None)
+
+
+def is_banned(user: AbstractBaseUser | int) -> bool:
+    return sanctions_in_force(user).filter(kind=Sanction.Kind.BAN).exists()
+
+
+def unseen_warnings(user: AbstractBaseUser) -> QuerySet[Sanction]:
+    """Warnings the user's pages have not shown yet, oldest first."""
+    return Sanction.objects.filter(
+        user=user, kind=Sanction.Kind.WARN, revoked_at__isnull=True, seen_at__isnull=True
+    ).order_by("created_at")
+
+
+def policy_mapping() -> dict[str, tuple[Action, float]]:
+    """Every category's policy as plain values, for the worker's chain (no Django there)."""
+    return {
+        category: (Action(action), threshold)
+        for category, action, threshold in CategoryPolicy.objects.values_list(
+            "category", "action", "threshold"
+        )
+    }

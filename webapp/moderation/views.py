@@ -1,0 +1,156 @@
+"""The staff dashboard at /moderation/: the queue, actions on its items, rules, stats (docs/moderation.md).
+
+Thin: check the input with a form, call one selector or one write, render
+or redirect. Anonymous visitors are sent to log in; everybody else who is
+not staff gets 403 on every URL, whatever the method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib import messages as flash
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from webapp.moderation import services, stats
+from webapp.moderation.bulk import items_apply
+from webapp.moderation.forms import (
+    ITEM_ACTIONS,
+    RULE_ACTIONS,
+    SUSPEND_HOURS,
+    ItemActionForm,
+    QueueFilterForm,
+    RuleForm,
+    StatsForm,
+    form_errors,
+)
+from webapp.moderation.queue import UnknownItems, queue_page
+
+DEFAULT_PAGE_SIZE = 25
+PAST_TENSE = {
+    "dismiss": "Dismissed",
+    "confirm": "Confirmed",
+    "hide": "Hid",
+    "warn": "Warned",
+    "suspend": "Suspended",
+    "ban": "Banned",
+}
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Log in first; then staff only (403), checked before anything else runs."""
+
+    @wraps(view)
+    @login_required
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not request.user.is_staff:
+            raise PermissionDenied("The moderation dashboard is for staff.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@staff_required
+@require_GET
+def queue(request: HttpRequest) -> HttpResponse:
+    form = QueueFilterForm(request.GET)
+    context: dict[str, object] = {
+        "form": form,
+        "item_actions": ITEM_ACTIONS,
+        "suspend_hours": SUSPEND_HOURS,
+        "rule_actions": RULE_ACTIONS,
+        "categories": RuleForm.base_fields["category"].choices,
+    }
+    if not form.is_valid():
+        context["errors"] = form_errors(form)
+        return render(request, "moderation/queue.html", context, status=400)
+    page = queue_page(
+        form.filters(),
+        before=form.cleaned_data["before"],
+        size=form.cleaned_data["size"] or DEFAULT_PAGE_SIZE,
+    )
+    context["page"] = page
+    if page.next_cursor is not None:
+        older = request.GET.copy()
+        older["before"] = page.next_cursor.encode()
+        context["older_query"] = older.urlencode()
+    context["first_page"] = not form.cleaned_data["before"]
+    newest = request.GET.copy()
+    newest.pop("before", None)
+    context["newest_query"] = newest.urlencode()
+    return render(request, "moderation/queue.html", context)
+
+
+@staff_required
+@require_POST
+def act(request: HttpRequest) -> HttpResponse:
+    """One action on the items posted under `items`: an item's own button, or the checked boxes."""
+    form = ItemActionForm(request.POST)
+    if not form.is_valid():
+        return _back(request, errors=form_errors(form))
+    action = form.cleaned_data["action"]
+    try:
+        outcome = items_apply(
+            moderator=request.user,
+            keys=form.item_keys,
+            action=action,
+            suspend_for=form.suspend_for(),
+            reason=form.cleaned_data["reason"],
+        )
+    except UnknownItems as error:
+        return _back(
+            request,
+            errors=[f"No such item: {', '.join(k[:40] for k in error.keys[:5])}. Nothing was changed."],
+        )
+    except services.ModerationInputError as error:
+        return _back(request, errors=[f"{error.message} Nothing was changed."])
+    return _back(request, success=outcome.sentence(PAST_TENSE[action]))
+
+
+@staff_required
+@require_POST
+def rule_create(request: HttpRequest) -> HttpResponse:
+    form = RuleForm(request.POST)
+    if not form.is_valid():
+        return _back(request, errors=form_errors(form))
+    try:
+        rule = services.rule_from_phrase(moderator=request.user, **form.cleaned_data)
+    except services.ModerationInputError as error:
+        return _back(request, errors=[error.message])
+    return _back(request, success=f"Rule saved: {rule.action} “{rule.pattern}” ({rule.category}).")
+
+
+@staff_required
+@require_GET
+def stats_page(request: HttpRequest) -> HttpResponse:
+    form = StatsForm(request.GET)
+    if not form.is_valid():
+        return render(
+            request, "moderation/stats.html", {"form": form, "errors": form_errors(form)}, status=400
+        )
+    return render(
+        request,
+        "moderation/stats.html",
+        {"form": form, "stats": stats.dashboard_stats(days=form.window_days())},
+    )
+
+
+def _back(request: HttpRequest, *, errors: list[str] = (), success: str = "") -> HttpResponse:
+    """Back to the queue page the form was on (its filters and page), with what happened."""
+    for error in errors:
+        flash.error(request, error)
+    if success:
+        flash.success(request, success)
+    target = request.POST.get("next", "")
+    queue_url = reverse("moderation:queue")
+    safe = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return HttpResponseRedirect(target if safe and target.startswith(queue_url) else queue_url)
