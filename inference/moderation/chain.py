@@ -54,8 +54,10 @@ class ModerationChain:
     def from_paths(
         cls, paths: Sequence[str], *, budget_ms: float = 50.0, fail_closed: bool = False
     ) -> ModerationChain:
-        policy = HookPolicy(budget_ms=budget_ms, fail_closed=fail_closed)
-        return cls([(import_hook(path), policy) for path in paths])
+        hooks = [import_hook(path) for path in paths]
+        # A hook that needs longer (a network call, the judge) says so with its own `budget_ms`.
+        policies = [HookPolicy(getattr(h, "budget_ms", None) or budget_ms, fail_closed) for h in hooks]
+        return cls(list(zip(hooks, policies, strict=True)))
 
     def check_input(self, ctx: ModerationContext) -> list[Verdict]:
         return self._run(Stage.INPUT, ctx, ())
