@@ -158,3 +158,14 @@ async def test_a_rule_added_while_the_worker_runs_applies_to_the_next_reply(
     moderated.manage("import_rules", str(rules))
     tokens, _, after = await converse(moderated, client, "How is the weather?")
     assert after["status"] == "blocked" and "gather" not in "".join(t["text"] for t in tokens)
+
+
+async def test_an_offensive_message_is_flagged_by_the_classifier_in_the_worker(moderated: Stack) -> None:
+    client = Client(moderated).signup()
+    # No trigger in it: the script's default reply, which no rule touches.
+    _, verdicts, done = await converse(moderated, client, "Hey, you stupid b i t c h!")
+    # A flag changes nothing the user sees.
+    assert done["status"] == "complete" and done["content"] == "No script for that."
+    assert [(v["action"], v["categories"]) for v in verdicts] == [("flag", ["hate_and_discrimination"])]
+    (event,) = staff_events(moderated, done["message_id"])
+    assert (event["hook"], event["stage"], event["action"]) == ("offensive", "input", "flag")
