@@ -12,6 +12,7 @@ from inference.moderation.offensive import (
     PIECE_WORDS,
     OffensiveLanguageHook,
     _classifier,
+    _linear_sigmoid,
     normalized,
     offensive_probability,
     pieces,
@@ -132,3 +133,12 @@ def test_pieces_are_sentences_and_long_sentences_are_cut() -> None:
     assert pieces("One. Two!  Three?\nFour") == ["One.", "Two!", "Three?", "Four"]
     long_sentence = " ".join(f"w{i}" for i in range(PIECE_WORDS * 2 + 1))
     assert [len(p.split()) for p in pieces(long_sentence)] == [PIECE_WORDS, PIECE_WORDS, 1]
+
+
+def test_the_fast_path_computes_the_librarys_probabilities() -> None:
+    from profanity_check import profanity_check as library
+
+    texts = [*OFFENSIVE, *BENIGN, *DISGUISED, "", "kill them all", "ok"]
+    assert list(_classifier()(texts)) == pytest.approx(list(library.predict_prob(texts)), abs=1e-9)
+    assert _linear_sigmoid(library.model) is not None  # the shipped model takes the fast path
+    assert _linear_sigmoid(object()) is None  # anything else falls back to the library
