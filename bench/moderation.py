@@ -20,16 +20,18 @@
 
     .venv/bin/python bench/moderation.py                 # ~1 min on 2 cores
     .venv/bin/python bench/moderation.py --markdown --token-ms 6   # 6 ms/token: a 7B on an H100
+    python3 bench/moderation.py --judge-only --model mistral-7b --markdown   # on a GPU: the judge at 7B size
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -38,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import fmt, format_table, machine_description, percentile  # noqa: E402
+from inference.chat_template import sentencepiece_processor  # noqa: E402
 from inference.moderation.base import CATEGORIES, Action, ModerationContext, Stage  # noqa: E402
 from inference.moderation.chain import HookPolicy, ModerationChain  # noqa: E402
 from inference.moderation.external import ExternalModerationHook  # noqa: E402
@@ -164,6 +167,34 @@ def hook_latencies(hooks: dict[str, object], runs: int) -> list[list[str]]:
     return rows
 
 
+@contextlib.contextmanager
+def background_replies(engine, count: int) -> Iterator[None]:  # noqa: ANN001 - an Engine
+    """`count` replies decoding on `engine` (EOS ignored, restarted as they end) until the block exits."""
+    stop = threading.Event()
+    params = SamplingParams(temperature=0.0, max_tokens=512, ignore_eos=True)
+    prompt = sentencepiece_processor().encode(MESSAGE)
+
+    def reply() -> None:
+        while not stop.is_set():
+            for _ in engine.generate(prompt, params, should_stop=stop.is_set):
+                pass
+
+    threads = [threading.Thread(target=reply, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)  # let them join the batch
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        # Let the scheduler finish its step: a thread inside torch at exit aborts the process.
+        deadline = time.monotonic() + 30
+        while engine.load().active and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 # --- 2. the gate and the first token --------------------------------------------------------
 
 
@@ -214,20 +245,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-ms", type=float, nargs="+", default=[0.0, 6.0], help="default 0 6")
     parser.add_argument("--model", choices=("tiny", "mistral-7b"), default="tiny", help="the judge's engine")
     parser.add_argument("--device", help="the judge's device (default cpu for tiny, cuda for mistral-7b)")
+    parser.add_argument(
+        "--judge-only", action="store_true", help="only the judge, alone and under load (for a GPU run)"
+    )
+    parser.add_argument(
+        "--load", type=int, default=16, help="replies decoding while the judge runs (default 16)"
+    )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
 
     print(machine_description())
     engine = judge_engine(args.model, args.device)
+    judge_name = f"judge ({engine.info.name}, {engine.info.device})"
+    headers = ["hook", "check", "p50", "p99", "max", "verdict"]
+    if args.judge_only:
+        judge = {judge_name: SelfReflectionJudge(engine=engine, timeout_s=60)}
+        print(f"\n## The judge alone, ms ({args.runs} runs)\n")
+        print(format_table(headers, hook_latencies(judge, args.runs), markdown=args.markdown))
+        with background_replies(engine, args.load):
+            print(
+                f"\n## The judge while {args.load} replies decode on the same engine, ms ({args.runs} runs)\n"
+            )
+            print(format_table(headers, hook_latencies(judge, args.runs), markdown=args.markdown))
+        return 0
     hooks: dict[str, object] = {
         "rules (40)": RulesHook(staff_rules()),
         "pii": PiiHook(),
         "offensive": OffensiveLanguageHook(),
-        f"judge ({engine.info.name}, {engine.info.device})": SelfReflectionJudge(engine=engine),
+        judge_name: SelfReflectionJudge(engine=engine),
         "external (fake, 127.0.0.1)": ExternalModerationHook(url=fake_endpoint(), schema="mistral"),
     }
     print(f"\n## Latency per check, ms ({args.runs} runs; through the chain, pool hop included)\n")
-    headers = ["hook", "check", "p50", "p99", "max", "verdict"]
     print(format_table(headers, hook_latencies(hooks, args.runs), markdown=args.markdown))
 
     budget = HookPolicy(budget_ms=60_000)
