@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -58,6 +59,10 @@ class Request:
     tokens: queue.SimpleQueue[int | _End | BaseException] = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     generated: int = 0
+    # Ids whose log-probabilities at the first step are wanted (the moderation judge's answers);
+    # filled in by the prefill, before the first id is sent.
+    score_ids: tuple[int, ...] = ()
+    first_logprobs: list[float] | None = None
 
     def cancel(self) -> None:
         """Leave the batch at the next step; its cache is freed then."""
@@ -107,8 +112,41 @@ class Engine:
         request = self.submit(prompt_ids, params)
         return self._stream(request, should_stop)
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> Request:
-        """Queue a request for the next step; read its ids from `request.tokens`."""
+    def first_logprobs(
+        self, prompt_ids: list[int], token_ids: Sequence[int], *, timeout_s: float = 30.0
+    ) -> list[float]:
+        """The log-probabilities of `token_ids` as the first id after the prompt (softmax over the vocabulary).
+
+        A one-token request that joins the batch like any other: no second
+        copy of the model, and it waits its turn. Raises TimeoutError after
+        `timeout_s` (the request is cancelled).
+        """
+        request = self.submit(prompt_ids, SamplingParams(temperature=0.0, max_tokens=1), score_ids=token_ids)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    item = request.tokens.get(timeout=max(deadline - time.monotonic(), 0.0))
+                except queue.Empty:
+                    raise TimeoutError(f"no first step within {timeout_s} s") from None
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, _End) or request.first_logprobs is not None:
+                    break
+        finally:
+            request.cancel()
+        if request.first_logprobs is None:
+            raise RuntimeError("the request ended before its first step")
+        return request.first_logprobs
+
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, *, score_ids: Sequence[int] = ()
+    ) -> Request:
+        """Queue a request for the next step; read its ids from `request.tokens`.
+
+        With `score_ids`, the first step also records their log-probabilities
+        in `request.first_logprobs` (before the first id is put in `tokens`).
+        """
         check_params(params)
         prompt = [int(i) for i in prompt_ids]
         if not prompt:
@@ -116,6 +154,9 @@ class Engine:
         vocab = self.model.config.vocab_size
         if min(prompt) < 0 or max(prompt) >= vocab:
             raise ValueError(f"prompt_ids must lie in [0, {vocab})")
+        scored = tuple(int(i) for i in score_ids)
+        if scored and (min(scored) < 0 or max(scored) >= vocab):
+            raise ValueError(f"score_ids must lie in [0, {vocab})")
         if len(prompt) >= self.info.context_length:
             raise ValueError(
                 f"prompt of {len(prompt)} tokens leaves no room in the {self.info.context_length}-token context"
@@ -125,6 +166,7 @@ class Engine:
             params=params,
             budget=min(params.max_tokens, self.info.context_length - len(prompt)),
             generator=new_generator(params, self.device),
+            score_ids=scored,
         )
         with self._wakeup:
             self._waiting.append(request)
@@ -255,6 +297,7 @@ class _Batch:
         cache.mask = mask
         cache.lengths = mask.sum(-1)
         batch = cls(requests, cache, ids[:, -1], seen)
+        _record_first_logprobs(requests, out.logits[:, -1, :])
         batch._emit(engine, out.logits[:, -1, :])
         return batch
 
@@ -296,6 +339,15 @@ class _Batch:
                 continue
             request.generated += 1
             request.tokens.put(token)
+
+
+def _record_first_logprobs(requests: list[Request], logits: torch.Tensor) -> None:
+    """For the requests that asked: the log-probabilities of their `score_ids` at this (first) step."""
+    for row, request in enumerate(requests):
+        if request.score_ids:
+            logprobs = torch.log_softmax(logits[row].float(), dim=-1)
+            index = torch.tensor(request.score_ids, dtype=torch.long, device=logits.device)
+            request.first_logprobs = logprobs[index].tolist()
 
 
 def load_engine(

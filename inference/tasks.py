@@ -17,6 +17,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from inference.engine import Engine
+from inference.moderation import judge
 from inference.moderation.base import ModerationContext
 from inference.moderation.chain import ModerationChain
 from inference.streaming import ReplyModeration, StreamSettings, stream_reply
@@ -85,6 +86,7 @@ class _EngineHolder:
 
 
 holder = _EngineHolder()
+judge.set_engine_provider(lambda: holder.engine)  # the judge scores through this process's engine
 _stopping = threading.Event()
 
 

@@ -168,10 +168,33 @@ INFERENCE_ENGINE = os.environ.get("INFERENCE_ENGINE", "inference.engine.load_eng
 # --- Moderation --------------------------------------------------------------
 # The hook chain, run in order like middleware (docs/moderation.md).
 MODERATION_HOOKS = env_list(
-    "MODERATION_HOOKS", ["webapp.moderation.hooks.DatabaseRulesHook", "inference.moderation.pii.PiiHook"]
+    "MODERATION_HOOKS",
+    [
+        "webapp.moderation.hooks.DatabaseRulesHook",
+        "inference.moderation.pii.PiiHook",
+        "webapp.moderation.configured_hooks.OffensiveLanguageHook",
+        "webapp.moderation.configured_hooks.SelfReflectionJudge",
+    ],
 )
 MODERATION_BUDGET_MS = env_int("MODERATION_BUDGET_MS", 50)  # per hook call
 MODERATION_FAIL_CLOSED = env_bool("MODERATION_FAIL_CLOSED", False)  # a failed hook blocks instead of allowing
+# The offensive-language classifier: a verdict at this probability or above (flag or block).
+MODERATION_OFFENSIVE_THRESHOLD = float(os.environ.get("MODERATION_OFFENSIVE_THRESHOLD") or 0.9)
+MODERATION_OFFENSIVE_ACTION = os.environ.get("MODERATION_OFFENSIVE_ACTION") or "flag"
+# The self-reflection judge: auto (on only with MODEL_PATH set), on, off.
+MODERATION_JUDGE = os.environ.get("MODERATION_JUDGE") or "auto"
+MODERATION_JUDGE_THRESHOLD = float(os.environ.get("MODERATION_JUDGE_THRESHOLD") or 0.5)
+MODERATION_JUDGE_ACTION = os.environ.get("MODERATION_JUDGE_ACTION") or "flag"
+MODERATION_JUDGE_TIMEOUT_MS = env_int("MODERATION_JUDGE_TIMEOUT_MS", 5000)
+# An external moderation endpoint (add webapp.moderation.configured_hooks.ExternalModerationHook
+# to MODERATION_HOOKS): schema openai, mistral or mistral-chat.
+MODERATION_EXTERNAL_URL = os.environ.get("MODERATION_EXTERNAL_URL", "")
+MODERATION_EXTERNAL_API_KEY = os.environ.get("MODERATION_EXTERNAL_API_KEY", "")
+MODERATION_EXTERNAL_SCHEMA = os.environ.get("MODERATION_EXTERNAL_SCHEMA") or "mistral"
+MODERATION_EXTERNAL_MODEL = os.environ.get("MODERATION_EXTERNAL_MODEL", "")  # empty: the schema's default
+MODERATION_EXTERNAL_TIMEOUT_MS = env_int("MODERATION_EXTERNAL_TIMEOUT_MS", 2000)
+MODERATION_EXTERNAL_THRESHOLD = float(os.environ.get("MODERATION_EXTERNAL_THRESHOLD") or 0.5)
+MODERATION_EXTERNAL_ACTION = os.environ.get("MODERATION_EXTERNAL_ACTION") or "block"
 # Streamed text is held back this many characters, so that a phrase split
 # across tokens is caught before any part of it is sent.
 STREAM_HOLDBACK_CHARS = env_int("STREAM_HOLDBACK_CHARS", 64)

@@ -62,8 +62,10 @@ class ModerationChain:
         fail_closed: bool = False,
         policies: Policies | None = None,
     ) -> ModerationChain:
-        policy = HookPolicy(budget_ms=budget_ms, fail_closed=fail_closed)
-        return cls([(import_hook(path), policy) for path in paths], policies)
+        hooks = [import_hook(path) for path in paths]
+        # A hook that needs longer (a network call, the judge) says so with its own `budget_ms`.
+        hook_policies = [HookPolicy(getattr(h, "budget_ms", None) or budget_ms, fail_closed) for h in hooks]
+        return cls(list(zip(hooks, hook_policies, strict=True)), policies)
 
     def check_input(self, ctx: ModerationContext) -> list[Verdict]:
         return self._run(Stage.INPUT, ctx, ())

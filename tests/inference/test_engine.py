@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from transformers import MistralForCausalLM
 
-from inference.engine import Engine, load_engine
+from inference.engine import Engine, _End, load_engine
 from inference.params import SamplingParams
 from inference.tiny import TINY_MODEL_NAME, build_tiny_model, tiny_config
 
@@ -242,3 +243,51 @@ def test_concurrent_generations_match_solo_runs(engine: Engine) -> None:
         thread.join(timeout=60)
     assert not errors
     assert results == alone
+
+
+# --- first-step log-probabilities (the moderation judge) -----------------------------------------
+
+CANDIDATES = [330, 365, 28741, 475]  # "▁A", "▁B", "A", "▁J": any ids in range do
+
+
+def _reference_logprobs(prompt: list[int], ids: list[int]) -> list[float]:
+    with torch.inference_mode():
+        logits = build_tiny_model()(torch.tensor([prompt])).logits[0, -1].float()
+    return torch.log_softmax(logits, dim=-1)[ids].tolist()
+
+
+def test_first_logprobs_are_the_models_own(engine: Engine) -> None:
+    ours = engine.first_logprobs(PROMPT, CANDIDATES)
+    assert ours == pytest.approx(_reference_logprobs(PROMPT, CANDIDATES), abs=1e-4)
+    assert all(lp <= 0.0 for lp in ours) and sum(math.exp(lp) for lp in ours) <= 1.0
+    assert engine.first_logprobs(PROMPT, CANDIDATES) == ours  # deterministic
+
+
+def test_scoring_joins_the_batch_of_ordinary_replies() -> None:
+    engine = Engine(build_tiny_model(), name="tiny")
+    batch_sizes: list[int] = []
+    engine.model.register_forward_hook(
+        lambda _m, _args, kwargs, _out: batch_sizes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    with engine._wakeup:  # hold the scheduler so that both arrive before its first step
+        reply = engine.submit(OTHER_PROMPT, GREEDY)
+        scoring = engine.submit(PROMPT, SamplingParams(temperature=0.0, max_tokens=1), score_ids=CANDIDATES)
+    tokens = []
+    while not isinstance(item := reply.tokens.get(timeout=30), _End):
+        tokens.append(item)
+    assert batch_sizes[0] == 2  # one prefill for both: the scoring request was batched
+    assert scoring.first_logprobs == pytest.approx(_reference_logprobs(PROMPT, CANDIDATES), abs=1e-4)
+    # The ordinary reply is what it would have been alone.
+    assert tokens == _reference_greedy(build_tiny_model(), OTHER_PROMPT, GREEDY.max_tokens)
+
+
+@pytest.mark.parametrize("ids", [[32000], [-1], [5, 40000]])
+def test_first_logprobs_refuse_ids_out_of_the_vocabulary(engine: Engine, ids: list[int]) -> None:
+    with pytest.raises(ValueError, match="score_ids"):
+        engine.first_logprobs(PROMPT, ids)
+
+
+def test_first_logprobs_time_out() -> None:
+    engine = Engine(build_tiny_model(), name="tiny")
+    with engine._wakeup, pytest.raises(TimeoutError):  # the scheduler cannot take it meanwhile
+        engine.first_logprobs(PROMPT, CANDIDATES, timeout_s=0.05)

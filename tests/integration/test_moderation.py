@@ -184,3 +184,14 @@ async def test_a_policy_changed_while_the_worker_runs_applies_to_the_next_reply(
         assert "jane.doe@example.com" not in redacted["content"] and "[email]" in redacted["content"]
     finally:
         set_policy(moderated, "pii", "redact", 0.5)
+
+
+async def test_an_offensive_message_is_flagged_by_the_classifier_in_the_worker(moderated: Stack) -> None:
+    client = Client(moderated).signup()
+    # No trigger in it: the script's default reply, which no rule touches.
+    _, verdicts, done = await converse(moderated, client, "Hey, you stupid b i t c h!")
+    # A flag changes nothing the user sees.
+    assert done["status"] == "complete" and done["content"] == "No script for that."
+    assert [(v["action"], v["categories"]) for v in verdicts] == [("flag", ["hate_and_discrimination"])]
+    (event,) = staff_events(moderated, done["message_id"])
+    assert (event["hook"], event["stage"], event["action"]) == ("offensive", "input", "flag")

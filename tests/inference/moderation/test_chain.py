@@ -97,3 +97,17 @@ def test_from_paths_instantiates_like_middleware() -> None:
 def test_from_paths_rejects_bad_paths(path: str) -> None:
     with pytest.raises(ImportError):
         ModerationChain.from_paths([path])
+
+
+class SlowButAllowed(Sleepy):
+    budget_ms = 2000.0  # its own budget: the chain's default would time it out
+
+
+def test_a_hook_with_its_own_budget_keeps_it() -> None:
+    chain = ModerationChain.from_paths(
+        [f"{__name__}.SlowButAllowed", f"{__name__}.Sleepy"], budget_ms=100, fail_closed=True
+    )
+    assert [p for _, p in chain.hooks] == [HookPolicy(2000.0, True), HookPolicy(100, True)]
+    [slow, sleepy] = chain.check_output(CTX, "text")
+    assert slow.action is Action.FLAG and not slow.error
+    assert sleepy.error == "timeout"

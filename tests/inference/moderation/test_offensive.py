@@ -1,0 +1,144 @@
+"""The offensive-language hook: the real classifier's predictions, spacing and look-alikes."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.moderation.base import Action, ModerationContext
+from inference.moderation.chain import HookPolicy, ModerationChain
+from inference.moderation.offensive import (
+    CATEGORY,
+    MAX_CHARS,
+    PIECE_WORDS,
+    OffensiveLanguageHook,
+    _classifier,
+    _linear_sigmoid,
+    normalized,
+    offensive_probability,
+    pieces,
+)
+
+CTX = ModerationContext("c", "m", "u")
+
+OFFENSIVE = [
+    "you are a fucking idiot",
+    "shut up you stupid bitch",
+    "FUCK OFF",
+]
+BENIGN = [
+    "Could you help me write a cover letter for a job at a bank?",
+    "The weather is lovely today, let's go for a walk.",
+    "Python is a great language for data science.",
+    "I went to an a b c meeting about killer whales.",
+]
+# Spacing, punctuation and look-alikes that a bag of words misses on the raw text.
+DISGUISED = [
+    "f u c k you",
+    "what a b-i-t-c-h",
+    "you ıdіot",  # dotless i, Cyrillic i
+    "ｆｕｃｋ off",  # fullwidth
+]
+
+
+@pytest.fixture(scope="module")
+def hook() -> OffensiveLanguageHook:
+    return OffensiveLanguageHook(threshold=0.9)
+
+
+def _ctx(text: str) -> ModerationContext:
+    return ModerationContext("c", "m", "u", ({"role": "user", "content": text},))
+
+
+@pytest.mark.parametrize("text", OFFENSIVE)
+def test_offensive_text_is_flagged_on_every_stage(hook: OffensiveLanguageHook, text: str) -> None:
+    for verdict in (hook.check_input(_ctx(text)), hook.check_stream(CTX, text), hook.check_output(CTX, text)):
+        assert verdict.action is Action.FLAG
+        assert verdict.categories == (CATEGORY,)
+        assert 0.9 <= verdict.score <= 1.0
+        assert text.lower() not in verdict.reason.lower()  # never echo the text
+
+
+@pytest.mark.parametrize("text", BENIGN)
+def test_benign_text_passes(hook: OffensiveLanguageHook, text: str) -> None:
+    assert offensive_probability(text) < 0.5
+    assert hook.check_output(CTX, text).action is Action.ALLOW
+    assert hook.check_input(_ctx(text)).action is Action.ALLOW
+
+
+@pytest.mark.parametrize("text", DISGUISED)
+def test_disguised_insults_are_caught_through_normalization(hook: OffensiveLanguageHook, text: str) -> None:
+    raw = float(_classifier()([text])[0])
+    assert raw < 0.5  # the classifier alone misses it: normalization is what catches it
+    assert offensive_probability(text) >= 0.9
+    assert hook.check_stream(CTX, text).action is Action.FLAG
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("f u c k you", "fuck you"),
+        ("F.U.C.K", "fuck"),
+        ("what a b-i-t-c-h", "what a bitch"),  # one separator per run
+        ("a b", "a b"),  # two letters are not a run
+        ("I went to an a b c meeting", "i went to an abc meeting"),
+    ],
+)
+def test_normalized_joins_spaced_letters(text: str, expected: str) -> None:
+    assert normalized(text) == expected
+
+
+def test_empty_and_blank_text_score_zero(hook: OffensiveLanguageHook) -> None:
+    assert offensive_probability("") == 0.0
+    assert offensive_probability(" \n\t ") == 0.0
+    assert hook.check_input(ModerationContext("c", "m", "u")).action is Action.ALLOW
+
+
+def test_one_insult_in_a_long_polite_reply_is_caught() -> None:
+    # Scored whole, the polite sentences drown the insult; scored by pieces, they do not.
+    polite = "Thank you for your question, here is a detailed answer about gardening. " * 20
+    text = polite + "You are a stupid bitch. " + polite
+    assert float(_classifier()([text])[0]) < 0.5
+    assert offensive_probability(text) >= 0.9
+
+
+def test_long_text_is_cut_to_the_limit() -> None:
+    # An insult past the limit is not seen; one before it is, however long the rest.
+    padding = "The cat sat on the mat. " * (MAX_CHARS // 10)
+    assert offensive_probability(padding + "You stupid bitch.") < 0.5
+    assert offensive_probability("You stupid bitch. " + padding) >= 0.9
+
+
+def test_block_action_and_threshold() -> None:
+    strict = OffensiveLanguageHook(threshold=0.9, action=Action.BLOCK)
+    assert strict.check_output(CTX, OFFENSIVE[0]).action is Action.BLOCK
+    # A threshold of 1 is reached only by a score of exactly 1.
+    lenient = OffensiveLanguageHook(threshold=1.0)
+    assert lenient.check_output(CTX, BENIGN[0]).action is Action.ALLOW
+
+
+@pytest.mark.parametrize("kwargs", [{"threshold": 0.0}, {"threshold": 1.5}, {"action": Action.REDACT}])
+def test_bad_configuration_is_refused(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        OffensiveLanguageHook(**kwargs)
+
+
+def test_runs_in_the_chain_within_its_budget(hook: OffensiveLanguageHook) -> None:
+    chain = ModerationChain([(hook, HookPolicy(budget_ms=2000))])
+    [verdict] = chain.check_output(CTX, OFFENSIVE[1])
+    assert verdict.action is Action.FLAG and verdict.hook == "offensive" and not verdict.error
+    assert 0 < verdict.latency_ms < 2000
+
+
+def test_pieces_are_sentences_and_long_sentences_are_cut() -> None:
+    assert pieces("One. Two!  Three?\nFour") == ["One.", "Two!", "Three?", "Four"]
+    long_sentence = " ".join(f"w{i}" for i in range(PIECE_WORDS * 2 + 1))
+    assert [len(p.split()) for p in pieces(long_sentence)] == [PIECE_WORDS, PIECE_WORDS, 1]
+
+
+def test_the_fast_path_computes_the_librarys_probabilities() -> None:
+    from profanity_check import profanity_check as library
+
+    texts = [*OFFENSIVE, *BENIGN, *DISGUISED, "", "kill them all", "ok"]
+    assert list(_classifier()(texts)) == pytest.approx(list(library.predict_prob(texts)), abs=1e-9)
+    assert _linear_sigmoid(library.model) is not None  # the shipped model takes the fast path
+    assert _linear_sigmoid(object()) is None  # anything else falls back to the library
