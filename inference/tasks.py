@@ -23,7 +23,7 @@ from inference.moderation.chain import ModerationChain
 from inference.streaming import ReplyModeration, StreamSettings, stream_reply
 from inference.tiny import TINY_MODEL_NAME
 from webapp import workers
-from webapp.chat import live, reply_jobs
+from webapp.chat import live, reply_jobs, sweeper
 from webapp.moderation.selectors import policy_mapping
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,12 @@ class _EngineHolder:
 
     def status(self) -> dict[str, object]:
         """The heartbeat: model, device, dtype, batch in use, queue length, loading/ready/failed."""
-        status: dict[str, object] = {"max_batch": settings.MAX_BATCH, "queue_length": workers.queue_length()}
+        status: dict[str, object] = {
+            "max_batch": settings.MAX_BATCH,
+            "queue_length": workers.queue_length(),
+            # What the sweeper checks: a streaming reply nobody lists has lost its worker.
+            "replies": running.ids(),
+        }
         if not self._loaded.is_set():
             return {**status, "state": "loading", "model": settings.MODEL_PATH or TINY_MODEL_NAME}
         if self.engine is None:
@@ -85,14 +90,58 @@ class _EngineHolder:
         }
 
 
+class _Running:
+    """The replies this process is writing, for its heartbeat."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: set[str] = set()
+
+    def add(self, message_id: str) -> None:
+        with self._lock:
+            self._ids.add(message_id)
+
+    def discard(self, message_id: str) -> None:
+        with self._lock:
+            self._ids.discard(message_id)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._ids)
+
+
 holder = _EngineHolder()
 judge.set_engine_provider(lambda: holder.engine)  # the judge scores through this process's engine
+running = _Running()
 _stopping = threading.Event()
 
 
 @shared_task(name="inference.generate_reply", ignore_result=True)
 def generate_reply(message_id: str) -> None:
-    """Write one queued reply: claim it, stream it, store it."""
+    """Write one queued reply: claim it, stream it, store it.
+
+    Idempotent: a job delivered twice (acks_late redelivers one whose worker
+    died) finds its reply no longer queued and does nothing.
+    """
+    # Listed before the claim, so no heartbeat can miss a claimed reply.
+    running.add(str(message_id))
+    try:
+        _write_reply(str(message_id))
+    except Exception as error:  # e.g. Redis or the database gone mid-reply: end it, don't leave it streaming
+        logger.exception("reply %s failed", message_id)
+        reply_jobs.reply_finish(
+            message_id=message_id,
+            status="failed",
+            content="",
+            stats={},
+            model_name="",
+            error=f"The worker failed: {error.__class__.__name__}",
+        )
+    finally:
+        running.discard(str(message_id))
+
+
+def _write_reply(message_id: str) -> None:
     job = reply_jobs.reply_claim(message_id=message_id)
     if job is None:
         return
@@ -152,6 +201,7 @@ def _heartbeat() -> None:
     while not _stopping.is_set():
         try:
             workers.write_heartbeat(WORKER_NAME, holder.status())
+            sweeper.sweep(owner=WORKER_NAME)
         except Exception:  # Redis may blink; the next beat tries again
             logger.warning("heartbeat failed", exc_info=True)
         _stopping.wait(workers.HEARTBEAT_INTERVAL_S)

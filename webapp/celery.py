@@ -1,8 +1,11 @@
 """The Celery application shared by the web process (which only enqueues) and the inference worker."""
 
+import functools
 import os
 
+import redis
 from celery import Celery
+from kombu.transport import redis as redis_transport
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -11,3 +14,30 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # The web process never imports inference.tasks (it would pull in torch): it
 # enqueues by task name. Only a worker started with `-A webapp` and
 # `--include inference.tasks` registers the task.
+
+
+def _connparams_of_a_live_connection(connparams):  # type: ignore[no-untyped-def]
+    """Kombu's Redis channel, guarded: a broker that went away must not end the worker.
+
+    With late acks a running reply's job is unacknowledged. When Redis drops
+    the connection, Celery 5.7 closes the channel, which tries to put that job
+    back, and later the finished task acks it, both through the closed
+    channel, whose transport is gone: AttributeError ('NoneType' object has no
+    attribute 'hostname' / 'client'), which Celery takes as unrecoverable, and
+    the worker exits instead of reconnecting. Raised as the connection error
+    it is, Celery logs it and carries on. Nothing is lost: the job stays in
+    Redis's unacked set (restored after the visibility timeout; a redelivered
+    reply job does nothing), or Redis lost it with everything else and the
+    sweeper (webapp.chat.sweeper) re-enqueues queued replies.
+    """
+
+    @functools.wraps(connparams)
+    def guarded(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.connection is None or self.connection.client is None:
+            raise redis.exceptions.ConnectionError("the broker connection of this channel is closed")
+        return connparams(self, *args, **kwargs)
+
+    return guarded
+
+
+redis_transport.Channel._connparams = _connparams_of_a_live_connection(redis_transport.Channel._connparams)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from webapp.chat import sweeper
 from webapp.chat.live import redis_client
 from webapp.workers import live_workers, model_summary, queue_length
+
+logger = logging.getLogger(__name__)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -26,8 +31,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
         queued = queue_length()
     except Exception as error:
         checks["redis"] = f"error: {error.__class__.__name__}"
+    if healthy := checks["database"] == "ok" and checks["redis"] == "ok":
+        # Every open page polls here: replies whose worker died end even when no worker is left.
+        try:
+            sweeper.sweep(owner="web")
+        except Exception:
+            logger.warning("the sweep failed", exc_info=True)
     summary = model_summary(workers)
-    healthy = checks["database"] == "ok" and checks["redis"] == "ok"
     body = {
         "status": "ok" if healthy and summary["state"] == "ready" else ("degraded" if healthy else "error"),
         **checks,

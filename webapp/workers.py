@@ -23,7 +23,7 @@ def _key(worker: str) -> str:
 
 
 def write_heartbeat(worker: str, status: dict[str, Any]) -> None:
-    """Publish one worker's state: model, device, dtype, state (loading/ready/failed), busy."""
+    """Publish one worker's state: model, device, dtype, state (loading/ready/failed), busy, replies."""
     record = {**status, "worker": worker, "updated_at": time.time()}
     redis_client().set(_key(worker), json.dumps(record), ex=HEARTBEAT_TTL_S)
 

@@ -76,7 +76,14 @@ class Stack:
             **self.extra_env,
         }
         self.manage("migrate", "--noinput")
-        self._spawn(
+        self.start_worker()
+        self.start_daphne()
+        self.wait_ready(model_state)
+        return self
+
+    def start_worker(self) -> subprocess.Popen:
+        """One more Celery inference worker (the fault tests kill one and start another)."""
+        self.worker = self._spawn(
             "worker",
             [
                 str(VENV_BIN / "celery"),
@@ -92,25 +99,34 @@ class Stack:
                 "-I",
                 "inference.tasks",
                 "-n",
-                f"it-{suffix}@%h",
+                f"it-{secrets.token_hex(4)}@%h",
                 "--without-mingle",
                 "--without-gossip",
                 "--loglevel",
                 "INFO",
             ],
         )
-        self._spawn(
+        return self.worker
+
+    def start_daphne(self) -> subprocess.Popen:
+        """Daphne on this stack's port (again, after a test killed it)."""
+        self.daphne = self._spawn(
             "daphne",
             [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "webapp.asgi:application"],
         )
-        self.wait_ready(model_state)
-        return self
+        return self.daphne
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        self.processes.append(
-            subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        )
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL one of this stack's processes: no shutdown handler runs, as in a crash."""
+        process.kill()
+        process.wait(timeout=15)
+        self.processes.remove(process)
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}-{len(self.processes)}.log", "wb")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(

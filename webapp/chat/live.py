@@ -109,7 +109,12 @@ class _Publisher:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(PUBLISH_TIMEOUT_S)
 
     def group_send(self, group: str, message: dict[str, Any]) -> None:
-        self.run(self._layer.group_send(group, message))
+        try:
+            self.run(self._layer.group_send(group, message))
+        except redis.exceptions.ConnectionError:
+            # After a Redis restart the layer's pooled connection is stale: the
+            # first send finds it closed and drops it; the second reconnects.
+            self.run(self._layer.group_send(group, message))
 
 
 _publisher: _Publisher | None = None

@@ -43,20 +43,25 @@ class ReplyJob:
 def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
     """Move a queued reply to `streaming` and hand back its job; None if it is not queued.
 
-    A reply already claimed (a redelivered task) or already ended is left alone.
+    A reply already claimed (a redelivered or duplicated task) or already
+    ended is left alone: the conditional UPDATE lets exactly one claimant
+    through, on every database (SQLite ignores `select_for_update`).
     """
+    reply = (
+        Message.objects.select_related("conversation")
+        .filter(id=message_id, role=Message.Role.ASSISTANT, status=Message.Status.QUEUED)
+        .first()
+    )
+    if reply is None:
+        return None
     with transaction.atomic():
-        reply = (
-            Message.objects.select_for_update()
-            .select_related("conversation")
-            .filter(id=message_id, role=Message.Role.ASSISTANT)
-            .first()
+        claimed = Message.objects.filter(id=reply.id, status=Message.Status.QUEUED).update(
+            status=Message.Status.STREAMING,
+            queue_ms=(timezone.now() - reply.created_at).total_seconds() * 1000.0,
+            updated_at=timezone.now(),
         )
-        if reply is None or reply.status != Message.Status.QUEUED:
+        if not claimed:
             return None
-        reply.status = Message.Status.STREAMING
-        reply.queue_ms = (timezone.now() - reply.created_at).total_seconds() * 1000.0
-        reply.save(update_fields=["status", "queue_ms", "updated_at"])
         transaction.on_commit(announce_queue_positions)
     return ReplyJob(
         message_id=str(reply.id),
@@ -87,17 +92,27 @@ def reply_finish(
     error: str = "",
     verdicts: Sequence[Verdict] = (),
     original: str = "",
-) -> Message:
-    """Store a reply's final text, status, stats and moderation events; then publish them and `done`."""
+) -> Message | None:
+    """Store a reply's final text, status, stats and moderation events; then publish them and `done`.
+
+    Only a live reply is written: one that already ended (the sweeper
+    failed it when its worker looked dead, or a duplicate task finished it)
+    is left as it is, and None comes back. Like the claim, the guard is a
+    conditional UPDATE.
+    """
+    fields: dict[str, Any] = {name: stats.get(name) for name in REPLY_STAT_FIELDS}
     with transaction.atomic():
-        reply = Message.objects.select_for_update().get(id=message_id)
-        reply.status = status
-        reply.content = content
-        reply.error = error
-        reply.model_name = model_name
-        for name in REPLY_STAT_FIELDS:
-            setattr(reply, name, stats.get(name))
-        reply.save()
+        written = Message.objects.filter(id=message_id, status__in=Message.LIVE_STATUSES).update(
+            status=status,
+            content=content,
+            error=error,
+            model_name=model_name,
+            updated_at=timezone.now(),
+            **fields,
+        )
+        if not written:
+            return None
+        reply = Message.objects.get(id=message_id)
         Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=timezone.now())
         recorded = moderation_record(reply=reply, verdicts=verdicts, original=original)
 

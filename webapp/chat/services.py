@@ -315,10 +315,15 @@ def _create_reply(conversation: Conversation, params: SamplingParams) -> Message
 
     def announce_and_enqueue() -> None:
         live.publish(conversation.id, events.start_event(reply.id, queue_position(reply)))
-        celery_app.send_task(GENERATE_REPLY_TASK, args=[str(reply.id)], queue="inference")
+        reply_enqueue(reply_id=reply.id)
 
     transaction.on_commit(announce_and_enqueue)
     return reply
+
+
+def reply_enqueue(*, reply_id: UUID | str) -> None:
+    """Put a queued reply's job on the inference queue (the task is idempotent: see reply_claim)."""
+    celery_app.send_task(GENERATE_REPLY_TASK, args=[str(reply_id)], queue="inference")
 
 
 def _title_from(content: str) -> str:
