@@ -10,4 +10,5 @@ urlpatterns = [
     path("c/", include("webapp.chat.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("", include("webapp.api.urls")),
 ]
