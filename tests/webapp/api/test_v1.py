@@ -15,6 +15,7 @@ from webapp.api import schema, services
 from webapp.chat import reply_jobs
 from webapp.chat import services as chat_services
 from webapp.chat.models import Conversation
+from webapp.chat.search import search_conversations
 from webapp.chat.selectors import conversations_for_user
 from webapp.moderation.models import ModerationEvent
 
@@ -150,7 +151,7 @@ def _start(key, monkeypatch) -> str:
             "messages": [
                 {"role": "user", "content": "a"},
                 {"role": "assistant", "content": "b"},
-                {"role": "user", "content": "c"},
+                {"role": "user", "content": "c walrus"},
             ],
         }
     )
@@ -165,8 +166,11 @@ def test_stored_requests_are_listed(key, monkeypatch) -> None:
     services.api_conversation_end(conversation_id=conversation_id)
     conversation = Conversation.objects.get(pk=conversation_id)
     assert list(conversations_for_user(conversation.owner)) == [conversation]
-    assert [m.content for m in conversation.messages.order_by("created_at")] == ["a", "b", "c", "d"]
+    assert [m.content for m in conversation.messages.order_by("created_at")] == ["a", "b", "c walrus", "d"]
     assert conversation.api_link.api_key == key[0]
+    assert [hit.conversation_id for hit in search_conversations(conversation.owner, "walrus")] == [
+        conversation_id
+    ]
 
 
 def test_unstored_requests_are_deleted_unless_moderation_caught_something(key, monkeypatch, settings) -> None:
@@ -180,3 +184,10 @@ def test_unstored_requests_are_deleted_unless_moderation_caught_something(key, m
     services.api_conversation_end(conversation_id=caught)
     assert Conversation.objects.filter(pk=caught).exists()
     assert list(conversations_for_user(key[0].owner)) == []
+    assert search_conversations(key[0].owner, "walrus") == []
+
+
+async def test_a_body_over_the_upload_limit_is_413(key, heartbeat, settings) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = await post(key[1], {**BODY, "messages": [{"role": "user", "content": "x" * 2000}]})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
