@@ -9,6 +9,7 @@ events into OpenAI's answer, whole or as server-sent events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -157,6 +158,7 @@ class ReplyListener:
         self.reply_id = ""
         self.layer = get_channel_layer()
         self.channel = ""
+        self._receiving: asyncio.Future[dict[str, Any]] | None = None
 
     @property
     def ident(self) -> str:
@@ -171,6 +173,7 @@ class ReplyListener:
             )
         except ChatInputError as error:
             await self.layer.group_discard(live.group_name(self.conversation_id), self.channel)
+            await self._release()
             self.channel = ""
             raise schema.from_chat_error(error) from None
         self.reply_id = str(reply.id)
@@ -198,16 +201,36 @@ class ReplyListener:
                 yield piece
 
     async def _next_event(self, timeout: float) -> dict[str, Any] | None:
+        """The next event of this reply, or None after `timeout` seconds."""
         loop_until = time.monotonic() + max(timeout, 0.0)
         while (remaining := loop_until - time.monotonic()) > 0:
-            try:
-                message = await asyncio.wait_for(self.layer.receive(self.channel), remaining)
-            except TimeoutError:
+            # One receive at a time, never cancelled on a timeout: the pub/sub
+            # layer drops a channel whose receive is cancelled (see _release).
+            if self._receiving is None:
+                self._receiving = asyncio.ensure_future(self.layer.receive(self.channel))
+            done, _ = await asyncio.wait({self._receiving}, timeout=remaining)
+            if not done:
                 return None
+            message, self._receiving = self._receiving.result(), None
             event = message.get("event") or {}
             if event.get("message_id") == self.reply_id:
                 return event
         return None
+
+    async def _release(self) -> None:
+        """Give the channel back: the pub/sub layer unsubscribes a channel whose receive is cancelled.
+
+        It has no other way to drop one (channels_redis's RedisPubSubChannelLayer.receive).
+        """
+        while True:
+            receiving = self._receiving or asyncio.ensure_future(self.layer.receive(self.channel))
+            self._receiving = None
+            await asyncio.sleep(0)  # let it reach the queue: it ends now only if a message waited
+            if not receiving.done():
+                receiving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await receiving
+                return
 
     def _ask_stop(self) -> None:
         if not self.stop_asked:
@@ -289,6 +312,7 @@ class ReplyListener:
                     if event["type"] == "done":
                         self.done = event
             await self.layer.group_discard(live.group_name(self.conversation_id), self.channel)
+            await self._release()
             await database_sync_to_async(services.api_conversation_end)(conversation_id=self.conversation_id)
         except Exception:
             logger.exception("closing an API reply failed")

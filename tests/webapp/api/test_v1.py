@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
 from webapp import workers
-from webapp.api import schema, services
-from webapp.chat import reply_jobs
+from webapp.api import schema, services, v1
+from webapp.chat import live, quotas, reply_jobs
 from webapp.chat import services as chat_services
 from webapp.chat.models import Conversation
 from webapp.chat.search import search_conversations
@@ -191,3 +191,39 @@ async def test_a_body_over_the_upload_limit_is_413(key, heartbeat, settings) -> 
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = await post(key[1], {**BODY, "messages": [{"role": "user", "content": "x" * 2000}]})
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+
+
+async def test_a_listener_hears_its_reply_and_gives_its_channel_back(key, heartbeat) -> None:
+    request = schema.parse_chat(BODY)
+    listener = v1.ReplyListener(request, "m")
+    layer = listener.layer
+    listener.channel = await layer.new_channel()
+    listener.reply_id = str(uuid.uuid4())
+    group = live.group_name(listener.conversation_id)
+    await layer.group_add(group, listener.channel)
+    assert await listener._next_event(0.2) is None  # a timeout keeps the channel
+    await layer.group_send(group, {"type": "chat.event", "event": {"type": "start", "message_id": "other"}})
+    await layer.group_send(
+        group,
+        {
+            "type": "chat.event",
+            "event": {"type": "token", "message_id": listener.reply_id, "seq": 1, "text": "x"},
+        },
+    )
+    assert (await listener._next_event(5))["text"] == "x"
+    await layer.group_discard(group, listener.channel)
+    await listener._release()
+    assert listener.channel not in layer.channels
+
+
+async def test_a_refused_request_stores_nothing_and_gives_its_channel_back(key, heartbeat, settings) -> None:
+    settings.QUOTA_TOKENS_PER_DAY = 5
+    api_key, secret = key
+    await sync_to_async(quotas.record_tokens)(user_id=api_key.owner_id, tokens=5)
+    layer = v1.get_channel_layer()
+    before = set(layer.channels)
+    response = await post(secret, BODY)
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+    assert response.json()["error"]["type"] == "rate_limit_error"
+    assert set(layer.channels) == before
+    assert await sync_to_async(Conversation.objects.count)() == 0
