@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
@@ -92,3 +95,14 @@ def test_staff_revoke_any_key_in_the_admin(alice) -> None:
     assert response.status_code == 200
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None
+
+
+def test_create_api_key_command(alice) -> None:
+    out = io.StringIO()
+    call_command("create_api_key", "alice", "--name", "ci", stdout=out)
+    secret = out.getvalue().strip()
+    assert services.api_key_authenticate(authorization=f"Bearer {secret}").name == "ci"
+    with pytest.raises(CommandError, match="No user"):
+        call_command("create_api_key", "nobody")
+    with pytest.raises(CommandError, match="name"):
+        call_command("create_api_key", "alice", "--name", " ")
