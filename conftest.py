@@ -10,6 +10,10 @@ import uuid
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 os.environ.setdefault("REDIS_PREFIX", f"mchat-test-{uuid.uuid4().hex[:8]}")
+# Tests send fast and in parallel from one person; the quota tests turn these back on.
+os.environ.setdefault("RATE_LIMIT_MESSAGES_PER_MINUTE", "0")
+os.environ.setdefault("MAX_LIVE_REPLIES_PER_USER", "0")
+os.environ.setdefault("QUOTA_TOKENS_PER_DAY", "10000000")
 
 import django  # noqa: E402
 

@@ -229,3 +229,17 @@ def fit_chat(
                 ids += plain_ids(index)
             return FittedPrompt(ids=ids, dropped_turns=turn)
     raise ContextOverflow(needed=needed + max_tokens, limit=context_limit, reserved=max_tokens)
+
+
+def fit_raw(prompt: str, *, max_tokens: int, context_limit: int) -> FittedPrompt:
+    """Prompt ids for text the caller formatted itself (the API's raw completions): BOS + its encoding.
+
+    The text is encoded as text, like every message: ``</s>`` or ``[INST]`` in it
+    never becomes a control id. A leading ``<s>`` is dropped, since BOS is added
+    anyway. Nothing is cut to fit: too long raises ContextOverflow.
+    """
+    text = prompt.removeprefix("<s>")
+    ids = [BOS_ID, *_encode(text)]
+    if len(ids) + max_tokens > context_limit:
+        raise ContextOverflow(needed=len(ids) + max_tokens, limit=context_limit, reserved=max_tokens)
+    return FittedPrompt(ids=ids, dropped_turns=0)

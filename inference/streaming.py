@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from inference.chat_template import ContextOverflow, fit_chat
+from inference.chat_template import ContextOverflow, fit_chat, fit_raw
 from inference.detokenize import IncrementalDecoder
 from inference.moderation.base import Action, ModerationContext, Verdict
 from inference.moderation.chain import ModerationChain, decide
@@ -76,6 +76,7 @@ def stream_reply(
     stop_requested: Callable[[], bool],
     clock: Callable[[], float] = time.monotonic,
     moderation: ReplyModeration | None = None,
+    raw: bool = False,
 ) -> ReplyOutcome:
     """Generate one reply, calling `emit(seq, text)` with coalesced text as it comes.
 
@@ -84,7 +85,8 @@ def stream_reply(
     moderation redacted. `stop_requested` is polled once per coalescing
     interval, so a stop takes effect within one. With `moderation`, the input
     is checked first and the text passes the streaming gate before `emit`
-    sees it: a block ends the reply at once.
+    sees it: a block ends the reply at once. With `raw`, the last message's
+    text is the whole prompt (no chat template, no system prompt).
     """
     started = clock()
     if stop_requested():
@@ -100,8 +102,14 @@ def stream_reply(
         else None
     )
     try:
-        prompt = fit_chat(
-            messages, system_prompt, max_tokens=params.max_tokens, context_limit=settings.context_limit
+        prompt = (
+            fit_raw(
+                messages[-1]["content"], max_tokens=params.max_tokens, context_limit=settings.context_limit
+            )
+            if raw
+            else fit_chat(
+                messages, system_prompt, max_tokens=params.max_tokens, context_limit=settings.context_limit
+            )
         )
     except ContextOverflow as overflow:
         return ReplyOutcome("failed", "", 0, 0, None, None, error=str(overflow))

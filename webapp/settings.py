@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "webapp.accounts",
     "webapp.chat",
     "webapp.moderation",
+    "webapp.api",
 ]
 
 MIDDLEWARE = [
@@ -164,6 +165,20 @@ MAX_TOKENS_LIMIT = env_int("MAX_TOKENS_LIMIT", 4096)
 GUARDRAIL_DEFAULT = env_bool("GUARDRAIL_DEFAULT", True)
 # Where the worker gets its engine (a test points this at a scripted one).
 INFERENCE_ENGINE = os.environ.get("INFERENCE_ENGINE", "inference.engine.load_engine")
+
+# --- Rate limits and quotas per user (webapp/chat/quotas.py); 0 turns one off --
+RATE_LIMIT_MESSAGES_PER_MINUTE = env_int("RATE_LIMIT_MESSAGES_PER_MINUTE", 20)
+QUOTA_TOKENS_PER_DAY = env_int("QUOTA_TOKENS_PER_DAY", 500_000)  # prompt + completion, per UTC day
+MAX_LIVE_REPLIES_PER_USER = env_int("MAX_LIVE_REPLIES_PER_USER", 1)
+
+# --- OpenAI-compatible API (docs/api.md) -------------------------------------
+# Keep API requests as conversations in the person's list and exports; when
+# off, each is deleted after its response (kept, hidden, if moderation caught something).
+API_STORE_CONVERSATIONS = env_bool("API_STORE_CONVERSATIONS", True)
+# The model id the API answers to; empty: the name the workers report.
+API_MODEL_NAME = os.environ.get("API_MODEL_NAME", "")
+# A request that has not ended by then is stopped and answered with what it has.
+API_REPLY_TIMEOUT_S = env_int("API_REPLY_TIMEOUT_S", 600)
 
 # --- Moderation --------------------------------------------------------------
 # The hook chain, run in order like middleware (docs/moderation.md).

@@ -11,4 +11,5 @@ urlpatterns = [
     path("moderation/", include("webapp.moderation.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("", include("webapp.api.urls")),
 ]

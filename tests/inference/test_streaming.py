@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from inference.chat_template import encode_chat, sentencepiece_processor
+from inference.chat_template import BOS_ID, encode_chat, sentencepiece_processor
 from inference.detokenize import decode
 from inference.params import SamplingParams
 from inference.streaming import ReplyOutcome, StreamSettings, stream_reply
@@ -56,6 +56,7 @@ def run(engine: ScriptedEngine, clock: FakeClock, *, stop: Callable[[], bool] = 
         emit=lambda seq, text: emitted.append((seq, text)),
         stop_requested=stop,
         clock=clock,
+        **kwargs,
     )
     return outcome, emitted
 
@@ -162,3 +163,29 @@ def test_a_context_overflow_fails_the_reply_without_generating() -> None:
     )
     assert outcome.status == "failed" and "64" in outcome.error
     assert not emitted and not engine.prompts
+
+
+def test_a_raw_prompt_is_its_text_after_bos_with_no_template() -> None:
+    clock = FakeClock()
+    engine = ScriptedEngine(HELLO, clock)
+    prompt = "<s>[INST] Hi [/INST] Sure</s>"
+    outcome, _ = run(
+        engine, clock, messages=[{"role": "user", "content": prompt}], system_prompt="Ignored", raw=True
+    )
+    # The leading <s> is BOS; the rest, </s> included, is text.
+    assert engine.prompts == [[BOS_ID, *sentencepiece_processor().encode("[INST] Hi [/INST] Sure</s>")]]
+    assert outcome.status == "complete" and outcome.prompt_tokens == len(engine.prompts[0])
+
+
+def test_a_raw_prompt_too_long_fails_without_generating() -> None:
+    clock = FakeClock()
+    engine = ScriptedEngine(HELLO, clock)
+    outcome, _ = run(
+        engine,
+        clock,
+        messages=[{"role": "user", "content": "word " * 200}],
+        settings=StreamSettings(context_limit=64),
+        params=SamplingParams(max_tokens=10),
+        raw=True,
+    )
+    assert outcome.status == "failed" and not engine.prompts

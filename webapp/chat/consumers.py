@@ -65,7 +65,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         try:
             await self._dispatch(self._parse(text_data))
         except ChatInputError as error:
-            await self._send_event(events.error_event(error.code, error.message))
+            await self._send_event(events.error_event(error.code, error.message, error.retry_after))
 
     def _parse(self, text_data: str | None) -> dict[str, Any]:
         if text_data is None:

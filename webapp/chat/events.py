@@ -53,8 +53,11 @@ def done_event(message: Message) -> Event:
     return event
 
 
-def error_event(code: str, message: str) -> Event:
-    return {"type": "error", "code": code, "message": message}
+def error_event(code: str, message: str, retry_after: int | None = None) -> Event:
+    event: Event = {"type": "error", "code": code, "message": message}
+    if retry_after is not None:
+        event["retry_after"] = retry_after
+    return event
 
 
 def removed_event(message_ids: list[object]) -> Event:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from inference.moderation.base import Verdict
 from inference.params import SamplingParams
 from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
-from webapp.chat import events, live
+from webapp.chat import events, live, quotas
 from webapp.chat.models import Conversation, Message
 from webapp.chat.selectors import prompt_history
 from webapp.chat.services import system_prompt_for
@@ -38,6 +38,8 @@ class ReplyJob:
     messages: list[dict[str, str]]
     system_prompt: str | None
     params: SamplingParams
+    # The API's completions: the one user message is the whole prompt, no chat template.
+    raw: bool = False
 
 
 def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
@@ -63,13 +65,16 @@ def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
         if not claimed:
             return None
         transaction.on_commit(announce_queue_positions)
+    stored = dict(reply.params)
+    raw = bool(stored.pop("raw", False))
     return ReplyJob(
         message_id=str(reply.id),
         conversation_id=str(reply.conversation_id),
         user_id=str(reply.conversation.owner_id),
         messages=prompt_history(reply),
         system_prompt=system_prompt_for(reply.conversation),
-        params=SamplingParams(**reply.params),
+        params=SamplingParams(**stored),
+        raw=raw,
     )
 
 
@@ -115,6 +120,10 @@ def reply_finish(
         reply = Message.objects.get(id=message_id)
         Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=timezone.now())
         recorded = moderation_record(reply=reply, verdicts=verdicts, original=original)
+        quotas.record_tokens(
+            user_id=reply.conversation.owner_id,
+            tokens=(reply.prompt_tokens or 0) + (reply.completion_tokens or 0),
+        )
 
         def announce() -> None:
             for event in recorded:

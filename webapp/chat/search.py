@@ -18,8 +18,8 @@ from django.db.models import F
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from webapp.chat.models import Conversation, Message
-from webapp.chat.selectors import visible
+from webapp.chat.models import Message
+from webapp.chat.selectors import conversations_for_user, visible
 
 MAX_QUERY_CHARS = 200
 MAX_RESULTS = 50
@@ -50,7 +50,7 @@ def search_conversations(user: AbstractBaseUser, query: str) -> list[SearchHit]:
 def _search_postgresql(user: AbstractBaseUser, query: str) -> list[SearchHit]:
     ts_query = SearchQuery(query, search_type="websearch", config="english")
     messages = (
-        visible(Message.objects.filter(conversation__owner=user))
+        visible(Message.objects.filter(conversation__in=conversations_for_user(user)))
         .annotate(document=SearchVector("content", config="english"))
         .filter(document=ts_query)  # @@, the real match test: ts_rank is never quite zero
         .annotate(rank=SearchRank(F("document"), ts_query))
@@ -69,7 +69,7 @@ def _search_postgresql(user: AbstractBaseUser, query: str) -> list[SearchHit]:
         .values("id", "conversation_id", "conversation__title", "headline")[: MAX_RESULTS * 4]
     )
     titles = (
-        Conversation.objects.filter(owner=user)
+        conversations_for_user(user)
         .annotate(document=SearchVector("title", config="english"))
         .filter(document=ts_query)
         .annotate(rank=SearchRank(F("document"), ts_query))
@@ -94,14 +94,14 @@ def _search_portable(user: AbstractBaseUser, query: str) -> list[SearchHit]:
     """Every word must appear (case-insensitive) in the title or in one message."""
     words = query.split()
     hits: dict[UUID, SearchHit] = {}
-    titles = Conversation.objects.filter(owner=user)
+    titles = conversations_for_user(user)
     for word in words:
         titles = titles.filter(title__icontains=word)
     for conversation in titles.order_by("-updated_at")[:MAX_RESULTS]:
         hits[conversation.id] = SearchHit(
             conversation.id, conversation.title, _snippet(conversation.title, words), None
         )
-    messages = visible(Message.objects.filter(conversation__owner=user))
+    messages = visible(Message.objects.filter(conversation__in=conversations_for_user(user)))
     for word in words:
         messages = messages.filter(content__icontains=word)
     for message in messages.select_related("conversation").order_by("-created_at")[: MAX_RESULTS * 4]:

@@ -39,7 +39,8 @@ def access_conversation(
 
 
 def conversations_for_user(user: AbstractBaseUser) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(owner=user).order_by("-updated_at")
+    """A person's conversations for lists and exports; API requests not to be stored are left out."""
+    return Conversation.objects.filter(owner=user).exclude(api_link__stored=False).order_by("-updated_at")
 
 
 def visible(messages: QuerySet[Message]) -> QuerySet[Message]:

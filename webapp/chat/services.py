@@ -17,7 +17,7 @@ from django.db import transaction
 from inference.chat_template import ContextOverflow, fit_chat
 from inference.params import ParamError, SamplingParams, parse_params
 from webapp.celery import app as celery_app
-from webapp.chat import events, live
+from webapp.chat import events, live, quotas
 from webapp.chat.models import SETTINGS_FIELDS, Conversation, Message
 from webapp.chat.selectors import live_reply, queue_position
 from webapp.moderation.services import check_not_sanctioned
@@ -35,12 +35,16 @@ SAMPLING_SETTINGS = ("temperature", "top_p", "max_tokens", "seed")
 
 
 class ChatInputError(Exception):
-    """Input the server refuses; becomes an `error` event and nothing is stored."""
+    """Input the server refuses; becomes an `error` event and nothing is stored.
 
-    def __init__(self, code: str, message: str) -> None:
+    `retry_after` (seconds) is set when the refusal is a limit that passes.
+    """
+
+    def __init__(self, code: str, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
 
 # --- conversations ----------------------------------------------------------
@@ -205,8 +209,13 @@ def _max_tokens_limit() -> int:
     return min(settings.MAX_TOKENS_LIMIT, settings.CONTEXT_LIMIT - 1)
 
 
-def reply_send(*, conversation: Conversation, content: str, params: SamplingParams) -> Message:
-    """Store the user's message and a queued reply, then announce and enqueue it."""
+def reply_send(
+    *, conversation: Conversation, content: str, params: SamplingParams, raw: bool = False
+) -> Message:
+    """Store the user's message and a queued reply, then announce and enqueue it.
+
+    `raw`: the worker encodes `content` as the whole prompt, no chat template (the API's completions).
+    """
     with transaction.atomic():
         locked = _lock_idle(conversation)
         user_message = Message.objects.create(
@@ -216,7 +225,7 @@ def reply_send(*, conversation: Conversation, content: str, params: SamplingPara
             locked.title = _title_from(content)
         locked.save(update_fields=["title", "updated_at"])
         transaction.on_commit(lambda: live.publish(locked.id, events.message_event(user_message)))
-        return _create_reply(locked, params)
+        return _create_reply(locked, params, raw=raw)
 
 
 def reply_regenerate(*, conversation: Conversation, raw_params: object = None) -> Message:
@@ -302,15 +311,17 @@ def _lock_idle(conversation: Conversation) -> Conversation:
     check_not_sanctioned(locked.owner_id)  # a suspended or banned user's send stores nothing
     if live_reply(locked) is not None:
         raise ChatInputError("reply_in_progress", "A reply is still being written; stop it or wait.")
+    quotas.check_reply_allowed(user_id=locked.owner_id)
     return locked
 
 
-def _create_reply(conversation: Conversation, params: SamplingParams) -> Message:
+def _create_reply(conversation: Conversation, params: SamplingParams, *, raw: bool = False) -> Message:
     reply = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Message.Status.QUEUED,
-        params=params.to_dict(),
+        # reply_jobs.reply_claim takes `raw` back out before rebuilding SamplingParams.
+        params={**params.to_dict(), "raw": True} if raw else params.to_dict(),
     )
 
     def announce_and_enqueue() -> None:
