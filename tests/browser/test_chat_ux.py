@@ -183,7 +183,9 @@ def test_streaming_renders_progressively_and_scrolling_up_stops_following(page: 
         window.renders = []; window.tokens = 0; window.blank = 0;
         const list = document.getElementById('messages');
         list.addEventListener('chat:render', (e) => {
-          window.renders.push(performance.now());
+          // Inside a requestAnimationFrame callback this is the frame's own time: two renders
+          // in one frame share it, whatever the load does to the gaps between frames.
+          window.renders.push(document.timeline.currentTime);
           const el = list.querySelector('.message.assistant:last-child .content');
           if (!el.textContent) window.blank += 1;
         });
@@ -218,8 +220,7 @@ def test_streaming_renders_progressively_and_scrolling_up_stops_following(page: 
     renders, tokens, blank = page.evaluate("[window.renders, window.tokens, window.blank]")
     assert blank == 0, "the reply went blank between two renders"
     assert 3 <= len(renders) <= tokens + 1, (len(renders), tokens)
-    gaps = [b - a for a, b in zip(renders, renders[1:], strict=False)]
-    assert min(gaps) >= 8, "rendered more than once in an animation frame"
+    assert len(set(renders)) == len(renders), "rendered more than once in an animation frame"
 
 
 # --- 2. regenerate, edit, retry --------------------------------------------------------------
