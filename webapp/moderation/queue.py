@@ -88,6 +88,8 @@ class QueueItem:
     kind: str
     record: ModerationEvent | Report
     context: list[Message] = field(default_factory=list)
+    # The message the item is about: the reply, or for an input event the user's message before it.
+    flagged: Message | None = None
 
     @property
     def key(self) -> str:
@@ -110,7 +112,8 @@ class QueueItem:
     @property
     def original(self) -> str:
         """The text the hook saw, unredacted, when it differs from what is stored (staff only)."""
-        if self.kind == "event" and self.record.excerpt and self.record.excerpt != self.message.content:
+        shown = (self.flagged or self.message).content
+        if self.kind == "event" and self.record.excerpt and self.record.excerpt != shown:
             return self.record.excerpt
         return ""
 
@@ -218,8 +221,13 @@ def attach_context(items: list[QueueItem]) -> None:
     for item in items:
         thread = by_conversation.get(item.message.conversation_id, [])
         at = next((i for i, message in enumerate(thread) if message.pk == item.message.pk), None)
-        if at is not None:
-            item.context = thread[max(0, at - CONTEXT_BEFORE) : at + CONTEXT_AFTER + 1]
+        if at is None:
+            continue
+        item.context = thread[max(0, at - CONTEXT_BEFORE) : at + CONTEXT_AFTER + 1]
+        item.flagged = thread[at]
+        if item.kind == "event" and item.record.stage == "input":
+            asked = [m for m in thread[max(0, at - CONTEXT_BEFORE) : at] if m.role == Message.Role.USER]
+            item.flagged = asked[-1] if asked else item.flagged
 
 
 class UnknownItems(LookupError):

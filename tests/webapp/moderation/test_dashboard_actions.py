@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from tests.webapp.moderation.dashboard_support import (  # noqa: F401
     fast_passwords,
+    logged_in,
     make_event,
     make_exchange,
     make_person,
@@ -25,9 +26,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff(moderator) -> Client:
-    client = Client()
-    client.force_login(moderator)
-    return client
+    return logged_in(moderator)
 
 
 def act(client: Client, action: str, items: list[str], **fields) -> tuple[str, list[str]]:

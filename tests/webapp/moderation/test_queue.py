@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from tests.webapp.moderation.dashboard_support import (  # noqa: F401
     fast_passwords,
+    logged_in,
     make_event,
     make_exchange,
     make_person,
@@ -23,14 +24,13 @@ from webapp.moderation.queue import Cursor, CursorError
 
 pytestmark = pytest.mark.django_db
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
 
 @pytest.fixture
 def staff(moderator) -> Client:
-    client = Client()
-    client.force_login(moderator)
-    return client
+    return logged_in(moderator)
+
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def listed(client: Client, **params) -> list[str]:
@@ -194,3 +194,14 @@ def test_message_text_is_escaped(staff, bob) -> None:
     page = staff.get(reverse("moderation:queue")).content.decode()
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     assert "<img src=x" not in page and "<b>original" not in page
+
+
+def test_an_input_event_marks_the_users_message_and_repeats_nothing(staff, bob) -> None:
+    reply = make_exchange(bob, "a risky question", "some answer")
+    make_event(reply, stage="input", excerpt="a risky question")
+    page = staff.get(reverse("moderation:queue")).content.decode()
+    assert re.findall(r'class="context-message (\w+)( target)?"', page) == [
+        ("user", " target"),
+        ("assistant", ""),
+    ]
+    assert "staff only" not in page  # the text the hook saw is the message shown
