@@ -87,6 +87,12 @@ def test_a_moderator_sees_a_flagged_reply_live_and_bans_its_author(
     expect(moderator.locator(".flash")).to_contain_text("Banned 1 person.")
     expect(moderator).to_have_url(re.compile(rf"/moderation/\?.*user={author}"))  # the same filtered view
 
+    # The stats page draws its charts inline, the new event among them.
+    moderator.get_by_role("link", name="Stats").click()
+    expect(moderator.locator("svg.chart").first).to_be_visible()
+    expect(moderator.locator("rect.chart-violence-and-threats").first).to_be_visible()
+    moderator.screenshot(path=str(ARTIFACTS / "moderation-stats.png"), full_page=True)
+
     # The author's next message, on the page still open, gets an error and is not stored.
     page.get_by_label("Message").fill("Am I still here?")
     page.keyboard.press("Enter")

@@ -132,7 +132,12 @@ class RuleForm(forms.Form):
 
 
 class StatsForm(forms.Form):
-    days = forms.IntegerField(min_value=1, max_value=MAX_STATS_DAYS, required=False)
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_STATS_DAYS,
+        required=False,
+        widget=forms.NumberInput(attrs={"placeholder": "30"}),
+    )
 
     def window_days(self) -> int:
         return self.cleaned_data.get("days") or 30
