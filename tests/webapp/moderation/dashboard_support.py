@@ -6,7 +6,6 @@ from datetime import datetime
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
 
 from webapp.chat.models import Conversation, Message
 from webapp.moderation.models import ModerationEvent, Report
@@ -19,12 +18,6 @@ def fast_passwords(settings) -> None:
     Imported by each dashboard test module; autouse fixtures run before the user fixtures.
     """
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def make_event(

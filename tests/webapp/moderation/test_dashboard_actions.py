@@ -10,9 +10,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.webapp.moderation.dashboard_support import (  # noqa: F401
-    fast_passwords,
-    logged_in,
+from tests.webapp.moderation.dashboard_support import (
+    fast_passwords,  # noqa: F401
     make_event,
     make_exchange,
     make_person,
@@ -22,11 +21,6 @@ from webapp.moderation.forms import MAX_BULK_ITEMS
 from webapp.moderation.models import AuditLogEntry, HiddenReply, ModerationEvent, Report, Rule, Sanction
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(moderator) -> Client:
-    return logged_in(moderator)
 
 
 def act(client: Client, action: str, items: list[str], **fields) -> tuple[str, list[str]]:

@@ -11,9 +11,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.webapp.moderation.dashboard_support import (  # noqa: F401
-    fast_passwords,
-    logged_in,
+from tests.webapp.moderation.dashboard_support import (
+    fast_passwords,  # noqa: F401
     make_event,
     make_exchange,
     make_person,
@@ -23,11 +22,6 @@ from webapp.chat.models import Message
 from webapp.moderation.queue import Cursor, CursorError
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(moderator) -> Client:
-    return logged_in(moderator)
 
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

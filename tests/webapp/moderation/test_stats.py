@@ -7,14 +7,12 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.webapp.moderation.dashboard_support import (  # noqa: F401
-    fast_passwords,
-    logged_in,
+from tests.webapp.moderation.dashboard_support import (
+    fast_passwords,  # noqa: F401
     make_event,
     make_exchange,
     make_person,
@@ -24,11 +22,6 @@ from webapp.moderation import charts
 from webapp.moderation.stats import dashboard_stats
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(moderator) -> Client:
-    return logged_in(moderator)
 
 
 def days_ago(n: int, hours: int = 0):
