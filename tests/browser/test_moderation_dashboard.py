@@ -11,6 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import ARTIFACTS, DESKTOP
 from tests.browser.test_chat_page import PASSWORD, sign_up
+from tests.browser.test_chat_ux import axe_violations
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.browser
@@ -77,6 +78,7 @@ def test_a_moderator_sees_a_flagged_reply_live_and_bans_its_author(
     expect(item.locator(".context-message.user.target")).to_contain_text(f"Bring the {PHRASE} tonight")
     expect(item.locator(".context-message.assistant")).to_be_visible()
     moderator.screenshot(path=str(ARTIFACTS / "moderation-queue.png"), full_page=True)
+    assert axe_violations(moderator) == [], "the queue"
 
     # Banning asks first; dismissing the question bans nobody.
     moderator.once("dialog", lambda dialog: dialog.dismiss())
@@ -92,6 +94,9 @@ def test_a_moderator_sees_a_flagged_reply_live_and_bans_its_author(
     expect(moderator.locator("svg.chart").first).to_be_visible()
     expect(moderator.locator("rect.chart-violence-and-threats").first).to_be_visible()
     moderator.screenshot(path=str(ARTIFACTS / "moderation-stats.png"), full_page=True)
+    assert axe_violations(moderator) == [], "the stats page"
+    moderator.get_by_role("link", name="Policies").click()
+    assert axe_violations(moderator) == [], "the policies page"
 
     # The author's next message, on the page still open, gets an error and is not stored.
     page.get_by_label("Message").fill("Am I still here?")
