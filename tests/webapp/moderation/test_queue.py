@@ -19,6 +19,7 @@ from tests.webapp.moderation.dashboard_support import (
     make_report,
 )
 from webapp.chat.models import Message
+from webapp.moderation import services
 from webapp.moderation.queue import Cursor, CursorError
 
 pytestmark = pytest.mark.django_db
@@ -199,3 +200,21 @@ def test_an_input_event_marks_the_users_message_and_repeats_nothing(staff, bob) 
         ("assistant", ""),
     ]
     assert "staff only" not in page  # the text the hook saw is the message shown
+
+
+def test_two_items_in_one_conversation_each_get_their_own_surroundings(staff, bob, moderator) -> None:
+    first = make_exchange(bob, "q1", "a1")
+    conversation = first.conversation
+    for turn in (2, 3, 4):
+        Message.objects.create(conversation=conversation, role="user", content=f"q{turn}")
+        last = Message.objects.create(conversation=conversation, role="assistant", content=f"a{turn}")
+    make_event(first, at=T0)
+    make_event(last, at=T0 + timedelta(minutes=1))
+    services.reply_hide(moderator=moderator, message=last)
+    page = staff.get(reverse("moderation:queue")).content.decode()
+    items = page.split('<li class="queue-item')[1:]
+    assert [re.findall(r'<div class="text">(.*?)</div>', item) for item in items] == [
+        ["a3", "q4", "a4"],  # the newest first: nothing after the last reply
+        ["q1", "a1", "q2"],  # nothing before the first question
+    ]
+    assert 'badge hidden-reply">hidden' in items[0] and "hidden-reply" not in items[1]
