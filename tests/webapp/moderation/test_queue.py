@@ -218,3 +218,11 @@ def test_two_items_in_one_conversation_each_get_their_own_surroundings(staff, bo
         ["q1", "a1", "q2"],  # nothing before the first question
     ]
     assert 'badge hidden-reply">hidden' in items[0] and "hidden-reply" not in items[1]
+
+
+def test_refresh_and_newest_links_keep_the_filters_and_drop_the_cursor(staff, reply) -> None:
+    cursor = Cursor(T0, "event", 5).encode()
+    page = staff.get(reverse("moderation:queue"), {"kind": "event", "before": cursor}).content.decode()
+    refresh = re.search(r'<a href="([^"]*)" id="live-refresh">', page).group(1)
+    newest = re.search(r'<a href="([^"]*)" id="newest-page">', page).group(1)
+    assert refresh == "/moderation/?kind=event" and newest == "?kind=event"
