@@ -16,6 +16,7 @@ WIDTH = 720
 LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 26  # margins of the stacked chart, for its axes
 LABEL_WIDTH, VALUE_WIDTH = 190, 80  # the horizontal chart's label column and value text
 ROW, GAP = 14, 10
+HALF_WIDTH = {"width": 360, "label_width": 110}  # a horizontal chart in half the page
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def stacked_bars(
                     f"{day:%b %d}: {count} {name}",
                 )
             )
-    ticks = [0, top / 2, top]
+    ticks = [0, top / 2, top] if (top / 2).is_integer() else [0, top]  # counts: whole numbers only
     y_ticks = [Text(LEFT - 6, TOP + plot_height * (1 - tick / top), _number(tick)) for tick in ticks]
     label_days = sorted({0, len(days) // 2, len(days) - 1}) if days else []
     x_labels = [Text(LEFT + (i + 0.5) * slot, height - 8, f"{days[i]:%b %d}") for i in label_days]
@@ -113,30 +114,36 @@ def stacked_bars(
 
 
 def horizontal_bars(
-    rows: Sequence[tuple[str, Sequence[float]]], *, series: Sequence[str], unit: str = ""
+    rows: Sequence[tuple[str, Sequence[float]]],
+    *,
+    series: Sequence[str],
+    unit: str = "",
+    width: int = WIDTH,
+    label_width: int = LABEL_WIDTH,
 ) -> HorizontalBars:
     """One group of bars per row (label, one value per series), scaled to the largest value."""
     top = max((value for _, values in rows for value in values), default=0) or 1
-    plot_width = WIDTH - LABEL_WIDTH - VALUE_WIDTH
+    plot_width = width - label_width - VALUE_WIDTH * width // WIDTH
     group = ROW * len(series) + GAP
     bars, labels, values = [], [], []
     for index, (label, row_values) in enumerate(rows):
         y = GAP / 2 + index * group
-        labels.append(Text(LABEL_WIDTH - 8, y + ROW * len(series) / 2 + 4, label[:32]))
+        labels.append(Text(label_width - 8, y + ROW * len(series) / 2 + 4, label[: label_width // 6]))
         for position, (name, value) in enumerate(zip(series, row_values, strict=True)):
             bar_y = y + position * ROW
             size = max(plot_width * value / top, 1 if value else 0)
             text = f"{_number(value)}{unit}"
             bars.append(
-                Bar(LABEL_WIDTH, bar_y, size, ROW - 2, f"chart-s{position}", f"{label} {name}: {text}")
+                Bar(label_width, bar_y, size, ROW - 2, f"chart-s{position}", f"{label} {name}: {text}")
             )
-            values.append(Text(LABEL_WIDTH + size + 6, bar_y + ROW - 4, text))
+            values.append(Text(label_width + size + 6, bar_y + ROW - 4, text))
     return HorizontalBars(
         height=max(int(len(rows) * group + GAP), 30),
         bars=bars,
         labels=labels,
         values=values,
         legend=[(f"chart-s{i}", name) for i, name in enumerate(series)] if len(series) > 1 else [],
+        width=width,
         empty=not rows,
     )
 

@@ -131,8 +131,21 @@ class RuleForm(forms.Form):
     action = forms.ChoiceField(choices=RULE_ACTIONS)
 
 
+class PolicyForm(forms.Form):
+    """A category's policy: what a verdict at or over the threshold leads to."""
+
+    category = forms.ChoiceField(choices=[(c, c) for c in CATEGORIES])
+    action = forms.ChoiceField(choices=[(a.value, a.value) for a in Action])
+    threshold = forms.FloatField(min_value=0.0, max_value=1.0)
+
+
 class StatsForm(forms.Form):
-    days = forms.IntegerField(min_value=1, max_value=MAX_STATS_DAYS, required=False)
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_STATS_DAYS,
+        required=False,
+        widget=forms.NumberInput(attrs={"placeholder": "30"}),
+    )
 
     def window_days(self) -> int:
         return self.cleaned_data.get("days") or 30

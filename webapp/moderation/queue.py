@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Case, F, Max, Q, QuerySet, Value, When
+from django.db.models import Case, F, Max, QuerySet, Value, When
 from django.db.models.expressions import RowRange, Window
 
 from inference.moderation.base import Action
@@ -23,7 +23,6 @@ from webapp.chat.models import Message
 from webapp.moderation.models import ModerationEvent, Report, ReviewStatus
 
 KINDS = ("event", "report")
-QUEUED_ACTIONS = (Action.FLAG.value, Action.REDACT.value, Action.BLOCK.value)
 # Messages shown around each item: this many before it and after it.
 CONTEXT_BEFORE, CONTEXT_AFTER = 2, 1
 
@@ -88,6 +87,8 @@ class QueueItem:
     kind: str
     record: ModerationEvent | Report
     context: list[Message] = field(default_factory=list)
+    # The message the item is about: the reply, or for an input event the user's message before it.
+    flagged: Message | None = None
 
     @property
     def key(self) -> str:
@@ -110,7 +111,8 @@ class QueueItem:
     @property
     def original(self) -> str:
         """The text the hook saw, unredacted, when it differs from what is stored (staff only)."""
-        if self.kind == "event" and self.record.excerpt and self.record.excerpt != self.message.content:
+        shown = (self.flagged or self.message).content
+        if self.kind == "event" and self.record.excerpt and self.record.excerpt != shown:
             return self.record.excerpt
         return ""
 
@@ -122,7 +124,9 @@ class QueuePage:
 
 
 def events_for_queue(filters: QueueFilters) -> QuerySet[ModerationEvent]:
-    events = ModerationEvent.objects.filter(action__in=QUEUED_ACTIONS).select_related(
+    # "Not allow" rather than "one of three": an IN list leads SQLite to the (action, created_at)
+    # index and a sort of every matching row; this way the newest-first index is walked.
+    events = ModerationEvent.objects.exclude(action=Action.ALLOW.value).select_related(
         "message__conversation__owner", "message__moderation_hidden"
     )
     if filters.status:
@@ -165,8 +169,10 @@ def _older_than(items: QuerySet, kind: str, cursor: Cursor | None) -> QuerySet:
         return items.filter(created_at__lte=cursor.created_at)
     if kind > cursor.kind:
         return items.filter(created_at__lt=cursor.created_at)
-    return items.filter(
-        Q(created_at__lt=cursor.created_at) | Q(created_at=cursor.created_at, id__lt=cursor.id)
+    # A range on created_at, which an index seeks to, minus the ties already shown: written
+    # as "older, or as old with a smaller id", SQLite walks down from the newest row instead.
+    return items.filter(created_at__lte=cursor.created_at).exclude(
+        created_at=cursor.created_at, id__gte=cursor.id
     )
 
 
@@ -218,8 +224,13 @@ def attach_context(items: list[QueueItem]) -> None:
     for item in items:
         thread = by_conversation.get(item.message.conversation_id, [])
         at = next((i for i, message in enumerate(thread) if message.pk == item.message.pk), None)
-        if at is not None:
-            item.context = thread[max(0, at - CONTEXT_BEFORE) : at + CONTEXT_AFTER + 1]
+        if at is None:
+            continue
+        item.context = thread[max(0, at - CONTEXT_BEFORE) : at + CONTEXT_AFTER + 1]
+        item.flagged = thread[at]
+        if item.kind == "event" and item.record.stage == "input":
+            asked = [m for m in thread[max(0, at - CONTEXT_BEFORE) : at] if m.role == Message.Role.USER]
+            item.flagged = asked[-1] if asked else item.flagged
 
 
 class UnknownItems(LookupError):

@@ -89,8 +89,12 @@ def dashboard_stats(*, days: int = 30) -> DashboardStats:
         top_users=top_users,
         latency=latency,
         per_day_chart=charts.stacked_bars(day_list, categories, per_day),
-        action_chart=charts.horizontal_bars([(action, [n]) for action, n in actions], series=["events"]),
-        users_chart=charts.horizontal_bars([(name, [n]) for name, n in top_users], series=["events"]),
+        action_chart=charts.horizontal_bars(
+            [(action, [n]) for action, n in actions], series=["events"], **charts.HALF_WIDTH
+        ),
+        users_chart=charts.horizontal_bars(
+            [(name, [n]) for name, n in top_users], series=["events"], **charts.HALF_WIDTH
+        ),
         latency_chart=charts.horizontal_bars(
             [(row.hook, [row.p50_ms, row.p95_ms]) for row in latency], series=["p50", "p95"], unit=" ms"
         ),

@@ -17,8 +17,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from inference.moderation.base import CATEGORIES, Action
 from webapp.moderation import services, stats
 from webapp.moderation.bulk import items_apply
 from webapp.moderation.forms import (
@@ -26,12 +27,14 @@ from webapp.moderation.forms import (
     RULE_ACTIONS,
     SUSPEND_HOURS,
     ItemActionForm,
+    PolicyForm,
     QueueFilterForm,
     RuleForm,
     StatsForm,
     form_errors,
 )
 from webapp.moderation.queue import UnknownItems, queue_page
+from webapp.moderation.selectors import policy_mapping
 
 DEFAULT_PAGE_SIZE = 25
 PAST_TENSE = {
@@ -128,6 +131,24 @@ def rule_create(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
+@require_http_methods(["GET", "POST"])
+def policies(request: HttpRequest) -> HttpResponse:
+    """Every category's policy; POST sets one (running workers follow from their next reply)."""
+    if request.method == "POST":
+        form = PolicyForm(request.POST)
+        if not form.is_valid():
+            return _back(request, errors=form_errors(form), to="moderation:policies")
+        try:
+            policy = services.policy_update(moderator=request.user, **form.cleaned_data)
+        except services.ModerationInputError as error:
+            return _back(request, errors=[error.message], to="moderation:policies")
+        return _back(request, success=f"Policy saved: {policy}.", to="moderation:policies")
+    mapping = policy_mapping()
+    rows = [(category, *mapping.get(category, (None, None))) for category in CATEGORIES]
+    return render(request, "moderation/policies.html", {"rows": rows, "actions": [a.value for a in Action]})
+
+
+@staff_required
 @require_GET
 def stats_page(request: HttpRequest) -> HttpResponse:
     form = StatsForm(request.GET)
@@ -142,14 +163,16 @@ def stats_page(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _back(request: HttpRequest, *, errors: list[str] = (), success: str = "") -> HttpResponse:
-    """Back to the queue page the form was on (its filters and page), with what happened."""
+def _back(
+    request: HttpRequest, *, errors: list[str] = (), success: str = "", to: str = "moderation:queue"
+) -> HttpResponse:
+    """Back to the page the form was on (the queue with its filters and page), with what happened."""
     for error in errors:
         flash.error(request, error)
     if success:
         flash.success(request, success)
     target = request.POST.get("next", "")
-    queue_url = reverse("moderation:queue")
+    queue_url = reverse(to)
     safe = url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     )

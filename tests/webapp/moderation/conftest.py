@@ -43,3 +43,11 @@ def bob_client(bob) -> Client:
     client = Client(enforce_csrf_checks=True)
     client.force_login(bob)
     return client
+
+
+@pytest.fixture
+def staff(moderator) -> Client:
+    """The moderator's browser session (the dashboard tests)."""
+    client = Client()
+    client.force_login(moderator)
+    return client

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.django_db
 REQUESTS = [
     ("queue", "get", {}),
     ("stats", "get", {}),
+    ("policies", "get", {}),
+    ("policies", "post", {"category": "health", "action": "block", "threshold": "0.3"}),
     *[("act", "post", {"action": action, "duration": "24"}) for action in ITEM_ACTIONS],
     (
         "rule_create",
@@ -24,7 +26,7 @@ REQUESTS = [
         {"phrase": "a bad phrase", "category": "violence_and_threats", "action": "block"},
     ),
 ]
-IDS = [f"{name}-{fields.get('action', method)}" for name, method, fields in REQUESTS]
+IDS = [f"{name}-{method}-{fields.get('action', '')}" for name, method, fields in REQUESTS]
 
 
 def test_every_dashboard_url_is_covered() -> None:
@@ -73,7 +75,9 @@ def test_staff_may(name, method, fields, event, moderator) -> None:
     if method == "get":
         assert response.status_code == 200
     else:
-        assert response.status_code == 302 and response["Location"] == reverse("moderation:queue")
+        assert response.status_code == 302 and response["Location"] == reverse(
+            "moderation:policies" if name == "policies" else "moderation:queue"
+        )
         assert AuditLogEntry.objects.filter(moderator=moderator).count() == 1
 
 

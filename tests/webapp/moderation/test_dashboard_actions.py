@@ -10,8 +10,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.webapp.moderation.dashboard_support import (  # noqa: F401
-    fast_passwords,
+from tests.webapp.moderation.dashboard_support import (
+    fast_passwords,  # noqa: F401
     make_event,
     make_exchange,
     make_person,
@@ -21,13 +21,6 @@ from webapp.moderation.forms import MAX_BULK_ITEMS
 from webapp.moderation.models import AuditLogEntry, HiddenReply, ModerationEvent, Report, Rule, Sanction
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(moderator) -> Client:
-    client = Client()
-    client.force_login(moderator)
-    return client
 
 
 def act(client: Client, action: str, items: list[str], **fields) -> tuple[str, list[str]]:

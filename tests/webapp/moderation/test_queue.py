@@ -11,26 +11,21 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.webapp.moderation.dashboard_support import (  # noqa: F401
-    fast_passwords,
+from tests.webapp.moderation.dashboard_support import (
+    fast_passwords,  # noqa: F401
     make_event,
     make_exchange,
     make_person,
     make_report,
 )
 from webapp.chat.models import Message
+from webapp.moderation import services
 from webapp.moderation.queue import Cursor, CursorError
 
 pytestmark = pytest.mark.django_db
 
+
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def staff(moderator) -> Client:
-    client = Client()
-    client.force_login(moderator)
-    return client
 
 
 def listed(client: Client, **params) -> list[str]:
@@ -194,3 +189,40 @@ def test_message_text_is_escaped(staff, bob) -> None:
     page = staff.get(reverse("moderation:queue")).content.decode()
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     assert "<img src=x" not in page and "<b>original" not in page
+
+
+def test_an_input_event_marks_the_users_message_and_repeats_nothing(staff, bob) -> None:
+    reply = make_exchange(bob, "a risky question", "some answer")
+    make_event(reply, stage="input", excerpt="a risky question")
+    page = staff.get(reverse("moderation:queue")).content.decode()
+    assert re.findall(r'class="context-message (\w+)( target)?"', page) == [
+        ("user", " target"),
+        ("assistant", ""),
+    ]
+    assert "staff only" not in page  # the text the hook saw is the message shown
+
+
+def test_two_items_in_one_conversation_each_get_their_own_surroundings(staff, bob, moderator) -> None:
+    first = make_exchange(bob, "q1", "a1")
+    conversation = first.conversation
+    for turn in (2, 3, 4):
+        Message.objects.create(conversation=conversation, role="user", content=f"q{turn}")
+        last = Message.objects.create(conversation=conversation, role="assistant", content=f"a{turn}")
+    make_event(first, at=T0)
+    make_event(last, at=T0 + timedelta(minutes=1))
+    services.reply_hide(moderator=moderator, message=last)
+    page = staff.get(reverse("moderation:queue")).content.decode()
+    items = page.split('<li class="queue-item')[1:]
+    assert [re.findall(r'<div class="text">(.*?)</div>', item) for item in items] == [
+        ["a3", "q4", "a4"],  # the newest first: nothing after the last reply
+        ["q1", "a1", "q2"],  # nothing before the first question
+    ]
+    assert 'badge hidden-reply">hidden' in items[0] and "hidden-reply" not in items[1]
+
+
+def test_refresh_and_newest_links_keep_the_filters_and_drop_the_cursor(staff, reply) -> None:
+    cursor = Cursor(T0, "event", 5).encode()
+    page = staff.get(reverse("moderation:queue"), {"kind": "event", "before": cursor}).content.decode()
+    refresh = re.search(r'<a href="([^"]*)" id="live-refresh">', page).group(1)
+    newest = re.search(r'<a href="([^"]*)" id="newest-page">', page).group(1)
+    assert refresh == "/moderation/?kind=event" and newest == "?kind=event"
