@@ -121,6 +121,8 @@ class Engine:
         copy of the model, and it waits its turn. Raises TimeoutError after
         `timeout_s` (the request is cancelled).
         """
+        if not token_ids:
+            raise ValueError("token_ids is empty: nothing to score")
         request = self.submit(prompt_ids, SamplingParams(temperature=0.0, max_tokens=1), score_ids=token_ids)
         deadline = time.monotonic() + timeout_s
         try:

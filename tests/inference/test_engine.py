@@ -281,10 +281,12 @@ def test_scoring_joins_the_batch_of_ordinary_replies() -> None:
     assert tokens == _reference_greedy(build_tiny_model(), OTHER_PROMPT, GREEDY.max_tokens)
 
 
-@pytest.mark.parametrize("ids", [[32000], [-1], [5, 40000]])
-def test_first_logprobs_refuse_ids_out_of_the_vocabulary(engine: Engine, ids: list[int]) -> None:
-    with pytest.raises(ValueError, match="score_ids"):
+@pytest.mark.parametrize("ids", [[32000], [-1], [5, 40000], []])
+def test_first_logprobs_refuse_ids_out_of_the_vocabulary_or_none(engine: Engine, ids: list[int]) -> None:
+    with pytest.raises(ValueError, match="score_ids|token_ids"):
         engine.first_logprobs(PROMPT, ids)
+    with pytest.raises(ValueError, match="prompt_ids"):
+        engine.first_logprobs([], [5])
 
 
 def test_first_logprobs_time_out() -> None:
