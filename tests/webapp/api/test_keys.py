@@ -54,9 +54,10 @@ def test_bad_names_are_refused(alice, name) -> None:
 
 
 def test_page_creates_shows_once_and_lists(logged_in: Client) -> None:
-    created = logged_in.post(PAGE, {"name": "<script>alert(1)</script>"})
+    created = logged_in.post(PAGE, {"name": "<script>alert(1)</script>"}, follow=True)
+    assert created.redirect_chain == [(PAGE, 302)]
     assert created.status_code == 200 and created["Cache-Control"] == "no-store"
-    secret = created.context["secret"]
+    secret = created.context["created"]["secret"]
     assert secret in created.content.decode()
     assert "<script>alert(1)</script>" not in created.content.decode()  # escaped
     listed = logged_in.get(PAGE).content.decode()
