@@ -336,33 +336,3 @@ def chunk_body(
 def usage_chunk(*, request: ApiRequest, ident: str, created: int, model: str, used: dict) -> dict:
     kind = "text_completion" if request.raw else "chat.completion.chunk"
     return {"id": ident, "object": kind, "created": created, "model": model, "choices": [], "usage": used}
-
-
-class StopMatcher:
-    """Cuts streamed text at the first stop sequence, holding back what could be the start of one."""
-
-    def __init__(self, stops: tuple[str, ...]) -> None:
-        self.stops = stops
-        self.buffer = ""
-        self.hit = False
-
-    def feed(self, text: str) -> str:
-        """The text safe to send now; after a hit, nothing more."""
-        if self.hit:
-            return ""
-        self.buffer += text
-        found = [i for i in (self.buffer.find(s) for s in self.stops) if i >= 0]
-        if found:
-            self.hit = True
-            out, self.buffer = self.buffer[: min(found)], ""
-            return out
-        hold = max(
-            (k for s in self.stops for k in range(1, len(s)) if self.buffer.endswith(s[:k])), default=0
-        )
-        out = self.buffer[: len(self.buffer) - hold]
-        self.buffer = self.buffer[len(out) :]
-        return out
-
-    def finish(self) -> str:
-        out, self.buffer = ("" if self.hit else self.buffer), ""
-        return out

@@ -124,24 +124,6 @@ def test_messages_are_joined_and_checked() -> None:
             schema.parse_chat({**BODY, "messages": messages})
 
 
-@pytest.mark.parametrize(
-    ("pieces", "stops", "sent"),
-    [
-        (["Hel", "lo wo", "rld"], ("o w",), "Hell"),
-        (["ab", "c"], ("abd",), "abc"),
-        (["a", "STO", "P b"], ("STOP", "zz"), "a"),
-        (["x"], (), "x"),
-    ],
-)
-def test_stop_matcher_never_sends_part_of_a_stop(
-    pieces: list[str], stops: tuple[str, ...], sent: str
-) -> None:
-    matcher = schema.StopMatcher(stops)
-    out = [matcher.feed(piece) for piece in pieces]
-    out.append(matcher.finish())
-    assert "".join(out) == sent
-
-
 def _start(key, monkeypatch) -> str:
     monkeypatch.setattr(chat_services.celery_app, "send_task", lambda *a, **k: None)
     api_key, _ = key
