@@ -105,7 +105,7 @@ class ApiRequest:
 def parse_body(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise invalid("The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise invalid("The body must be a JSON object.", code="invalid_json")

@@ -182,11 +182,13 @@ class ReplyListener:
         deadline = time.monotonic() + settings.API_REPLY_TIMEOUT_S
         while self.done is None:
             event = await self._next_event(deadline - time.monotonic())
-            if event is None:  # out of time: stop it, and answer with what came
+            if event is None and self.stop_asked:  # no worker answers any more
+                self.done = {"status": "failed", "error": "The reply did not end in time.", "stats": {}}
+            elif event is None:  # out of time: stop it, and answer with what came
                 self._ask_stop()
                 deadline = time.monotonic() + STOP_GRACE_S
                 continue
-            if event["type"] == "done":
+            elif event["type"] == "done":
                 self.done = event
             elif event["type"] == "token" and event["text"]:
                 self.sent_any = True

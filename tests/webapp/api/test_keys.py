@@ -107,3 +107,11 @@ def test_create_api_key_command(alice) -> None:
         call_command("create_api_key", "nobody")
     with pytest.raises(CommandError, match="name"):
         call_command("create_api_key", "alice", "--name", " ")
+
+
+def test_at_most_so_many_live_keys(alice) -> None:
+    keys = [services.api_key_create(owner=alice, name=f"k{i}")[0] for i in range(services.MAX_KEYS_PER_USER)]
+    with pytest.raises(services.ApiKeyError, match="revoke"):
+        services.api_key_create(owner=alice, name="one more")
+    services.api_key_revoke(api_key=keys[0])
+    assert services.api_key_create(owner=alice, name="one more")[0].name == "one more"
