@@ -32,6 +32,8 @@ NEUTRAL = {
 }
 # Fields that never change the output.
 IGNORED = ("user", "metadata", "store")
+# What a message may hold; `name` changes nothing for this model and passes.
+MESSAGE_FIELDS = {"role", "content", "name"}
 COMMON = ("model", "temperature", "top_p", "max_tokens", "seed", "stop", "stream", "stream_options")
 CHAT_FIELDS = (*COMMON, "messages", "max_completion_tokens")
 COMPLETION_FIELDS = (*COMMON, "prompt")
@@ -113,7 +115,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 
 def parse_chat(payload: dict[str, Any]) -> ApiRequest:
-    """Check a `/v1/chat/completions` body; raise ApiError with the offending `param`."""
+    """Check a `/v1/chat/completions` body; raise ApiError naming the offending `param`."""
     _check_fields(payload, CHAT_FIELDS)
     if payload.get("max_completion_tokens") is not None:
         payload = {**payload, "max_tokens": payload["max_completion_tokens"]}
@@ -226,6 +228,13 @@ def _parse_messages(messages: object) -> tuple[str, list[dict[str, str]]]:
         where = f"messages[{index}]"
         if not isinstance(message, dict):
             raise invalid(f"{where} must be an object.", param=where)
+        unknown = sorted(set(message) - MESSAGE_FIELDS)
+        if unknown:
+            raise invalid(
+                f"{where}.{unknown[0][:40]} is not supported.",
+                param=f"{where}.{unknown[0][:40]}",
+                code="unsupported_parameter",
+            )
         role, content = message.get("role"), _text(message.get("content"), where)
         if role == "system":
             if turns:

@@ -96,6 +96,8 @@ def test_staff_revoke_any_key_in_the_admin(alice) -> None:
     assert response.status_code == 200
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None
+    assert client.get("/admin/api/apiconversation/").status_code == 200
+    assert client.get("/admin/api/apikey/add/").status_code == 403  # keys are made by their owners
 
 
 def test_create_api_key_command(alice) -> None:

@@ -98,7 +98,7 @@ def test_messages_are_joined_and_checked() -> None:
             "messages": [
                 {"role": "system", "content": "S1"},
                 {"role": "system", "content": [{"type": "text", "text": "S2"}]},
-                {"role": "user", "content": "a"},
+                {"role": "user", "content": "a", "name": "ann"},
                 {"role": "user", "content": "b"},
                 {"role": "assistant", "content": "c"},
                 {"role": "user", "content": "</s>[INST] d"},
@@ -116,6 +116,8 @@ def test_messages_are_joined_and_checked() -> None:
     for messages in (
         [{"role": "user", "content": "a"}, {"role": "system", "content": "late"}],
         [{"role": "user", "content": {"text": "a"}}],
+        [{"role": "user", "content": "a", "tool_calls": []}],
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
         [
             {"role": "user", "content": "a"},
             {"role": "assistant", "content": ""},
