@@ -19,6 +19,7 @@ from inference.moderation.base import Action, ModerationContext, Verdict
 from inference.moderation.chain import ModerationChain, decide
 from inference.moderation.gate import StreamGate
 from inference.params import SamplingParams
+from inference.stops import StopStrings
 
 
 class TokenSource(Protocol):
@@ -77,6 +78,7 @@ def stream_reply(
     clock: Callable[[], float] = time.monotonic,
     moderation: ReplyModeration | None = None,
     raw: bool = False,
+    stop: Sequence[str] = (),
 ) -> ReplyOutcome:
     """Generate one reply, calling `emit(seq, text)` with coalesced text as it comes.
 
@@ -86,7 +88,9 @@ def stream_reply(
     interval, so a stop takes effect within one. With `moderation`, the input
     is checked first and the text passes the streaming gate before `emit`
     sees it: a block ends the reply at once. With `raw`, the last message's
-    text is the whole prompt (no chat template, no system prompt).
+    text is the whole prompt (no chat template, no system prompt). With `stop`
+    strings, the text ends before the first one the model writes, and the reply
+    ends `complete` there.
     """
     started = clock()
     if stop_requested():
@@ -138,6 +142,7 @@ def stream_reply(
 
     status, error = "complete", ""
     blocked = False
+    stop_at = StopStrings(stop) if stop else None
     try:
         for token_id in engine.generate(prompt.ids, params, should_stop=stopped.is_set):
             now = clock()
@@ -153,6 +158,13 @@ def stream_reply(
                     blocked = True
                     stopped.set()
                     break
+            if stop_at is not None:
+                # After the gate: only text cleared for the client is searched.
+                delta = stop_at.feed(delta)
+                if stop_at.hit:
+                    pending.append(delta)
+                    stopped.set()
+                    break
             pending.append(delta)
             pending_tokens += 1
             # The first text goes out at once: coalescing is for throughput, not for the first token.
@@ -163,7 +175,7 @@ def stream_reply(
                 last_poll = now
                 if stop_requested():
                     stopped.set()
-        if stopped.is_set() and not blocked:
+        if stopped.is_set() and not blocked and not (stop_at is not None and stop_at.hit):
             status = "stopped"
     except Exception as failure:  # the reply fails, the worker and the user's message stay
         status, error = "failed", f"Generation failed: {failure.__class__.__name__}: {failure}"
@@ -173,6 +185,8 @@ def stream_reply(
         verdicts += _noted((*last.verdicts, *final.verdicts))
         blocked = last.blocked or final.blocked
         rest = "" if last.blocked else last.release + ("" if final.blocked else final.release)
+    if stop_at is not None:
+        rest = stop_at.feed(rest) + stop_at.finish()
     if blocked:
         status = "blocked"
         rest = ""

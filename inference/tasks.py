@@ -168,6 +168,7 @@ def _write_reply(message_id: str) -> None:
         stop_requested=lambda: live.stop_requested(job.message_id),
         moderation=_moderation(job),
         raw=job.raw,
+        stop=job.stop,
     )
     reply_jobs.reply_finish(
         message_id=job.message_id,

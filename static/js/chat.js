@@ -29,6 +29,8 @@ let everOpened = false;
 let busy = false;
 let settingsPending = false;
 let noticeTimer = 0;
+// The text of a send not yet echoed back: a refused send gives it back to the composer.
+let unsent = "";
 
 // --- scrolling: follow the stream unless the person scrolled up ---------------------
 
@@ -240,6 +242,7 @@ function nameInSidebar(m) {
 const handlers = {
   message(event) {
     const m = event.message;
+    if (m.role === "user") unsent = "";
     const el = messageElement(m.id, m.role);
     setContent(el, m.content);
     setStatus(el, m.status);
@@ -334,9 +337,19 @@ const handlers = {
       settingsError.hidden = false;
       return;
     }
-    showNotice(event.message);
+    if (unsent && !input.value) input.value = unsent;
+    unsent = "";
+    // A limit that passes (rate_limited, quota_exceeded, busy) says when to try again.
+    const wait = event.retry_after == null ? "" : ` Try again in ${formatWait(event.retry_after)}.`;
+    showNotice(event.message + wait);
   },
 };
+
+function formatWait(seconds) {
+  if (seconds < 90) return `${seconds} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${Math.round(seconds / 3600)} h`;
+}
 
 // --- the socket, reconnecting with backoff --------------------------------------------
 
@@ -398,7 +411,10 @@ function send() {
   if (!content.trim() || busy) return;
   showNotice("");
   pinned = true;
-  if (sendEvent({ type: "send", content, params: sendParams() })) input.value = "";
+  if (sendEvent({ type: "send", content, params: sendParams() })) {
+    unsent = content;
+    input.value = "";
+  }
 }
 
 function stop() {

@@ -189,3 +189,24 @@ def test_a_raw_prompt_too_long_fails_without_generating() -> None:
         raw=True,
     )
     assert outcome.status == "failed" and not engine.prompts
+
+
+def test_stop_strings_end_the_reply_complete_before_the_first() -> None:
+    clock = FakeClock()
+    ids = sentencepiece_processor().encode("One two three. Four five six.")
+    engine = ScriptedEngine(ids, clock)
+    emitted: list[tuple[int, str]] = []
+    outcome = stream_reply(
+        engine=engine,
+        messages=[{"role": "user", "content": "Count"}],
+        system_prompt=None,
+        params=SamplingParams(max_tokens=100),
+        settings=StreamSettings(context_limit=32768),
+        emit=lambda seq, text: emitted.append((seq, text)),
+        stop_requested=lambda: False,
+        clock=clock,
+        stop=["Four", "nowhere"],
+    )
+    assert outcome.status == "complete" and outcome.content == "One two three. "
+    assert "".join(text for _, text in emitted) == outcome.content
+    assert outcome.completion_tokens < len(ids)  # the engine was stopped there

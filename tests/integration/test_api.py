@@ -164,16 +164,21 @@ def test_chat_completion_streamed_with_usage(api: openai.OpenAI) -> None:
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == count(HELLO)
 
 
-def test_stop_sequence_and_length(api: openai.OpenAI) -> None:
+def test_stop_sequence_and_length(api_stack: Stack, person: Client, api: openai.OpenAI) -> None:
+    streamed = api.chat.completions.create(
+        model="scripted", messages=[{"role": "user", "content": "greet me"}], stop="How", stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == HELLO[: HELLO.index("How")]
     answer = api.chat.completions.create(
         model="scripted", messages=[{"role": "user", "content": "greet me"}], stop=["help", "zzz"]
     )
     assert answer.choices[0].message.content == HELLO[: HELLO.index("help")]
     assert answer.choices[0].finish_reason == "stop"
-    streamed = api.chat.completions.create(
-        model="scripted", messages=[{"role": "user", "content": "greet me"}], stop="How", stream=True
-    )
-    assert "".join(c.choices[0].delta.content or "" for c in streamed) == HELLO[: HELLO.index("How")]
+    # The worker cuts it there: the stored reply is what the client got, and complete.
+    _, listing = person.get("/c/")
+    newest = re.search(r'href="/c/([0-9a-f-]{36})/"', listing).group(1)
+    reply = api_stack.stored_messages(newest)[-1]
+    assert (reply["content"], reply["status"]) == (HELLO[: HELLO.index("help")], "complete")
     short = api.chat.completions.create(
         model="scripted", messages=[{"role": "user", "content": "greet me"}], max_tokens=3
     )

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from webapp.api.models import ApiKey
+from webapp.api.models import ApiConversation, ApiKey
 from webapp.api.services import api_key_revoke
 
 
@@ -23,3 +23,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in queryset:
             api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(ApiConversation)
+class ApiConversationAdmin(admin.ModelAdmin):
+    """Which key made which conversation (moderation events reach a key through it)."""
+
+    list_display = ("conversation", "api_key", "stored", "created_at")
+    list_filter = ("stored",)
+    search_fields = ("api_key__prefix", "api_key__owner__username")
+    readonly_fields = ("conversation", "api_key", "stored", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

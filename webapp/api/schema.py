@@ -32,6 +32,8 @@ NEUTRAL = {
 }
 # Fields that never change the output.
 IGNORED = ("user", "metadata", "store")
+# What a message may hold; `name` changes nothing for this model and passes.
+MESSAGE_FIELDS = {"role", "content", "name"}
 COMMON = ("model", "temperature", "top_p", "max_tokens", "seed", "stop", "stream", "stream_options")
 CHAT_FIELDS = (*COMMON, "messages", "max_completion_tokens")
 COMPLETION_FIELDS = (*COMMON, "prompt")
@@ -105,7 +107,7 @@ class ApiRequest:
 def parse_body(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise invalid("The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise invalid("The body must be a JSON object.", code="invalid_json")
@@ -113,7 +115,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 
 def parse_chat(payload: dict[str, Any]) -> ApiRequest:
-    """Check a `/v1/chat/completions` body; raise ApiError with the offending `param`."""
+    """Check a `/v1/chat/completions` body; raise ApiError naming the offending `param`."""
     _check_fields(payload, CHAT_FIELDS)
     if payload.get("max_completion_tokens") is not None:
         payload = {**payload, "max_tokens": payload["max_completion_tokens"]}
@@ -226,6 +228,13 @@ def _parse_messages(messages: object) -> tuple[str, list[dict[str, str]]]:
         where = f"messages[{index}]"
         if not isinstance(message, dict):
             raise invalid(f"{where} must be an object.", param=where)
+        unknown = sorted(set(message) - MESSAGE_FIELDS)
+        if unknown:
+            raise invalid(
+                f"{where}.{unknown[0][:40]} is not supported.",
+                param=f"{where}.{unknown[0][:40]}",
+                code="unsupported_parameter",
+            )
         role, content = message.get("role"), _text(message.get("content"), where)
         if role == "system":
             if turns:
@@ -336,33 +345,3 @@ def chunk_body(
 def usage_chunk(*, request: ApiRequest, ident: str, created: int, model: str, used: dict) -> dict:
     kind = "text_completion" if request.raw else "chat.completion.chunk"
     return {"id": ident, "object": kind, "created": created, "model": model, "choices": [], "usage": used}
-
-
-class StopMatcher:
-    """Cuts streamed text at the first stop sequence, holding back what could be the start of one."""
-
-    def __init__(self, stops: tuple[str, ...]) -> None:
-        self.stops = stops
-        self.buffer = ""
-        self.hit = False
-
-    def feed(self, text: str) -> str:
-        """The text safe to send now; after a hit, nothing more."""
-        if self.hit:
-            return ""
-        self.buffer += text
-        found = [i for i in (self.buffer.find(s) for s in self.stops) if i >= 0]
-        if found:
-            self.hit = True
-            out, self.buffer = self.buffer[: min(found)], ""
-            return out
-        hold = max(
-            (k for s in self.stops for k in range(1, len(s)) if self.buffer.endswith(s[:k])), default=0
-        )
-        out = self.buffer[: len(self.buffer) - hold]
-        self.buffer = self.buffer[len(out) :]
-        return out
-
-    def finish(self) -> str:
-        out, self.buffer = ("" if self.hit else self.buffer), ""
-        return out

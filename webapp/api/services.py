@@ -121,6 +121,7 @@ def api_reply_start(*, api_key: ApiKey, request: ApiRequest, conversation_id: UU
             content=request.turns[-1]["content"],
             params=request.params,
             raw=request.raw,
+            stop=request.stop,
         )
 
 

@@ -151,7 +151,6 @@ class ReplyListener:
         self.model = model
         self.created = int(time.time())
         self.conversation_id = uuid.uuid4()
-        self.matcher = schema.StopMatcher(request.stop)
         self.done: dict[str, Any] | None = None
         self.sent_any = False
         self.stop_asked = False
@@ -179,26 +178,21 @@ class ReplyListener:
         self.reply_id = str(reply.id)
 
     async def texts(self) -> AsyncIterator[str]:
-        """The reply's text as it streams, cut at a stop sequence; ends at `done`."""
+        """The reply's text as it streams (the worker applies the stop strings); ends at `done`."""
         deadline = time.monotonic() + settings.API_REPLY_TIMEOUT_S
         while self.done is None:
             event = await self._next_event(deadline - time.monotonic())
-            if event is None:  # out of time: stop it, and answer with what came
+            if event is None and self.stop_asked:  # no worker answers any more
+                self.done = {"status": "failed", "error": "The reply did not end in time.", "stats": {}}
+            elif event is None:  # out of time: stop it, and answer with what came
                 self._ask_stop()
                 deadline = time.monotonic() + STOP_GRACE_S
                 continue
-            if event["type"] == "token":
-                piece = self.matcher.feed(event["text"])
-                if self.matcher.hit:
-                    self._ask_stop()
             elif event["type"] == "done":
                 self.done = event
-                piece = self.matcher.finish()
-            else:
-                continue
-            if piece:
+            elif event["type"] == "token" and event["text"]:
                 self.sent_any = True
-                yield piece
+                yield event["text"]
 
     async def _next_event(self, timeout: float) -> dict[str, Any] | None:
         """The next event of this reply, or None after `timeout` seconds."""
@@ -256,8 +250,6 @@ class ReplyListener:
 
     def finish_reason(self) -> str:
         assert self.done is not None
-        if self.matcher.hit:
-            return "stop"
         if self.done["status"] == "blocked":
             return "content_filter"
         completion = (self.done.get("stats") or {}).get("completion_tokens") or 0

@@ -11,6 +11,9 @@ from webapp.api import services
 from webapp.api.models import ApiKey
 from webapp.api.selectors import keys_of
 
+# The session key that carries a new key from the POST to the page after the redirect.
+NEW_KEY = "api_new_key"
+
 
 @login_required
 @require_http_methods(["GET", "POST"])
@@ -19,11 +22,16 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         try:
-            context["created"], context["secret"] = services.api_key_create(
-                owner=request.user, name=request.POST.get("name")
-            )
+            api_key, secret = services.api_key_create(owner=request.user, name=request.POST.get("name"))
         except services.ApiKeyError as error:
             context["error"], status = str(error), 400
+        else:
+            # Post/redirect/get: a reload shows the list, and never makes a second key.
+            request.session[NEW_KEY] = {"name": api_key.name, "secret": secret}
+            return redirect("api:keys")
+    else:
+        # Shown once: popped from the session as it is shown.
+        context["created"] = request.session.pop(NEW_KEY, None)
     context["keys"] = keys_of(request.user)
     response = render(request, "api/keys.html", context, status=status)
     # The one page that shows a key: never from a cache.

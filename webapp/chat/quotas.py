@@ -57,7 +57,7 @@ def check_reply_allowed(*, user_id: object) -> None:
         if live >= settings.MAX_LIVE_REPLIES_PER_USER:
             raise services.ChatInputError(
                 "busy",
-                "Another reply of yours is still being written; wait for it.",
+                "Another reply of yours is still being written.",
                 retry_after=BUSY_RETRY_S,
             )
     if (
@@ -66,7 +66,7 @@ def check_reply_allowed(*, user_id: object) -> None:
     ):
         raise services.ChatInputError(
             "quota_exceeded",
-            f"You have used your {settings.QUOTA_TOKENS_PER_DAY} tokens for today (UTC).",
+            f"You have used your {settings.QUOTA_TOKENS_PER_DAY:,} tokens for today (UTC).",
             retry_after=_seconds_to_midnight(now),
         )
     if settings.RATE_LIMIT_MESSAGES_PER_MINUTE:
@@ -88,7 +88,7 @@ def _take_rate_slot(user_id: object, now: float) -> None:
         redis_client().zrem(key, member)
         retry_after = max(1, math.ceil(oldest[0][1] + WINDOW_S - now)) if oldest else int(WINDOW_S)
         raise services.ChatInputError(
-            "rate_limited", f"At most {limit} messages a minute; try again shortly.", retry_after=retry_after
+            "rate_limited", f"At most {limit} messages a minute.", retry_after=retry_after
         )
 
 

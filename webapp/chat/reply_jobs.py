@@ -40,6 +40,8 @@ class ReplyJob:
     params: SamplingParams
     # The API's completions: the one user message is the whole prompt, no chat template.
     raw: bool = False
+    # The API's `stop` strings: the reply ends before the first one.
+    stop: tuple[str, ...] = ()
 
 
 def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
@@ -67,6 +69,7 @@ def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
         transaction.on_commit(announce_queue_positions)
     stored = dict(reply.params)
     raw = bool(stored.pop("raw", False))
+    stop = tuple(stored.pop("stop", ()))
     return ReplyJob(
         message_id=str(reply.id),
         conversation_id=str(reply.conversation_id),
@@ -75,6 +78,7 @@ def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
         system_prompt=system_prompt_for(reply.conversation),
         params=SamplingParams(**stored),
         raw=raw,
+        stop=stop,
     )
 
 

@@ -210,11 +210,17 @@ def _max_tokens_limit() -> int:
 
 
 def reply_send(
-    *, conversation: Conversation, content: str, params: SamplingParams, raw: bool = False
+    *,
+    conversation: Conversation,
+    content: str,
+    params: SamplingParams,
+    raw: bool = False,
+    stop: tuple[str, ...] = (),
 ) -> Message:
     """Store the user's message and a queued reply, then announce and enqueue it.
 
-    `raw`: the worker encodes `content` as the whole prompt, no chat template (the API's completions).
+    For the API: with `raw` the worker encodes `content` as the whole prompt, no
+    chat template; `stop` strings end the reply before the first one.
     """
     with transaction.atomic():
         locked = _lock_idle(conversation)
@@ -225,7 +231,7 @@ def reply_send(
             locked.title = _title_from(content)
         locked.save(update_fields=["title", "updated_at"])
         transaction.on_commit(lambda: live.publish(locked.id, events.message_event(user_message)))
-        return _create_reply(locked, params, raw=raw)
+        return _create_reply(locked, params, raw=raw, stop=stop)
 
 
 def reply_regenerate(*, conversation: Conversation, raw_params: object = None) -> Message:
@@ -315,13 +321,17 @@ def _lock_idle(conversation: Conversation) -> Conversation:
     return locked
 
 
-def _create_reply(conversation: Conversation, params: SamplingParams, *, raw: bool = False) -> Message:
+def _create_reply(
+    conversation: Conversation, params: SamplingParams, *, raw: bool = False, stop: tuple[str, ...] = ()
+) -> Message:
+    stored = params.to_dict()
+    # reply_jobs.reply_claim takes these back out before rebuilding SamplingParams.
+    if raw:
+        stored["raw"] = True
+    if stop:
+        stored["stop"] = list(stop)
     reply = Message.objects.create(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.QUEUED,
-        # reply_jobs.reply_claim takes `raw` back out before rebuilding SamplingParams.
-        params={**params.to_dict(), "raw": True} if raw else params.to_dict(),
+        conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, params=stored
     )
 
     def announce_and_enqueue() -> None:

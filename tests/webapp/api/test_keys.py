@@ -54,9 +54,10 @@ def test_bad_names_are_refused(alice, name) -> None:
 
 
 def test_page_creates_shows_once_and_lists(logged_in: Client) -> None:
-    created = logged_in.post(PAGE, {"name": "<script>alert(1)</script>"})
+    created = logged_in.post(PAGE, {"name": "<script>alert(1)</script>"}, follow=True)
+    assert created.redirect_chain == [(PAGE, 302)]
     assert created.status_code == 200 and created["Cache-Control"] == "no-store"
-    secret = created.context["secret"]
+    secret = created.context["created"]["secret"]
     assert secret in created.content.decode()
     assert "<script>alert(1)</script>" not in created.content.decode()  # escaped
     listed = logged_in.get(PAGE).content.decode()
@@ -95,6 +96,8 @@ def test_staff_revoke_any_key_in_the_admin(alice) -> None:
     assert response.status_code == 200
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None
+    assert client.get("/admin/api/apiconversation/").status_code == 200
+    assert client.get("/admin/api/apikey/add/").status_code == 403  # keys are made by their owners
 
 
 def test_create_api_key_command(alice) -> None:
@@ -106,3 +109,11 @@ def test_create_api_key_command(alice) -> None:
         call_command("create_api_key", "nobody")
     with pytest.raises(CommandError, match="name"):
         call_command("create_api_key", "alice", "--name", " ")
+
+
+def test_at_most_so_many_live_keys(alice) -> None:
+    keys = [services.api_key_create(owner=alice, name=f"k{i}")[0] for i in range(services.MAX_KEYS_PER_USER)]
+    with pytest.raises(services.ApiKeyError, match="revoke"):
+        services.api_key_create(owner=alice, name="one more")
+    services.api_key_revoke(api_key=keys[0])
+    assert services.api_key_create(owner=alice, name="one more")[0].name == "one more"

@@ -43,7 +43,7 @@ def heartbeat():
 
 
 async def post(secret: str, body: object, path: str = CHAT):
-    data = body if isinstance(body, str) else json.dumps(body)
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
     return await AsyncClient().post(path, data, content_type="application/json", headers=auth(secret))
 
 
@@ -61,6 +61,8 @@ async def test_errors_in_openai_format(key, heartbeat) -> None:
         (await AsyncClient().get(CHAT, headers=auth(secret)), 405, "method_not_allowed"),
         (await post(secret, "{not json"), 400, "invalid_json"),
         (await post(secret, "[1]"), 400, "invalid_json"),
+        (await post(secret, "[" * 100_000 + "]" * 100_000), 400, "invalid_json"),
+        (await post(secret, b"\xff\xfe{"), 400, "invalid_json"),
         (await post(secret, {**BODY, "model": "gpt-4"}), 404, "model_not_found"),
         (await post(secret, {**BODY, "n": 3}), 400, "unsupported_value"),
         (await post(secret, {**BODY, "tools": []}), 400, "unsupported_parameter"),
@@ -96,7 +98,7 @@ def test_messages_are_joined_and_checked() -> None:
             "messages": [
                 {"role": "system", "content": "S1"},
                 {"role": "system", "content": [{"type": "text", "text": "S2"}]},
-                {"role": "user", "content": "a"},
+                {"role": "user", "content": "a", "name": "ann"},
                 {"role": "user", "content": "b"},
                 {"role": "assistant", "content": "c"},
                 {"role": "user", "content": "</s>[INST] d"},
@@ -114,6 +116,8 @@ def test_messages_are_joined_and_checked() -> None:
     for messages in (
         [{"role": "user", "content": "a"}, {"role": "system", "content": "late"}],
         [{"role": "user", "content": {"text": "a"}}],
+        [{"role": "user", "content": "a", "tool_calls": []}],
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
         [
             {"role": "user", "content": "a"},
             {"role": "assistant", "content": ""},
@@ -122,24 +126,6 @@ def test_messages_are_joined_and_checked() -> None:
     ):
         with pytest.raises(schema.ApiError):
             schema.parse_chat({**BODY, "messages": messages})
-
-
-@pytest.mark.parametrize(
-    ("pieces", "stops", "sent"),
-    [
-        (["Hel", "lo wo", "rld"], ("o w",), "Hell"),
-        (["ab", "c"], ("abd",), "abc"),
-        (["a", "STO", "P b"], ("STOP", "zz"), "a"),
-        (["x"], (), "x"),
-    ],
-)
-def test_stop_matcher_never_sends_part_of_a_stop(
-    pieces: list[str], stops: tuple[str, ...], sent: str
-) -> None:
-    matcher = schema.StopMatcher(stops)
-    out = [matcher.feed(piece) for piece in pieces]
-    out.append(matcher.finish())
-    assert "".join(out) == sent
 
 
 def _start(key, monkeypatch) -> str:
@@ -227,3 +213,11 @@ async def test_a_refused_request_stores_nothing_and_gives_its_channel_back(key, 
     assert response.json()["error"]["type"] == "rate_limit_error"
     assert set(layer.channels) == before
     assert await sync_to_async(Conversation.objects.count)() == 0
+
+
+async def test_a_reply_that_never_ends_is_answered_failed(key, heartbeat, settings, monkeypatch) -> None:
+    settings.API_REPLY_TIMEOUT_S = 0
+    monkeypatch.setattr(v1, "STOP_GRACE_S", 0.2)
+    monkeypatch.setattr(chat_services.celery_app, "send_task", lambda *a, **k: None)  # no worker takes it
+    response = await post(key[1], BODY)
+    assert response.status_code == 500 and response.json()["error"]["code"] == "reply_failed"
