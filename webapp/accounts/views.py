@@ -1,11 +1,14 @@
-"""Sign-up; log-in and log-out are Django's own views."""
+"""Sign-up; log-in (Django's view, throttled) and log-out (Django's)."""
 
 from __future__ import annotations
 
 from django.contrib.auth import login
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+
+from webapp.accounts import throttle
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -17,3 +20,36 @@ def signup(request: HttpRequest) -> HttpResponse:
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:index")
     return render(request, "accounts/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+class ThrottledLoginView(LoginView):
+    """Django's log-in, refusing with 429 and Retry-After after too many failures (webapp.accounts.throttle)."""
+
+    redirect_authenticated_user = True
+
+    def _who(self) -> dict[str, str]:
+        # REMOTE_ADDR is the client's address when Daphne runs with --proxy-headers behind a proxy.
+        return {
+            "username": str(self.request.POST.get("username", ""))[:300],
+            "address": self.request.META.get("REMOTE_ADDR", ""),
+        }
+
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        wait_s = throttle.check_login_allowed(**self._who())
+        if wait_s:
+            # An unbound form: the password is not even checked while throttled.
+            form = self.get_form_class()(request=request)
+            response = self.render_to_response(
+                self.get_context_data(form=form, throttled_s=wait_s), status=429
+            )
+            response["Retry-After"] = str(wait_s)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        throttle.login_failure_record(**self._who())
+        return super().form_invalid(form)
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        throttle.login_failures_clear(**self._who())
+        return super().form_valid(form)

@@ -75,7 +75,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             raise ChatInputError("frame_too_large", "The frame is too large.")
         try:
             payload = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             raise ChatInputError("invalid_json", "The frame is not valid JSON.") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
             raise ChatInputError("invalid_event", 'An event is a JSON object with a string "type".')

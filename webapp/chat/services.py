@@ -80,10 +80,19 @@ def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
 
 
+def _storable(text: str) -> bool:
+    """No NUL (PostgreSQL refuses it) and no lone surrogate (JSON can carry one; UTF-8 cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def check_system_prompt(system_prompt: object) -> str:
-    if not isinstance(system_prompt, str) or "\x00" in system_prompt:
+    if not isinstance(system_prompt, str) or not _storable(system_prompt):
         raise ChatInputError(
-            "invalid_system_prompt", "The system prompt must be text without NUL characters."
+            "invalid_system_prompt", "The system prompt must be text without NUL characters or lone surrogates."
         )
     if len(system_prompt) > settings.MAX_SYSTEM_PROMPT_CHARS:
         raise ChatInputError(
@@ -168,8 +177,8 @@ def check_content(content: object) -> str:
             "message_too_long",
             f"The message is {len(content)} characters; the limit is {settings.MAX_MESSAGE_CHARS}.",
         )
-    if "\x00" in content:
-        raise ChatInputError("invalid_content", "The message contains a NUL character.")
+    if not _storable(content):
+        raise ChatInputError("invalid_content", "The message contains a NUL character or a lone surrogate.")
     return content
 
 

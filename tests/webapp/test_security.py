@@ -1,0 +1,248 @@
+"""Who may reach what over HTTP: logins, other people's ids (IDOR), CSRF, and the production settings.
+
+The URL tests walk the URL configuration itself, so a route added later is
+checked without anybody adding it here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests.webapp.test_processes import run_python
+from webapp.chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+# Open to anybody: logging in and signing up, the health probe, the root redirect.
+PUBLIC = {"/accounts/login/", "/accounts/signup/", "/healthz", "/"}
+# What a refusal may look like: a redirect to log in, or a 401/403/404/405.
+REFUSED = {302, 401, 403, 404, 405}
+# Every route's own parameters: a conversation id is filled in per test.
+SAMPLE_VALUES = {"export_format": "json"}
+
+
+def routes() -> list[str]:
+    """Every URL of the site with its parameters as `{name}`; the admin as its one entry point."""
+    found: list[str] = []
+
+    def walk(patterns: list, prefix: str) -> None:
+        for pattern in patterns:
+            text = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                if text.startswith("admin/"):
+                    found.append("/admin/")
+                else:
+                    walk(pattern.url_patterns, text)
+            elif isinstance(pattern, URLPattern):
+                found.append("/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", text).lstrip("^").rstrip("$"))
+
+    walk(get_resolver().url_patterns, "")
+    return sorted(set(found))
+
+
+def fill(route: str, conversation_id: str) -> str:
+    return route.format(conversation_id=conversation_id, **SAMPLE_VALUES)
+
+
+@pytest.fixture
+def alice_and_her_conversation() -> tuple[object, Conversation]:
+    alice = get_user_model().objects.create_user(username="alice", password="a-long-Passw0rd!")
+    conversation = Conversation.objects.create(owner=alice, title="Alice's secret")
+    Message.objects.create(conversation=conversation, role="user", content="my secret plan")
+    Message.objects.create(conversation=conversation, role="assistant", content="a secret answer")
+    return alice, conversation
+
+
+def logged_in_as(username: str, **flags: bool) -> Client:
+    user = get_user_model().objects.create_user(username=username, password="a-long-Passw0rd!", **flags)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_walk_finds_the_routes_we_know() -> None:
+    found = routes()
+    for known in ("/c/", "/c/{conversation_id}/", "/c/{conversation_id}/export/{export_format}/", "/admin/"):
+        assert known in found, found
+
+
+@pytest.mark.parametrize("route", [r for r in routes() if r not in PUBLIC])
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_every_page_needs_a_login(route: str, method: str, alice_and_her_conversation) -> None:
+    _, conversation = alice_and_her_conversation
+    response = getattr(Client(), method)(fill(route, str(conversation.id)))
+    assert response.status_code in REFUSED, (route, response.status_code)
+    if response.status_code == 302:
+        assert "/login/" in response["Location"], response["Location"]
+    assert b"secret" not in b"".join(getattr(response, "streaming_content", [response.content]))
+
+
+@pytest.mark.parametrize("route", [r for r in routes() if "{conversation_id}" in r])
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_another_person_s_conversation_is_not_found_at_any_url(
+    route: str, method: str, alice_and_her_conversation
+) -> None:
+    _, conversation = alice_and_her_conversation
+    mallory = logged_in_as("mallory")
+    response = getattr(mallory, method)(fill(route, str(conversation.id)), {"title": "pwned"})
+    # 405 where the route takes no such method; never the conversation, never a change to it.
+    assert response.status_code in {404, 405}, (route, response.status_code)
+    conversation.refresh_from_db()
+    assert conversation.title == "Alice's secret" and conversation.messages.count() == 2
+
+
+def test_staff_may_export_but_not_open_or_change_another_person_s_conversation(
+    alice_and_her_conversation,
+) -> None:
+    _, conversation = alice_and_her_conversation
+    staff = logged_in_as("sam", is_staff=True)
+    assert staff.get(f"/c/{conversation.id}/export/json/").status_code == 200
+    assert staff.get(f"/c/{conversation.id}/").status_code == 404
+    assert staff.post(f"/c/{conversation.id}/delete/").status_code == 404
+    assert Conversation.objects.filter(id=conversation.id).exists()
+
+
+# --- CSRF ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", [r for r in routes() if r not in {"/healthz", "/"}])
+def test_every_post_without_a_csrf_token_is_refused(route: str, alice_and_her_conversation) -> None:
+    alice, conversation = alice_and_her_conversation
+    client = Client(enforce_csrf_checks=True)
+    if route not in PUBLIC:
+        client.force_login(alice)
+    response = client.post(fill(route, str(conversation.id)), {"title": "changed", "username": "x"})
+    # 403 from the CSRF check, or 405 where the route takes no POST; nothing changed either way.
+    assert response.status_code in {403, 405}, (route, response.status_code)
+    conversation.refresh_from_db()
+    assert conversation.title == "Alice's secret" and conversation.messages.count() == 2
+    assert get_user_model().objects.count() == 1
+
+
+# --- login throttling ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def throttle_settings(settings):
+    settings.REDIS_PREFIX = f"mchat-throttle-{secrets.token_hex(4)}"
+    settings.LOGIN_FAILURES_LIMIT = 3
+    settings.LOGIN_FAILURES_WINDOW_S = 120
+    return settings
+
+
+def log_in(client: Client, username: str, password: str, address: str = "10.0.0.1"):
+    return client.post("/accounts/login/", {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def test_too_many_failed_log_ins_get_429_with_retry_after(
+    throttle_settings, alice_and_her_conversation
+) -> None:
+    client = Client()
+    for _ in range(3):
+        assert log_in(client, "alice", "wrong").status_code == 200  # the form again, with its error
+    refused = log_in(client, "alice", "a-long-Passw0rd!")  # even the right password, while throttled
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 120
+    assert "Too many failed log-ins" in refused.content.decode()
+    assert "_auth_user_id" not in client.session
+    # Another address, or another username from this one, is not held back.
+    assert log_in(Client(), "alice", "a-long-Passw0rd!", address="10.0.0.2").status_code == 302
+    assert log_in(Client(), "ALICE ", "wrong", address="10.0.0.1").status_code == 429, (
+        "case and spaces dodge it"
+    )
+    assert log_in(Client(), "bob", "wrong").status_code == 200
+
+
+def test_a_successful_log_in_forgets_the_failures(throttle_settings, alice_and_her_conversation) -> None:
+    for _ in range(2):
+        log_in(Client(), "alice", "wrong")
+    assert log_in(Client(), "alice", "a-long-Passw0rd!").status_code == 302
+    for _ in range(2):
+        assert log_in(Client(), "alice", "wrong").status_code == 200
+    assert log_in(Client(), "alice", "a-long-Passw0rd!").status_code == 302
+
+
+@pytest.mark.parametrize("username", ["", "x" * 100_000, "\x00💥<script>", "a" * 151])
+def test_hostile_usernames_are_counted_not_crashed_on(username: str, throttle_settings) -> None:
+    for _ in range(3):
+        assert log_in(Client(), username, "wrong").status_code == 200
+    assert log_in(Client(), username, "wrong").status_code == 429
+
+
+def test_throttling_off_at_zero_and_open_when_redis_is_down(throttle_settings, monkeypatch) -> None:
+    throttle_settings.LOGIN_FAILURES_LIMIT = 0
+    for _ in range(5):
+        assert log_in(Client(), "alice", "wrong").status_code == 200
+    throttle_settings.LOGIN_FAILURES_LIMIT = 1
+    throttle_settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    from webapp.chat import live
+
+    live.redis_client.cache_clear()
+    try:
+        for _ in range(3):
+            assert log_in(Client(), "alice", "wrong").status_code == 200
+    finally:
+        live.redis_client.cache_clear()
+
+
+# --- production settings -------------------------------------------------------------------------
+
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "k" * 30 + secrets.token_urlsafe(40),
+    "ALLOWED_HOSTS": "chat.example.com",
+}
+
+
+def test_check_deploy_is_clean_with_production_settings() -> None:
+    result = run_python(
+        "import sys; from django.core.management import execute_from_command_line;"
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        DJANGO_SETTINGS_MODULE="webapp.settings",
+        **PRODUCTION,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_headers_cookies_and_https_redirect() -> None:
+    code = (
+        "import os, json, django; os.environ['DJANGO_SETTINGS_MODULE']='webapp.settings'; django.setup();"
+        "from django.test import Client; from django.test.utils import setup_test_environment;"
+        "setup_test_environment(); c = Client(HTTP_HOST='chat.example.com');"
+        "plain = c.get('/accounts/login/'); probe = c.get('/healthz');"
+        "secure = c.get('/accounts/login/', secure=True);"
+        "print(json.dumps({'plain': [plain.status_code, plain.get('Location')],"
+        " 'probe': probe.status_code, 'headers': dict(secure.headers),"
+        " 'cookie': {k: dict(v) for k, v in secure.cookies.items()}}))"
+    )
+    result = run_python(code, **PRODUCTION, DATABASE_URL="sqlite:///:memory:")
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["plain"] == [301, "https://chat.example.com/accounts/login/"]
+    assert seen["probe"] != 301, "the load balancer's health probe must not be redirected"
+    headers = seen["headers"]
+    assert headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    csrf = seen["cookie"]["csrftoken"]
+    assert csrf["secure"] is True and csrf["samesite"] == "Lax"
+
+
+def test_session_cookie_is_secure_and_http_only_in_production() -> None:
+    result = run_python(
+        "import os, django; os.environ['DJANGO_SETTINGS_MODULE']='webapp.settings'; django.setup();"
+        "from django.conf import settings as s;"
+        "print(s.SESSION_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, s.CSRF_COOKIE_SECURE, s.DEBUG)",
+        **PRODUCTION,
+    )
+    assert result.stdout.split() == ["True", "True", "True", "False"], result.stderr
