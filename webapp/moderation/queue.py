@@ -19,6 +19,7 @@ from django.db.models import Case, F, Max, QuerySet, Value, When
 from django.db.models.expressions import RowRange, Window
 
 from inference.moderation.base import Action
+from webapp.api.models import ApiKey
 from webapp.chat.models import Message
 from webapp.moderation.models import ModerationEvent, Report, ReviewStatus
 
@@ -80,6 +81,10 @@ class QueueFilters:
         return bool(self.category or self.hook or self.stage or self.action)
 
 
+# Joined into the queue's one query: which API key, if any, made the item's conversation.
+API_KEY_PATH = "message__conversation__api_link__api_key"
+
+
 @dataclass
 class QueueItem:
     """One row of the queue: a moderation event or a report, with the conversation around it."""
@@ -109,6 +114,13 @@ class QueueItem:
         return self.record.message.conversation.owner
 
     @property
+    def api_key(self) -> ApiKey | None:
+        """The API key whose request made the conversation; None for the chat page's own."""
+        # A missing reverse one-to-one raises a DoesNotExist that is also an AttributeError.
+        link = getattr(self.record.message.conversation, "api_link", None)
+        return link.api_key if link is not None else None
+
+    @property
     def original(self) -> str:
         """The text the hook saw, unredacted, when it differs from what is stored (staff only)."""
         shown = (self.flagged or self.message).content
@@ -127,7 +139,7 @@ def events_for_queue(filters: QueueFilters) -> QuerySet[ModerationEvent]:
     # "Not allow" rather than "one of three": an IN list leads SQLite to the (action, created_at)
     # index and a sort of every matching row; this way the newest-first index is walked.
     events = ModerationEvent.objects.exclude(action=Action.ALLOW.value).select_related(
-        "message__conversation__owner", "message__moderation_hidden"
+        "message__conversation__owner", "message__moderation_hidden", API_KEY_PATH
     )
     if filters.status:
         events = events.filter(status=filters.status)
@@ -142,7 +154,7 @@ def events_for_queue(filters: QueueFilters) -> QuerySet[ModerationEvent]:
 
 def reports_for_queue(filters: QueueFilters) -> QuerySet[Report]:
     reports = Report.objects.select_related(
-        "reporter", "message__conversation__owner", "message__moderation_hidden"
+        "reporter", "message__conversation__owner", "message__moderation_hidden", API_KEY_PATH
     )
     if filters.status:
         reports = reports.filter(status=filters.status)

@@ -18,6 +18,8 @@ from tests.webapp.moderation.dashboard_support import (
     make_person,
     make_report,
 )
+from webapp.api.models import ApiConversation
+from webapp.api.services import api_key_create, api_key_revoke
 from webapp.chat.models import Message
 from webapp.moderation import services
 from webapp.moderation.queue import Cursor, CursorError
@@ -98,6 +100,29 @@ def test_query_count_does_not_grow_with_page_size_data_or_depth(staff, moderator
     deep = Cursor(T0 + timedelta(minutes=20), "event", 10**6).encode()
     assert queries(size=20, before=deep) == small
     assert queries(size=20, user="carol") == small + 1  # + looking carol up
+
+
+def test_items_from_the_api_name_the_key_that_made_them_in_the_same_queries(staff, reply, bob) -> None:
+    key, _ = api_key_create(owner=bob, name="nightly-bot")
+    api_reply = make_exchange(bob)
+    make_event(reply, at=T0)  # from the chat page: no key
+    make_event(api_reply, at=T0 + timedelta(minutes=1))
+    make_report(api_reply, bob, at=T0 + timedelta(minutes=2))
+
+    def page() -> tuple[str, int]:
+        with CaptureQueriesContext(connection) as captured:
+            response = staff.get(reverse("moderation:queue"))
+        assert response.status_code == 200
+        return response.content.decode(), len(captured)
+
+    html, before = page()
+    assert "via API key" not in html
+    ApiConversation.objects.create(conversation=api_reply.conversation, api_key=key)
+    html, after = page()
+    assert html.count(f"via API key “nightly-bot” ({key.prefix}…)</span>") == 2  # the event and the report
+    assert after == before  # joined into the queue's queries, not one more per item
+    api_key_revoke(api_key=key)
+    assert "nightly-bot” (" + key.prefix + "…), revoked" in page()[0]
 
 
 @pytest.mark.parametrize(
