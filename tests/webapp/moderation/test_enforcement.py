@@ -150,6 +150,7 @@ def test_a_banned_users_session_ends_at_the_next_page(carol) -> None:
     response = client.get("/c/")
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
     assert "_auth_user_id" not in client.session
+    assert "banned by a moderator" in client.get(response["Location"]).content.decode()  # told why
     assert client.get("/c/").status_code == 302
 
 
