@@ -1,12 +1,14 @@
 // The moderation queue page: select-all for bulk actions, a check before banning,
-// and the live feed (/ws/moderation/): "N new items — refresh", and items another
-// moderator has just handled are marked as such.
+// and the live feed (/ws/moderation/): each new item listed as it arrives, with
+// "N new items — refresh", and items another moderator has just handled marked as such.
 
 const root = document.getElementById("moderation");
 const banner = document.getElementById("live-banner");
 const countText = document.getElementById("live-count");
 const nounText = document.getElementById("live-noun");
+const liveItems = document.getElementById("live-items");
 const selectAll = document.getElementById("select-all");
+const MAX_LIVE_ITEMS = 20;
 const CLOSED_FOR_GOOD = new Set([4401, 4403]);
 const MAX_BACKOFF_MS = 30000;
 
@@ -35,6 +37,7 @@ function onItem(item) {
     countText.textContent = String(fresh);
     nounText.textContent = fresh === 1 ? "item" : "items";
     banner.hidden = false;
+    showLive(item);
   } else if (item.kind === "action" && ["event", "report"].includes(item.target_type)) {
     const shown = document.getElementById(`item-${item.target_type}-${item.target_id}`);
     const status = shown?.querySelector(".status");
@@ -44,6 +47,21 @@ function onItem(item) {
       shown.dataset.handled = "1";
     }
   }
+}
+
+// One line per new item, newest first; text only (textContent), never markup from the wire.
+function showLive(item) {
+  const line = document.createElement("li");
+  line.className = `live-item kind-${item.kind === "report" ? "report" : "event"}`;
+  const what =
+    item.kind === "report"
+      ? `report · ${item.reason ?? ""}`
+      : `${item.action} · ${(item.categories ?? []).join(", ") || "no category"} · ${item.hook} at ${item.stage}`;
+  const at = new Date(item.created_at);
+  line.textContent = `${Number.isNaN(at.getTime()) ? "" : at.toLocaleTimeString()} ${what}`.trim();
+  liveItems.prepend(line);
+  while (liveItems.children.length > MAX_LIVE_ITEMS) liveItems.lastElementChild.remove();
+  liveItems.hidden = false;
 }
 
 function connect() {
@@ -70,4 +88,4 @@ function connect() {
   });
 }
 
-if (root && banner) connect();
+if (root && banner && liveItems) connect();
