@@ -56,6 +56,8 @@ def fragile_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "INFERENCE_ENGINE": "tests.support.scripted_engine.load_engine",
             "SCRIPTED_REPLIES": json.dumps({"xss please": CORPUS, "long please": LONG}),
             "SCRIPTED_DELAY_S": "0.02",
+            # Short heartbeats: a dead worker's replies are swept within seconds.
+            "WORKER_HEARTBEAT_S": "2",
             "DEFAULT_MAX_TOKENS": "2000",
         },
     )

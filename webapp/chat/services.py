@@ -87,7 +87,8 @@ def _storable(text: str) -> bool:
 def check_system_prompt(system_prompt: object) -> str:
     if not isinstance(system_prompt, str) or not _storable(system_prompt):
         raise ChatInputError(
-            "invalid_system_prompt", "The system prompt must be text without NUL characters or lone surrogates."
+            "invalid_system_prompt",
+            "The system prompt must be text without NUL characters or lone surrogates.",
         )
     if len(system_prompt) > settings.MAX_SYSTEM_PROMPT_CHARS:
         raise ChatInputError(
