@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # The CPU build lies on this machine's disk; a GPU machine may set TORCH_SPEC to its own.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test lint format install install-test browser clean
+.PHONY: run test lint format install install-test browser clean audit
 
 run: $(VENV)/.installed
 	@bash scripts/run.sh
@@ -24,6 +24,12 @@ test: $(VENV)/.installed-test browser
 	  DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest tests/webapp -p no:cacheprovider; \
 	elif [ -n "$$CI" ]; then echo "PostgreSQL does not answer at $(TEST_POSTGRES_URL)" >&2; exit 1; \
 	else echo "== PostgreSQL does not answer at $(TEST_POSTGRES_URL): its pass is skipped (CI requires it)"; fi
+
+# Known vulnerabilities in the installed dependencies (docs/operations.md). It needs the
+# network (PyPI's JSON API or OSV), so it is its own target, not part of `make test`.
+audit: $(VENV)/.installed
+	$(PY) -m pip install --quiet 'pip-audit>=2.10,<3'
+	$(VENV)/bin/pip-audit --local --strict --progress-spinner off
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

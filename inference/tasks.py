@@ -206,7 +206,7 @@ def _heartbeat() -> None:
             sweeper.sweep(owner=WORKER_NAME)
         except Exception:  # Redis may blink; the next beat tries again
             logger.warning("heartbeat failed", exc_info=True)
-        _stopping.wait(workers.HEARTBEAT_INTERVAL_S)
+        _stopping.wait(workers.heartbeat_interval_s())
 
 
 @worker_ready.connect

@@ -174,6 +174,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# Seconds between two heartbeats of a worker; a heartbeat lives three of them, and a
+# reply whose worker's heartbeat is gone is failed by the sweeper (docs/operations.md).
+WORKER_HEARTBEAT_S = env_int("WORKER_HEARTBEAT_S", 5)
+
 # --- Model and generation --------------------------------------------------
 MODEL_PATH = os.environ.get("MODEL_PATH", "")
 MODEL_DEVICE = os.environ.get("MODEL_DEVICE", "")

@@ -1,7 +1,7 @@
 """The registry of inference workers: each writes a heartbeat to Redis, pages and /healthz read them.
 
 A heartbeat expires on its own, so a worker that died drops out of the list
-within HEARTBEAT_TTL_S without anybody cleaning up.
+within heartbeat_ttl_s() without anybody cleaning up.
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ from django.conf import settings
 
 from webapp.chat.live import redis_client
 
-HEARTBEAT_INTERVAL_S = 5.0
-HEARTBEAT_TTL_S = 15
+
+def heartbeat_interval_s() -> int:
+    """Seconds between two beats of a worker (WORKER_HEARTBEAT_S)."""
+    return settings.WORKER_HEARTBEAT_S
+
+
+def heartbeat_ttl_s() -> int:
+    """How long a heartbeat lives: three beats, so one late beat is not taken for a death."""
+    return 3 * settings.WORKER_HEARTBEAT_S
 
 
 def _key(worker: str) -> str:
@@ -25,7 +32,7 @@ def _key(worker: str) -> str:
 def write_heartbeat(worker: str, status: dict[str, Any]) -> None:
     """Publish one worker's state: model, device, dtype, state (loading/ready/failed), busy, replies."""
     record = {**status, "worker": worker, "updated_at": time.time()}
-    redis_client().set(_key(worker), json.dumps(record), ex=HEARTBEAT_TTL_S)
+    redis_client().set(_key(worker), json.dumps(record), ex=heartbeat_ttl_s())
 
 
 def remove_heartbeat(worker: str) -> None:

@@ -1,7 +1,8 @@
-"""What the page does when a process dies under it: Daphne restarted, the worker killed.
+"""The page under attack and under faults: hostile model and user text, Daphne restarted, the worker killed.
 
 A private stack (the tests kill its processes), with the scripted engine
-writing slowly so that each fault surely lands mid-reply.
+writing slowly so that each fault surely lands mid-reply, and writing the
+XSS corpus as a model reply.
 """
 
 from __future__ import annotations
@@ -12,14 +13,39 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import ConsoleMessage, Page, expect
 
-from tests.browser.test_chat_ux import last_reply, new_chat, send, shot
+from tests.browser.test_chat_ux import HOSTILE, last_reply, new_chat, send, shot
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.browser
 
-LONG = " ".join(f"word{i}" for i in range(120))
+LONG = " ".join(f"word{i}" for i in range(300))
+# The markdown corpus of test_chat_ux, and more: entities, markdown link and image tricks, SVG.
+# Every payload sets window.__xss instead of opening a dialog, so one that runs is seen either way.
+XSS = [
+    *(payload.replace("alert(1)", "window.__xss=1") for payload in HOSTILE),
+    "<svg><script>window.__xss=1</script></svg>",
+    "<svg><a xlink:href='javascript:window.__xss=1'><text y='20'>svg link</text></a></svg>",
+    "<svg><animate onbegin=window.__xss=1 attributeName=x dur=1s>",
+    "[e](&#106;avascript:window.__xss=1)",
+    "[e2](&#x6A;avascript&colon;window.__xss=1)",
+    "[p](<javascript:window.__xss=1>)",
+    "<javascript:window.__xss=1>",
+    "[ref link][r]\n\n[r]: javascript:window.__xss=1",
+    '![t](x "onerror=window.__xss=1")',
+    '![u](x" onerror="window.__xss=1)',
+    "[![nested](x)](javascript:window.__xss=1)",
+    "&lt;img src=x onerror=window.__xss=1&gt;",
+    "&#60;script&#62;window.__xss=1&#60;/script&#62;",
+    "<img src=x onerror=&#119;indow.__xss=1>",
+    '<a href="jav&#x09;ascript:window.__xss=1">tab</a>',
+    "<style>@import 'javascript:window.__xss=1';</style>",
+    "<meta http-equiv='refresh' content='0;url=javascript:window.__xss=1'>",
+    "<template><img src=x onerror=window.__xss=1></template>",
+    "<video><source onerror=window.__xss=1></video>",
+]
+CORPUS = "\n\n".join(XSS)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +54,10 @@ def fragile_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp=Path(tmp_path_factory.mktemp("fragile")),
         extra_env={
             "INFERENCE_ENGINE": "tests.support.scripted_engine.load_engine",
-            "SCRIPTED_REPLIES": json.dumps({"long please": LONG}),
-            "SCRIPTED_DELAY_S": "0.05",
+            "SCRIPTED_REPLIES": json.dumps({"xss please": CORPUS, "long please": LONG}),
+            "SCRIPTED_DELAY_S": "0.02",
+            # Short heartbeats: a dead worker's replies are swept within seconds.
+            "WORKER_HEARTBEAT_S": "2",
             "DEFAULT_MAX_TOKENS": "2000",
         },
     )
@@ -38,6 +66,57 @@ def fragile_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+
+
+def assert_nothing_ran(page: Page, dialogs: list[str], console_errors: list[str]) -> None:
+    for link in page.locator("#messages a").all():
+        if link.is_visible():
+            link.hover()
+    page.wait_for_timeout(300)  # let any handler that survived fire
+    assert page.evaluate("window.__xss") is None, "a payload ran"
+    assert dialogs == [] and console_errors == []
+    found = page.evaluate(
+        """() => {
+        const all = [...document.querySelectorAll('#messages *')];
+        return {
+          elements: [...document.querySelectorAll('#messages :is(script, iframe, object, embed, svg, math, img, form, input, style, meta, video)')].map(el => el.outerHTML.slice(0, 120)),
+          // A <template> may stay, inert, as long as it holds text only.
+          templated: [...document.querySelectorAll('#messages template')].flatMap(t => [...t.content.querySelectorAll('*')].map(el => el.tagName)),
+          handlers: all.flatMap(el => [...el.attributes].map(a => a.name)).filter(n => n.startsWith('on')),
+          hrefs: all.map(el => el.getAttribute('href') || el.getAttribute('src') || el.getAttribute('xlink:href') || '')
+                    .filter(h => /^\\s*(javascript|data|vbscript):/i.test(h.replace(/[\\s\\u0000-\\u001f]/g, ''))),
+        };
+        }"""
+    )
+    assert found == {"elements": [], "templated": [], "handlers": [], "hrefs": []}
+
+
+def test_hostile_model_and_user_text_runs_nothing_streamed_or_reloaded(
+    page: Page, fragile_stack: Stack
+) -> None:
+    dialogs: list[str] = []
+    console_errors: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_console(message: ConsoleMessage) -> None:
+        where = message.location.get("url", "")
+        # The browser asks for /favicon.ico by itself, and the site has none: not a payload.
+        if message.type == "error" and not where.endswith("/favicon.ico"):
+            console_errors.append(f"{message.text} @ {where}")
+
+    page.on("console", on_console)
+    new_chat(page, fragile_stack)
+    # The user's text is the corpus too: it is shown as typed, never as markup.
+    send(page, "xss please\n\n" + CORPUS)
+    expect(page.locator(".message.user .content").last).to_have_text("xss please\n\n" + CORPUS)
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=90_000)
+    expect(last_reply(page).locator(".content")).to_contain_text("ref link")
+    assert_nothing_ran(page, dialogs, console_errors)
+    shot(page, "xss-streamed")
+
+    page.reload()  # rendered again from the stored text
+    expect(last_reply(page).locator(".content")).to_contain_text("ref link")
+    assert_nothing_ran(page, dialogs, console_errors)
 
 
 def record_done(page: Page) -> None:
@@ -90,4 +169,4 @@ def test_a_killed_worker_s_reply_shows_failed_with_retry_which_works(
     shot(page, "worker-killed-retry")
     reply.get_by_role("button", name="Retry").click()
     expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=60_000)
-    expect(last_reply(page).locator(".content")).to_contain_text("word119")
+    expect(last_reply(page).locator(".content")).to_contain_text("word299")

@@ -70,6 +70,8 @@ def redis_and_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
             "INFERENCE_ENGINE": "tests.support.scripted_engine.load_engine",
             "SCRIPTED_REPLIES": json.dumps({"again please": SHORT, "long please": LONG}),
             "SCRIPTED_DELAY_S": "0.03",
+            # Short heartbeats: a dead worker's replies are swept within seconds.
+            "WORKER_HEARTBEAT_S": "2",
             "DEFAULT_MAX_TOKENS": "2000",
         },
     )

@@ -35,6 +35,7 @@ def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "INFERENCE_ENGINE": "tests.support.scripted_engine.load_engine",
             "SCRIPTED_REPLIES": json.dumps(REPLIES),
             "SCRIPTED_DELAY_S": "0.03",
+            # The default heartbeat (WORKER_HEARTBEAT_S=5): the 30 s bound is for it.
             "DEFAULT_MAX_TOKENS": "2000",
         },
     )

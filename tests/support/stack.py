@@ -108,11 +108,18 @@ class Stack:
         )
         return self.worker
 
-    def start_daphne(self) -> subprocess.Popen:
-        """Daphne on this stack's port (again, after a test killed it)."""
+    def start_daphne(self, port: int | None = None) -> subprocess.Popen:
+        """Daphne on this stack's port (again, after a test killed it), or one more on another port."""
         self.daphne = self._spawn(
             "daphne",
-            [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "webapp.asgi:application"],
+            [
+                str(VENV_BIN / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port or self.port),
+                "webapp.asgi:application",
+            ],
         )
         return self.daphne
 

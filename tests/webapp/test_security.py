@@ -28,6 +28,12 @@ REFUSED = {302, 401, 403, 404, 405}
 SAMPLE_VALUES = {"export_format": "json"}
 
 
+@pytest.fixture(autouse=True)
+def fast_passwords(settings) -> None:
+    # Dozens of people per run: the real hasher's cost is the point in production, not here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def routes() -> list[str]:
     """Every URL of the site with its parameters as `{name}`; the admin as its one entry point."""
     found: list[str] = []

@@ -1,7 +1,7 @@
 """Replies whose worker died: found by the heartbeats, ended `failed`, never left `streaming`.
 
 Each worker lists the replies it is writing in its heartbeat (webapp.workers),
-which expires HEARTBEAT_TTL_S after the worker's last beat. A `streaming`
+which expires three beats (WORKER_HEARTBEAT_S each) after the worker's last one. A `streaming`
 reply that no live heartbeat lists, claimed more than a heartbeat lifetime
 ago, has lost its worker (SIGKILL, out of memory, the machine gone): the
 sweep ends it `failed` with the text it had streamed, and publishes `done`
@@ -41,12 +41,12 @@ def _key(name: str) -> str:
 
 
 def sweep(*, owner: str) -> list[str]:
-    """One sweep if nobody swept within HEARTBEAT_INTERVAL_S; the ids of the replies it failed."""
+    """One sweep if nobody swept within one heartbeat interval; the ids of the replies it failed."""
     client = live.redis_client()
-    if not client.set(_key("lock"), owner, nx=True, ex=max(1, int(workers.HEARTBEAT_INTERVAL_S))):
+    if not client.set(_key("lock"), owner, nx=True, ex=max(1, workers.heartbeat_interval_s())):
         return []
     server = client.info("server")
-    if int(server["uptime_in_seconds"]) < workers.HEARTBEAT_TTL_S:
+    if int(server["uptime_in_seconds"]) < workers.heartbeat_ttl_s():
         return []  # heartbeats are still being rewritten after a restart
     if client.set(_key("requeued"), server["run_id"], nx=True):
         replies_requeue()
@@ -57,7 +57,7 @@ def replies_fail_orphaned() -> list[str]:
     """End `failed` every streaming reply that no live worker lists; the ids it ended."""
     running = {reply for worker in workers.live_workers() for reply in worker.get("replies", ())}
     # A reply claimed within one heartbeat lifetime may not be listed yet.
-    cutoff = timezone.now() - timedelta(seconds=workers.HEARTBEAT_TTL_S)
+    cutoff = timezone.now() - timedelta(seconds=workers.heartbeat_ttl_s())
     orphaned = (
         Message.objects.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff)
         .exclude(id__in=running)

@@ -4,6 +4,7 @@ Random JSON, known event types with wrong-typed or hostile fields, huge
 strings, deep nesting, lone surrogates, binary frames: each gets exactly one
 `error` event (the socket stays open) or a clean close, never a server error;
 nothing is stored; and another person's socket keeps being served throughout.
+And another person's message ids, sent on one's own socket, are unknown there.
 """
 
 from __future__ import annotations
@@ -105,3 +106,41 @@ async def _attack(batch: list[dict]) -> None:
     assert stored == 0
     await database_sync_to_async(target.refresh_from_db)()
     assert target.system_prompt == "" and target.temperature == 0.7, "the settings changed"
+
+
+# --- another person's ids on one's own socket ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "edit", "message_id": "{question}", "content": "rewritten"},
+        {"type": "edit", "message_id": "{reply}", "content": "rewritten"},
+        {"type": "resume", "message_id": "{reply}"},
+    ],
+)
+async def test_another_person_s_message_ids_are_unknown_on_my_socket(frame: dict, enqueued) -> None:
+    alice, mallory = await make_user("alice"), await make_user("mallory")
+    hers, mine = await make_conversation(alice), await make_conversation(mallory)
+
+    @database_sync_to_async
+    def her_messages() -> dict[str, str]:
+        question = Message.objects.create(conversation=hers, role="user", content="private")
+        reply = Message.objects.create(conversation=hers, role="assistant", content="private answer")
+        return {"question": str(question.id), "reply": str(reply.id)}
+
+    ids = await her_messages()
+    socket = await open_socket(mine, mallory)
+    try:
+        await socket.send_to(text_data=json.dumps({**frame, "message_id": frame["message_id"].format(**ids)}))
+        answer = await receive(socket)
+        assert answer["type"] == "error" and answer["code"] == "unknown_message"
+        assert "private" not in json.dumps(answer)
+        assert await socket.receive_nothing(timeout=0.2)
+    finally:
+        await socket.disconnect()
+    stored = await database_sync_to_async(
+        lambda: sorted(Message.objects.filter(conversation=hers).values_list("content", flat=True))
+    )()
+    assert stored == ["private", "private answer"]
+    assert await database_sync_to_async(Message.objects.filter(conversation=mine).count)() == 0

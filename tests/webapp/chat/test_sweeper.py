@@ -60,7 +60,7 @@ def status_of(reply: Message) -> tuple[str, str, str]:
 
 
 def test_an_unlisted_streaming_reply_fails_with_its_text_and_a_done(published) -> None:
-    orphan = make_reply("streaming", age_s=workers.HEARTBEAT_TTL_S + 5)
+    orphan = make_reply("streaming", age_s=workers.heartbeat_ttl_s() + 5)
     live.record_delta(orphan.id, 1, "Half a")
     live.record_delta(orphan.id, 2, " sentence")
 
