@@ -16,6 +16,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.webapp.test_processes import run_python
+from webapp.api.models import ApiKey
+from webapp.api.services import api_key_create
 from webapp.chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -24,8 +26,11 @@ pytestmark = pytest.mark.django_db
 PUBLIC = {"/accounts/login/", "/accounts/signup/", "/healthz", "/"}
 # What a refusal may look like: a redirect to log in, or a 401/403/404/405.
 REFUSED = {302, 401, 403, 404, 405}
-# Every route's own parameters: a conversation id is filled in per test.
+# Every route's own parameters: the ids of Alice's things are filled in per test.
 SAMPLE_VALUES = {"export_format": "json"}
+# The OpenAI-compatible API takes a bearer key, never the session cookie, so CSRF cannot apply:
+# a logged-in browser's POST there is refused as unauthenticated (401).
+API_PREFIX = "/v1/"
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +58,14 @@ def routes() -> list[str]:
     return sorted(set(found))
 
 
-def fill(route: str, conversation_id: str) -> str:
-    return route.format(conversation_id=conversation_id, **SAMPLE_VALUES)
+def fill(route: str, conversation: Conversation) -> str:
+    """The route with the ids of Alice's conversation, her reply in it, and her API key."""
+    return route.format(
+        conversation_id=conversation.id,
+        message_id=conversation.messages.get(role="assistant").id,
+        key_id=ApiKey.objects.get(owner=conversation.owner).id,
+        **SAMPLE_VALUES,
+    )
 
 
 @pytest.fixture
@@ -63,7 +74,20 @@ def alice_and_her_conversation() -> tuple[object, Conversation]:
     conversation = Conversation.objects.create(owner=alice, title="Alice's secret")
     Message.objects.create(conversation=conversation, role="user", content="my secret plan")
     Message.objects.create(conversation=conversation, role="assistant", content="a secret answer")
+    api_key_create(owner=alice, name="alice's key")
     return alice, conversation
+
+
+def untouched(conversation: Conversation) -> bool:
+    """Alice's conversation, her reply and her key are as they were: nothing reported, nothing revoked."""
+    conversation.refresh_from_db()
+    reply = conversation.messages.get(role="assistant")
+    return (
+        conversation.title == "Alice's secret"
+        and conversation.messages.count() == 2
+        and not reply.reports.exists()
+        and ApiKey.objects.get(owner=conversation.owner).revoked_at is None
+    )
 
 
 def logged_in_as(username: str, **flags: bool) -> Client:
@@ -83,25 +107,24 @@ def test_the_walk_finds_the_routes_we_know() -> None:
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_every_page_needs_a_login(route: str, method: str, alice_and_her_conversation) -> None:
     _, conversation = alice_and_her_conversation
-    response = getattr(Client(), method)(fill(route, str(conversation.id)))
+    response = getattr(Client(), method)(fill(route, conversation))
     assert response.status_code in REFUSED, (route, response.status_code)
     if response.status_code == 302:
         assert "/login/" in response["Location"], response["Location"]
     assert b"secret" not in b"".join(getattr(response, "streaming_content", [response.content]))
 
 
-@pytest.mark.parametrize("route", [r for r in routes() if "{conversation_id}" in r])
+@pytest.mark.parametrize("route", [r for r in routes() if "{conversation_id}" in r or "{key_id}" in r])
 @pytest.mark.parametrize("method", ["get", "post"])
-def test_another_person_s_conversation_is_not_found_at_any_url(
+def test_another_person_s_things_are_not_found_at_any_url(
     route: str, method: str, alice_and_her_conversation
 ) -> None:
     _, conversation = alice_and_her_conversation
     mallory = logged_in_as("mallory")
-    response = getattr(mallory, method)(fill(route, str(conversation.id)), {"title": "pwned"})
-    # 405 where the route takes no such method; never the conversation, never a change to it.
+    response = getattr(mallory, method)(fill(route, conversation), {"title": "pwned", "reason": "spam"})
+    # 405 where the route takes no such method; never Alice's things, never a change to them.
     assert response.status_code in {404, 405}, (route, response.status_code)
-    conversation.refresh_from_db()
-    assert conversation.title == "Alice's secret" and conversation.messages.count() == 2
+    assert untouched(conversation)
 
 
 def test_staff_may_export_but_not_open_or_change_another_person_s_conversation(
@@ -124,11 +147,12 @@ def test_every_post_without_a_csrf_token_is_refused(route: str, alice_and_her_co
     client = Client(enforce_csrf_checks=True)
     if route not in PUBLIC:
         client.force_login(alice)
-    response = client.post(fill(route, str(conversation.id)), {"title": "changed", "username": "x"})
-    # 403 from the CSRF check, or 405 where the route takes no POST; nothing changed either way.
-    assert response.status_code in {403, 405}, (route, response.status_code)
-    conversation.refresh_from_db()
-    assert conversation.title == "Alice's secret" and conversation.messages.count() == 2
+    response = client.post(fill(route, conversation), {"title": "changed", "username": "x", "reason": "spam"})
+    # 403 from the CSRF check, or 405 where the route takes no POST; the API refuses the session
+    # itself (401); nothing changed either way.
+    expected = {401, 405} if route.startswith(API_PREFIX) else {403, 405}
+    assert response.status_code in expected, (route, response.status_code)
+    assert untouched(conversation)
     assert get_user_model().objects.count() == 1
 
 
