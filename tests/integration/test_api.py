@@ -45,20 +45,16 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         },
     )
     stack.start()
-    rules = tmp / "rules.json"
-    rules.write_text(
-        json.dumps(
-            [
-                {
-                    "category": "violence_and_threats",
-                    "action": "block",
-                    "kind": "phrase",
-                    "pattern": "launch the missiles",
-                }
-            ]
-        )
+    stack.import_rules(
+        [
+            {
+                "category": "violence_and_threats",
+                "action": "block",
+                "kind": "phrase",
+                "pattern": "launch the missiles",
+            }
+        ]
     )
-    stack.manage("import_rules", str(rules))
     try:
         yield stack
     finally:

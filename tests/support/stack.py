@@ -148,6 +148,12 @@ class Stack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
+    def import_rules(self, rules: list[dict[str, str]]) -> str:
+        """Load moderation rules as staff do, with `manage.py import_rules` (running workers see them)."""
+        path = self.tmp / f"rules-{secrets.token_hex(4)}.json"
+        path.write_text(json.dumps(rules))
+        return self.manage("import_rules", str(path))
+
     def wait_ready(self, model_state: str = "ready", timeout: float = 90.0) -> dict:
         deadline = time.monotonic() + timeout
         last: object = None
