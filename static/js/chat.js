@@ -29,6 +29,8 @@ let everOpened = false;
 let busy = false;
 let settingsPending = false;
 let noticeTimer = 0;
+// Set when the server closed the socket for good (4401, 4403, 4404): why, repeated on every later send.
+let endedNotice = null;
 // The text of a send not yet echoed back: a refused send gives it back to the composer.
 let unsent = "";
 
@@ -339,6 +341,8 @@ const handlers = {
     }
     if (unsent && !input.value) input.value = unsent;
     unsent = "";
+    // A ban is followed by the socket's close: the notice keeps saying why.
+    if (event.code === "banned") endedNotice = event.message;
     // A limit that passes (rate_limited, quota_exceeded, busy) says when to try again.
     const wait = event.retry_after == null ? "" : ` Try again in ${formatWait(event.retry_after)}.`;
     showNotice(event.message + wait);
@@ -376,7 +380,9 @@ function connect() {
   socket.addEventListener("close", (close) => {
     document.body.dataset.socket = "closed";
     if (close.code >= 4400 && close.code < 4500) {
-      showNotice(close.code === 4401 ? "Your session ended: log in again." : "This conversation is not available.");
+      // Closed for good: no reconnecting, and every later send says why.
+      endedNotice ??= close.code === 4401 ? "Your session ended: log in again." : "This conversation is not available.";
+      showNotice(endedNotice);
       return;
     }
     const seconds = Math.max(1, Math.round(retryDelay / 1000));
@@ -390,6 +396,10 @@ function connect() {
 }
 
 function sendEvent(event) {
+  if (endedNotice) {
+    showNotice(endedNotice);
+    return false;
+  }
   if (socket?.readyState !== WebSocket.OPEN) {
     showNotice("Not connected yet: try again in a moment.");
     return false;

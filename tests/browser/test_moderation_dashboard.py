@@ -102,10 +102,14 @@ def test_a_moderator_sees_a_flagged_reply_live_and_bans_its_author(
     moderator.get_by_role("link", name="Policies").click()
     assert axe_violations(moderator) == [], "the policies page"
 
-    # The author's next message, on the page still open, gets an error and is not stored.
+    # The author's open page is told at once, its socket closed; their next message gets the
+    # error, stays in the composer, and is not stored.
+    expect(page.locator("#notice")).to_contain_text("banned", timeout=15_000)
+    page.wait_for_function("document.body.dataset.socket === 'closed'")
     page.get_by_label("Message").fill("Am I still here?")
     page.keyboard.press("Enter")
-    expect(page.locator("#notice")).to_contain_text("banned", timeout=15_000)
+    expect(page.locator("#notice")).to_contain_text("banned")
+    expect(page.get_by_label("Message")).to_have_value("Am I still here?")
     stored = stack.stored_messages(page.url.rstrip("/").rsplit("/", 1)[1])
     assert [(m["role"], m["content"]) for m in stored][:1] == [("user", f"Bring the {PHRASE} tonight")]
     assert len(stored) == 2

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+BANNED_MESSAGE = "A moderator has banned this account; the chat is closed."
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
@@ -51,15 +52,18 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.group = live.group_name(self.conversation.id)
+        self.user_group = live.user_group_name(user.pk)
         # Highest seq already sent, per reply: a token at or below it is a
         # duplicate of what the snapshot carried.
         self.sent_seq: dict[str, int] = {}
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self._send_snapshot()
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -163,6 +167,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             for name, value in event["settings"].items():
                 setattr(self.conversation, name, value)
         await self._send_event(event)
+
+    async def chat_session_end(self, message: dict[str, Any]) -> None:
+        """The person was banned: say so, then end this socket as a logged-out one would."""
+        await self._send_event(events.error_event("banned", BANNED_MESSAGE))
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def _send_event(self, event: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(event))

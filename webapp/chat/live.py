@@ -33,6 +33,11 @@ def group_name(conversation_id: UUID | str) -> str:
     return f"conversation.{conversation_id}"
 
 
+def user_group_name(user_id: int | str) -> str:
+    """The channel-layer group of one person: every chat socket they have open joins."""
+    return f"user.{user_id}"
+
+
 @functools.cache
 def redis_client() -> redis.Redis:
     # One pool per process; redis-py's client is safe to share between threads.
@@ -132,3 +137,8 @@ def _get_publisher() -> _Publisher:
 def publish(conversation_id: UUID | str, event: dict[str, Any]) -> None:
     """Send one client event to every socket open on the conversation."""
     _get_publisher().group_send(group_name(conversation_id), {"type": "chat.event", "event": event})
+
+
+def sessions_end(user_id: int | str) -> None:
+    """Close every chat socket the person has open (a ban): 4401, as if logged out."""
+    _get_publisher().group_send(user_group_name(user_id), {"type": "chat.session_end"})

@@ -319,6 +319,9 @@ def sanction_apply(
                 "reason": reason,
             },
         )
+        if kind == Sanction.Kind.BAN:
+            # Open chat tabs close now, not at their next send (robust: Redis may blink).
+            transaction.on_commit(lambda: chat_live.sessions_end(user.pk), robust=True)
     return sanction
 
 
