@@ -134,11 +134,16 @@ def _get_publisher() -> _Publisher:
         return _publisher
 
 
+def group_send(group: str, message: dict[str, Any]) -> None:
+    """Send one Channels message to a group from any thread, through this process's publisher."""
+    _get_publisher().group_send(group, message)
+
+
 def publish(conversation_id: UUID | str, event: dict[str, Any]) -> None:
     """Send one client event to every socket open on the conversation."""
-    _get_publisher().group_send(group_name(conversation_id), {"type": "chat.event", "event": event})
+    group_send(group_name(conversation_id), {"type": "chat.event", "event": event})
 
 
 def sessions_end(user_id: int | str) -> None:
     """Close every chat socket the person has open (a ban): 4401, as if logged out."""
-    _get_publisher().group_send(user_group_name(user_id), {"type": "chat.session_end"})
+    group_send(user_group_name(user_id), {"type": "chat.session_end"})

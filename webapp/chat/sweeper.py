@@ -23,11 +23,10 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from webapp import workers
-from webapp.chat import events, live
+from webapp.chat import live, reply_jobs
 from webapp.chat.models import Message
 from webapp.chat.services import reply_enqueue
 
@@ -69,21 +68,19 @@ def replies_fail_orphaned() -> list[str]:
 def reply_fail_orphaned(*, message_id: str) -> bool:
     """End one orphaned reply `failed`, keeping what it had streamed; False if it ended meanwhile."""
     _, text = live.read_snapshot(message_id)
-    with transaction.atomic():
-        ended = Message.objects.filter(id=message_id, status=Message.Status.STREAMING).update(
-            status=Message.Status.FAILED, content=text, error=ORPHAN_ERROR, updated_at=timezone.now()
-        )
-        if not ended:
-            return False
-        reply = Message.objects.get(id=message_id)
+    # The worker's own end: one guarded write, then `done` after commit, so a late finish
+    # from a worker that was only slow cannot overwrite this, nor this a finish.
+    ended = reply_jobs.reply_finish(
+        message_id=message_id,
+        status=Message.Status.FAILED,
+        content=text,
+        stats={},
+        model_name="",
+        error=ORPHAN_ERROR,
+    )
+    if ended is not None:
         logger.warning("reply %s failed: its worker stopped", message_id)
-
-        def announce() -> None:
-            live.publish(reply.conversation_id, events.done_event(reply))
-            live.clear_reply(reply.id)
-
-        transaction.on_commit(announce)
-    return True
+    return ended is not None
 
 
 def replies_requeue() -> int:

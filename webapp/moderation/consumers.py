@@ -13,10 +13,8 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from webapp.chat.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from webapp.moderation import live
-
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
 
 
 class ModeratorsConsumer(AsyncWebsocketConsumer):
