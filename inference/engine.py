@@ -1,16 +1,18 @@
 """The engine: one model, and every live reply decoded together on it (continuous batching).
 
-Callers in many threads call `Engine.generate`; each gets a stream of token
-ids. One scheduler thread owns the model and the batch. Between two decode
-steps it admits the requests that arrived (their prompts are prefilled
-together, left-padded, and their caches joined to the batch's) and drops
-the ones that finished or were cancelled, freeing their cache. Every step
-decodes one token for every reply in the batch, each sampled with its own
-parameters and seed (`inference.sampling`).
+Callers in many threads call `Engine.generate` (a stream of token ids) or
+`Engine.submit` with a sink (every step's ids for all their requests at
+once: `inference.steps`). One scheduler thread owns the model and the
+batch. Between two decode steps it admits the requests that arrived (their
+prompts are prefilled together, left-padded, and their caches joined to the
+batch's) and drops the ones that finished or were cancelled, freeing their
+cache. Every step decodes one token for every reply in the batch, each
+sampled with its own parameters and seed (`inference.sampling`).
 
-Only the scheduler thread touches tensors; results reach callers through
-one queue per request, so no caller can starve another (the trap of
-transformers #42943). No Django, no Redis: plain Python and torch.
+Only the scheduler thread touches tensors; results reach callers once per
+step, through a sink or one queue per request, so no caller can starve
+another (the trap of transformers #42943). No Django, no Redis: plain
+Python and torch.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
@@ -30,43 +33,13 @@ from inference.kv_cache import BatchCache
 from inference.loading import ModelInfo, check_vocab, load_model
 from inference.params import SamplingParams
 from inference.sampling import RowParams, check_params, new_generator, sample_batch
+from inference.steps import END, Request, StepOutput, StepSink, check_prompt, iterate
 
 logger = logging.getLogger(__name__)
-
-# How long a caller waits for its next token before it looks at `should_stop` again.
-STOP_POLL_S = 0.02
 
 
 def _never() -> bool:
     return False
-
-
-class _End:
-    """Marks the end of a request's stream in its queue."""
-
-
-_END = _End()
-
-
-@dataclass(eq=False)
-class Request:
-    """One reply in the engine: its prompt, its parameters, and where its tokens go."""
-
-    prompt: list[int]
-    params: SamplingParams
-    budget: int  # the most ids it may generate: max_tokens, within the context
-    generator: torch.Generator
-    tokens: queue.SimpleQueue[int | _End | BaseException] = field(default_factory=queue.SimpleQueue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    generated: int = 0
-    # Ids whose log-probabilities at the first step are wanted (the moderation judge's answers);
-    # filled in by the prefill, before the first id is sent.
-    score_ids: tuple[int, ...] = ()
-    first_logprobs: list[float] | None = None
-
-    def cancel(self) -> None:
-        """Leave the batch at the next step; its cache is freed then."""
-        self.cancelled.set()
 
 
 @dataclass(frozen=True)
@@ -110,7 +83,7 @@ class Engine:
         ValueError here, at the call, not at the first ``next``.
         """
         request = self.submit(prompt_ids, params)
-        return self._stream(request, should_stop)
+        return iterate(request, should_stop)
 
     def first_logprobs(
         self, prompt_ids: list[int], token_ids: Sequence[int], *, timeout_s: float = 30.0
@@ -133,7 +106,7 @@ class Engine:
                     raise TimeoutError(f"no first step within {timeout_s} s") from None
                 if isinstance(item, BaseException):
                     raise item
-                if isinstance(item, _End) or request.first_logprobs is not None:
+                if item is END or request.first_logprobs is not None:
                     break
         finally:
             request.cancel()
@@ -142,32 +115,35 @@ class Engine:
         return request.first_logprobs
 
     def submit(
-        self, prompt_ids: list[int], params: SamplingParams, *, score_ids: Sequence[int] = ()
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        *,
+        score_ids: Sequence[int] = (),
+        sink: StepSink | None = None,
+        tag: Any = None,
     ) -> Request:
-        """Queue a request for the next step; read its ids from `request.tokens`.
+        """Queue a request for the next step.
 
-        With `score_ids`, the first step also records their log-probabilities
-        in `request.first_logprobs` (before the first id is put in `tokens`).
+        Its ids go to `sink`, one call per step for all of that sink's
+        requests (`inference.steps.StepRow`, carrying `tag`), or without a
+        sink to `request.tokens`. With `score_ids`, the first step also
+        records their log-probabilities in `request.first_logprobs` (before
+        the first id is delivered).
         """
         check_params(params)
-        prompt = [int(i) for i in prompt_ids]
-        if not prompt:
-            raise ValueError("prompt_ids is empty")
         vocab = self.model.config.vocab_size
-        if min(prompt) < 0 or max(prompt) >= vocab:
-            raise ValueError(f"prompt_ids must lie in [0, {vocab})")
+        prompt = check_prompt(prompt_ids, vocab=vocab, context_length=self.info.context_length)
         scored = tuple(int(i) for i in score_ids)
         if scored and (min(scored) < 0 or max(scored) >= vocab):
             raise ValueError(f"score_ids must lie in [0, {vocab})")
-        if len(prompt) >= self.info.context_length:
-            raise ValueError(
-                f"prompt of {len(prompt)} tokens leaves no room in the {self.info.context_length}-token context"
-            )
         request = Request(
             prompt=prompt,
             params=params,
             budget=min(params.max_tokens, self.info.context_length - len(prompt)),
             generator=new_generator(params, self.device),
+            sink=sink,
+            tag=tag,
             score_ids=scored,
         )
         with self._wakeup:
@@ -182,24 +158,6 @@ class Engine:
             active=len(batch.requests) if batch else 0, waiting=len(self._waiting), max_batch=self.max_batch
         )
 
-    def _stream(self, request: Request, should_stop: Callable[[], bool]) -> Iterator[int]:
-        try:
-            while True:
-                if should_stop():
-                    return
-                try:
-                    item = request.tokens.get(timeout=STOP_POLL_S)
-                except queue.Empty:
-                    continue
-                if isinstance(item, _End):
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            # Stopped, finished, or abandoned by the caller: free the slot either way.
-            request.cancel()
-
     # --- the scheduler -----------------------------------------------------------------
 
     def _ensure_scheduler(self) -> None:
@@ -208,54 +166,54 @@ class Engine:
             self._thread.start()
 
     def _run(self) -> None:
+        out = StepOutput()
         while True:
             with self._wakeup:
                 while not self._waiting and self._batch is None:
                     self._wakeup.wait()
-                joining = self._take_joining()
+                joining = self._take_joining(out)
             try:
                 with torch.inference_mode():
                     if joining:
-                        self._admit(joining)
+                        self._admit(joining, out)
                     if self._batch is not None:
-                        self._step()
+                        self._step(out)
             except Exception as error:  # a failed step fails its replies, not the engine
                 logger.exception("engine step failed")
                 failed = [*joining, *(self._batch.requests if self._batch else [])]
                 self._batch = None
                 for request in failed:
-                    request.tokens.put(error)
+                    out.end(request, error)
+            out.deliver()
 
-    def _take_joining(self) -> list[Request]:
+    def _take_joining(self, out: StepOutput) -> list[Request]:
         room = self.max_batch - (len(self._batch.requests) if self._batch else 0)
         joining: list[Request] = []
         while self._waiting and len(joining) < room:
             request = self._waiting.popleft()
             if request.cancelled.is_set() or request.budget == 0:
-                request.tokens.put(_END)
+                out.end(request)
             else:
                 joining.append(request)
         return joining
 
-    def _admit(self, joining: list[Request]) -> None:
+    def _admit(self, joining: list[Request], out: StepOutput) -> None:
         """Prefill the newcomers together and join them to the batch with their first token."""
-        newcomers = _Batch.prefill(self, joining)
+        newcomers = _Batch.prefill(self, joining, out)
         self._batch = newcomers if self._batch is None else self._batch.join(newcomers)
 
-    def _step(self) -> None:
+    def _step(self, out: StepOutput) -> None:
         batch = self._batch
         assert batch is not None
-        keep = [
-            i for i, r in enumerate(batch.requests) if not r.cancelled.is_set() and r.generated < r.budget
-        ]
+        keep = [i for i, r in enumerate(batch.requests) if not r.cancelled.is_set() and not r.ended]
         for request in set(batch.requests) - {batch.requests[i] for i in keep}:
-            request.tokens.put(_END)
+            out.end(request)
         if not keep:
             self._batch = None
             return
         if len(keep) < len(batch.requests):
             batch.select(keep)
-        batch.decode(self)
+        batch.decode(self, out)
 
 
 class _Batch:
@@ -275,7 +233,7 @@ class _Batch:
         self.rows = RowParams([r.params for r in requests], last_tokens.device)
 
     @classmethod
-    def prefill(cls, engine: Engine, requests: list[Request]) -> _Batch:
+    def prefill(cls, engine: Engine, requests: list[Request], out: StepOutput) -> _Batch:
         device = engine.device
         longest = max(len(r.prompt) for r in requests)
         ids = torch.zeros(len(requests), longest, dtype=torch.long, device=device)
@@ -288,7 +246,7 @@ class _Batch:
             seen[row, prompt] = True
         cache = BatchCache.empty(engine.model.config)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = engine.model(
+        logits = engine.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
@@ -299,8 +257,8 @@ class _Batch:
         cache.mask = mask
         cache.lengths = mask.sum(-1)
         batch = cls(requests, cache, ids[:, -1], seen)
-        _record_first_logprobs(requests, out.logits[:, -1, :])
-        batch._emit(engine, out.logits[:, -1, :])
+        _record_first_logprobs(requests, logits.logits[:, -1, :])
+        batch._emit(engine, logits.logits[:, -1, :], out)
         return batch
 
     def join(self, other: _Batch) -> _Batch:
@@ -319,28 +277,30 @@ class _Batch:
         self.seen = self.seen[index]
         self.rows = RowParams([r.params for r in self.requests], self.last_tokens.device)
 
-    def decode(self, engine: Engine) -> None:
+    def decode(self, engine: Engine, out: StepOutput) -> None:
         mask, positions = self.cache.extend()
-        out = engine.model(
+        logits = engine.model(
             input_ids=self.last_tokens[:, None],
             attention_mask=mask,
             position_ids=positions[:, None],
             past_key_values=self.cache.hf_cache,
             use_cache=True,
         )
-        self._emit(engine, out.logits[:, -1, :])
+        self._emit(engine, logits.logits[:, -1, :], out)
 
-    def _emit(self, engine: Engine, logits: torch.Tensor) -> None:
-        """Sample one id per row and hand it to its caller; EOS ends a row at the next step."""
+    def _emit(self, engine: Engine, logits: torch.Tensor, out: StepOutput) -> None:
+        """Sample one id per row for its caller; EOS or the budget ends a row (dropped at the next step)."""
         chosen = sample_batch(logits, self.rows, [r.generator for r in self.requests], self.seen)
         self.last_tokens = chosen
         self.seen[torch.arange(len(chosen), device=chosen.device), chosen] = True
         for request, token in zip(self.requests, chosen.tolist(), strict=True):
             if token in engine.eos_ids and not request.params.ignore_eos:
-                request.generated = request.budget  # finished: dropped before the next step
+                out.end(request)
                 continue
             request.generated += 1
-            request.tokens.put(token)
+            out.add(request, token)
+            if request.generated >= request.budget:
+                out.end(request)
 
 
 def _record_first_logprobs(requests: list[Request], logits: torch.Tensor) -> None:

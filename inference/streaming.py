@@ -1,8 +1,9 @@
-"""One reply, from prompt to final text: fit the context, stream, coalesce, stop.
+"""One reply, from prompt to final text: fit the context, decode, gate, coalesce, stop.
 
-Plain Python over an engine that yields token ids: the Celery task supplies
-the callbacks that publish and poll, so this loop runs the same in a test with
-no Redis and no Django.
+`ReplyStream` is one reply's state, fed the engine's ids by whoever holds
+it: `stream_reply` for one reply over an id iterator, or the worker's reply
+loop (`inference.reply_loop`) for every reply at once, step by step. Plain
+Python: it runs the same in a test with no Redis and no Django.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from inference.chat_template import ContextOverflow, fit_chat, fit_raw
 from inference.detokenize import IncrementalDecoder
 from inference.moderation.base import Action, ModerationContext, Verdict
 from inference.moderation.chain import ModerationChain, decide
-from inference.moderation.gate import StreamGate
+from inference.moderation.gate import GateCheck, StreamGate
 from inference.params import SamplingParams
 from inference.stops import StopStrings
 
@@ -66,6 +67,224 @@ class ReplyOutcome:
         return {name: getattr(self, name) for name in STAT_FIELDS}
 
 
+class ReplyStream:
+    """One reply's text on its way out: decode, gate, stop strings, coalesce. No threads, no I/O.
+
+    Made by `open` (input moderation and the prompt, before any generating),
+    then fed the engine's ids as they come (`push`). When `due`, its text is
+    released in two halves, `offer` (what the moderation hooks must pass)
+    and `settle` (their verdicts), so that a loop holding many replies can
+    check all their texts at once; `emission` then gives the next `(seq,
+    text)` to publish. `finish` flushes the rest and says how it ended.
+    """
+
+    def __init__(
+        self,
+        *,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        settings: StreamSettings,
+        moderation: ReplyModeration | None,
+        stop: Sequence[str],
+        started: float,
+        verdicts: list[Verdict],
+    ) -> None:
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.settings = settings
+        self.moderation = moderation
+        self.gate = (
+            StreamGate(moderation.chain, moderation.context, holdback_chars=moderation.holdback_chars)
+            if moderation is not None
+            else None
+        )
+        self.stop_at = StopStrings(stop) if stop else None
+        self.verdicts = verdicts
+        self.started = started
+        self.decoder = IncrementalDecoder()
+        self.seq = 0
+        self.completion = 0
+        self.first_at: float | None = None
+        self.last_at = started
+        self.last_flush = started
+        self.blocked = False
+        self._raw: list[str] = []  # decoded, not yet offered to the gate
+        self._raw_tokens = 0
+        self._check: GateCheck | None = None
+        self._release: list[str] = []  # cleared for the client, not yet emitted
+        self._produced: list[str] = []  # everything emitted, to build the content from
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        messages: Sequence[dict[str, str]],
+        system_prompt: str | None,
+        params: SamplingParams,
+        settings: StreamSettings,
+        moderation: ReplyModeration | None = None,
+        raw: bool = False,
+        stop: Sequence[str] = (),
+        started: float,
+    ) -> ReplyStream | ReplyOutcome:
+        """A reply ready to generate, or its outcome already: blocked by input moderation, or too long."""
+        verdicts: list[Verdict] = []
+        if moderation is not None:
+            verdicts += _noted(moderation.chain.check_input(moderation.context))
+            if decide(verdicts) == Action.BLOCK:
+                return ReplyOutcome("blocked", "", 0, 0, None, None, verdicts=tuple(verdicts))
+        try:
+            prompt = (
+                fit_raw(
+                    messages[-1]["content"],
+                    max_tokens=params.max_tokens,
+                    context_limit=settings.context_limit,
+                )
+                if raw
+                else fit_chat(
+                    messages,
+                    system_prompt,
+                    max_tokens=params.max_tokens,
+                    context_limit=settings.context_limit,
+                )
+            )
+        except ContextOverflow as overflow:
+            return ReplyOutcome("failed", "", 0, 0, None, None, error=str(overflow))
+        return cls(
+            prompt_ids=prompt.ids,
+            params=params,
+            settings=settings,
+            moderation=moderation,
+            stop=stop,
+            started=started,
+            verdicts=verdicts,
+        )
+
+    @property
+    def ended(self) -> bool:
+        """Blocked, or past a stop string: the engine can stop generating for it."""
+        return self.blocked or (self.stop_at is not None and self.stop_at.hit)
+
+    def push(self, token_ids: Sequence[int], now: float) -> None:
+        """Take the engine's next ids."""
+        if not token_ids:
+            return
+        self.completion += len(token_ids)
+        self.first_at = self.first_at if self.first_at is not None else now
+        self.last_at = now
+        self._raw.extend(self.decoder.push(token_id) for token_id in token_ids)
+        self._raw_tokens += len(token_ids)
+
+    def due(self, now: float) -> bool:
+        """Whether text is waiting and it is time to send: the first text at once, then coalesced."""
+        if not self._raw_tokens or self.ended:
+            return False
+        interval = self.settings.coalesce_ms / 1000.0
+        return (
+            self.seq == 0
+            # A stop string is looked for at every step, so the engine stops right there.
+            or self.stop_at is not None
+            or now - self.last_flush >= interval
+            or self._raw_tokens >= self.settings.coalesce_tokens
+        )
+
+    def offer(self) -> GateCheck | None:
+        """Move the decoded text to the gate; what its hooks must check (None: nothing to check)."""
+        delta = "".join(self._raw)
+        self._raw.clear()
+        self._raw_tokens = 0
+        if self.gate is None:
+            self._cleared(delta)
+            return None
+        self._check = self.gate.offer(delta)
+        return self._check
+
+    def settle(self, verdicts: list[Verdict]) -> None:
+        """The verdicts of the last `offer`'s check: release what they allow."""
+        check, self._check = self._check, None
+        assert self.gate is not None and check is not None
+        passed = self.gate.settle(check, verdicts)
+        self.verdicts += _noted(passed.verdicts)
+        if passed.blocked:
+            self.blocked = True
+            return
+        self._cleared(passed.release)
+
+    def emission(self, now: float) -> tuple[int, str] | None:
+        """The next event's `(seq, text)`, or None if nothing was cleared."""
+        self.last_flush = now
+        text = "".join(self._release)
+        self._release.clear()
+        if not text:
+            return None
+        self.seq += 1
+        self._produced.append(text)
+        return self.seq, text
+
+    def flush(self, now: float) -> tuple[int, str] | None:
+        """`offer`, this reply's own check, `settle`, `emission`: one reply on its own."""
+        check = self.offer()
+        if check is not None:
+            assert self.moderation is not None
+            self.settle(self.moderation.chain.check_stream(self.moderation.context, check.text))
+        return self.emission(now)
+
+    def finish(
+        self, *, stopped: bool = False, error: str = ""
+    ) -> tuple[tuple[int, str] | None, ReplyOutcome]:
+        """The engine is done with it: the last event (if any text is left) and the outcome.
+
+        `stopped`: a person asked (ignored when the reply ended on a block or
+        a stop string); `error`: the engine failed.
+        """
+        rest = "".join(self._raw) + self.decoder.flush()
+        self._raw.clear()
+        if self.gate is not None and not self.blocked:
+            last, final = self.gate.feed(rest), self.gate.finish()
+            self.verdicts += _noted((*last.verdicts, *final.verdicts))
+            self.blocked = last.blocked or final.blocked
+            rest = "" if last.blocked else last.release + ("" if final.blocked else final.release)
+        elif self.blocked:
+            rest = ""
+        if self.stop_at is not None and not self.blocked:
+            rest = self.stop_at.feed(rest) + self.stop_at.finish()
+        if self.blocked:
+            self._release.clear()
+            rest = ""
+        self._release.append(rest)
+        status = "complete"
+        if error:
+            status = "failed"
+        elif self.blocked:
+            status = "blocked"
+        elif stopped and not self.ended:
+            status = "stopped"
+        last_event = self.emission(self.last_at)
+        ttft_ms = (self.first_at - self.started) * 1000.0 if self.first_at is not None else None
+        decode_s = self.last_at - self.first_at if self.first_at is not None else 0.0
+        tokens_per_s = (self.completion - 1) / decode_s if self.completion > 1 and decode_s > 0 else None
+        content = "".join(self._produced)
+        outcome = ReplyOutcome(
+            status,
+            content,
+            len(self.prompt_ids),
+            self.completion,
+            ttft_ms,
+            tokens_per_s,
+            error,
+            verdicts=tuple(self.verdicts),
+            original=self.gate.original if self.gate is not None else content,
+        )
+        return last_event, outcome
+
+    def _cleared(self, text: str) -> None:
+        if self.stop_at is not None:
+            # After the gate: only text cleared for the client is searched.
+            text = self.stop_at.feed(text)
+        if text:
+            self._release.append(text)
+
+
 def stream_reply(
     *,
     engine: TokenSource,
@@ -80,134 +299,57 @@ def stream_reply(
     raw: bool = False,
     stop: Sequence[str] = (),
 ) -> ReplyOutcome:
-    """Generate one reply, calling `emit(seq, text)` with coalesced text as it comes.
+    """Generate one reply from an engine's id iterator, calling `emit(seq, text)` as text is cleared.
 
-    The texts emitted, in order, concatenate to the outcome's `content`,
-    which is the tokenizer's decoding of every generated id, less what
-    moderation redacted. `stop_requested` is polled once per coalescing
-    interval, so a stop takes effect within one. With `moderation`, the input
-    is checked first and the text passes the streaming gate before `emit`
-    sees it: a block ends the reply at once. With `raw`, the last message's
-    text is the whole prompt (no chat template, no system prompt). With `stop`
-    strings, the text ends before the first one the model writes, and the reply
-    ends `complete` there.
+    One reply in the calling thread (the worker streams all of its replies
+    from one loop instead: `inference.reply_loop`). The texts emitted, in
+    order, concatenate to the outcome's `content`, which is the tokenizer's
+    decoding of every generated id, less what moderation redacted.
+    `stop_requested` is polled once per coalescing interval. With
+    `moderation`, the input is checked first and the text passes the
+    streaming gate before `emit` sees it: a block ends the reply at once.
+    With `raw`, the last message's text is the whole prompt (no chat
+    template, no system prompt). With `stop` strings, the text ends before
+    the first one the model writes, and the reply ends `complete` there.
     """
     started = clock()
     if stop_requested():
         return ReplyOutcome("stopped", "", 0, 0, None, None)
-    verdicts: list[Verdict] = []
-    if moderation is not None:
-        verdicts += _noted(moderation.chain.check_input(moderation.context))
-        if decide(verdicts) == Action.BLOCK:
-            return ReplyOutcome("blocked", "", 0, 0, None, None, verdicts=tuple(verdicts))
-    gate = (
-        StreamGate(moderation.chain, moderation.context, holdback_chars=moderation.holdback_chars)
-        if moderation is not None
-        else None
+    reply = ReplyStream.open(
+        messages=messages,
+        system_prompt=system_prompt,
+        params=params,
+        settings=settings,
+        moderation=moderation,
+        raw=raw,
+        stop=stop,
+        started=started,
     )
-    try:
-        prompt = (
-            fit_raw(
-                messages[-1]["content"], max_tokens=params.max_tokens, context_limit=settings.context_limit
-            )
-            if raw
-            else fit_chat(
-                messages, system_prompt, max_tokens=params.max_tokens, context_limit=settings.context_limit
-            )
-        )
-    except ContextOverflow as overflow:
-        return ReplyOutcome("failed", "", 0, 0, None, None, error=str(overflow))
-
-    decoder = IncrementalDecoder()
-    interval = settings.coalesce_ms / 1000.0
-    pending: list[str] = []
-    produced: list[str] = []  # everything emitted, to build the content from
-    pending_tokens = 0
-    seq = 0
+    if isinstance(reply, ReplyOutcome):
+        return reply
     stopped = threading.Event()  # read by the engine before each step
-    completion = 0
-    first_at: float | None = None
-    last_at = started
-    last_flush = last_poll = started
-
-    def flush() -> None:
-        nonlocal seq, pending_tokens
-        text = "".join(pending)
-        pending.clear()
-        pending_tokens = 0
-        if text:
-            seq += 1
-            produced.append(text)
-            emit(seq, text)
-
-    status, error = "complete", ""
-    blocked = False
-    stop_at = StopStrings(stop) if stop else None
+    interval = settings.coalesce_ms / 1000.0
+    last_poll = started
+    error = ""
     try:
-        for token_id in engine.generate(prompt.ids, params, should_stop=stopped.is_set):
+        for token_id in engine.generate(reply.prompt_ids, params, should_stop=stopped.is_set):
             now = clock()
-            completion += 1
-            first_at = first_at if first_at is not None else now
-            last_at = now
-            delta = decoder.push(token_id)
-            if gate is not None:
-                passed = gate.feed(delta)
-                verdicts += _noted(passed.verdicts)
-                delta = passed.release
-                if passed.blocked:
-                    blocked = True
-                    stopped.set()
-                    break
-            if stop_at is not None:
-                # After the gate: only text cleared for the client is searched.
-                delta = stop_at.feed(delta)
-                if stop_at.hit:
-                    pending.append(delta)
-                    stopped.set()
-                    break
-            pending.append(delta)
-            pending_tokens += 1
-            # The first text goes out at once: coalescing is for throughput, not for the first token.
-            if seq == 0 or now - last_flush >= interval or pending_tokens >= settings.coalesce_tokens:
-                flush()
-                last_flush = now
+            reply.push((token_id,), now)
+            if reply.due(now) and (event := reply.flush(now)) is not None:
+                emit(*event)
+            if reply.ended:
+                stopped.set()
+                break
             if now - last_poll >= interval:
                 last_poll = now
                 if stop_requested():
                     stopped.set()
-        if stopped.is_set() and not blocked and not (stop_at is not None and stop_at.hit):
-            status = "stopped"
     except Exception as failure:  # the reply fails, the worker and the user's message stay
-        status, error = "failed", f"Generation failed: {failure.__class__.__name__}: {failure}"
-    rest = decoder.flush()
-    if gate is not None and not blocked:
-        last, final = gate.feed(rest), gate.finish()
-        verdicts += _noted((*last.verdicts, *final.verdicts))
-        blocked = last.blocked or final.blocked
-        rest = "" if last.blocked else last.release + ("" if final.blocked else final.release)
-    if stop_at is not None:
-        rest = stop_at.feed(rest) + stop_at.finish()
-    if blocked:
-        status = "blocked"
-        rest = ""
-    pending.append(rest)
-    flush()
-
-    ttft_ms = (first_at - started) * 1000.0 if first_at is not None else None
-    decode_s = last_at - first_at if first_at is not None else 0.0
-    tokens_per_s = (completion - 1) / decode_s if completion > 1 and decode_s > 0 else None
-    content = "".join(produced)
-    return ReplyOutcome(
-        status,
-        content,
-        len(prompt.ids),
-        completion,
-        ttft_ms,
-        tokens_per_s,
-        error,
-        verdicts=tuple(verdicts),
-        original=gate.original if gate is not None else content,
-    )
+        error = f"Generation failed: {failure.__class__.__name__}: {failure}"
+    last, outcome = reply.finish(stopped=stopped.is_set(), error=error)
+    if last is not None:
+        emit(*last)
+    return outcome
 
 
 def _noted(verdicts: Sequence[Verdict]) -> list[Verdict]:

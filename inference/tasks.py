@@ -2,7 +2,10 @@
 
 Start a worker with `celery -A webapp worker -Q inference -P threads -c MAX_BATCH
 -I inference.tasks`. The model is loaded once per process, in the background
-as the worker starts, and shared by every thread.
+as the worker starts, and shared by every thread. Each job thread claims its
+reply, opens it (input moderation, the prompt) and hands it to the process's
+one reply loop (`inference.reply_loop`), which streams every reply at the
+engine's step; the thread then stores the outcome.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
@@ -20,11 +24,12 @@ from inference.engine import Engine
 from inference.moderation import judge
 from inference.moderation.base import ModerationContext
 from inference.moderation.chain import ModerationChain
-from inference.streaming import ReplyModeration, StreamSettings, stream_reply
+from inference.reply_loop import ReplyLoop
+from inference.streaming import ReplyModeration, ReplyOutcome, ReplyStream, StreamSettings
 from inference.tiny import TINY_MODEL_NAME
 from webapp import workers
 from webapp.chat import live, reply_jobs, sweeper
-from webapp.moderation.selectors import policy_mapping
+from webapp.moderation.selectors import enabled_rules, policy_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,7 @@ class _EngineHolder:
         self._lock = threading.Lock()
         self._loaded = threading.Event()
         self.engine: Engine | None = None
+        self.loop: ReplyLoop | None = None
         self.error: str = ""
 
     def load(self) -> None:
@@ -51,6 +57,7 @@ class _EngineHolder:
                     dtype=settings.MODEL_DTYPE or None,
                     max_batch=settings.MAX_BATCH,
                 )
+                self.loop = ReplyLoop(self.engine, publish=live.publish_step, stop_poll=live.stops_requested)
                 logger.info("model loaded: %s", self.engine.info)
             except Exception as error:
                 self.error = str(error)
@@ -58,12 +65,12 @@ class _EngineHolder:
             finally:
                 self._loaded.set()
 
-    def get(self) -> Engine:
+    def get(self) -> tuple[Engine, ReplyLoop]:
         if not self._loaded.is_set():
             self.load()
-        if self.engine is None:
+        if self.engine is None or self.loop is None:
             raise RuntimeError(f"The model could not be loaded: {self.error}")
-        return self.engine
+        return self.engine, self.loop
 
     def status(self) -> dict[str, object]:
         """The heartbeat: model, device, dtype, batch in use, queue length, loading/ready/failed."""
@@ -146,30 +153,34 @@ def _write_reply(message_id: str) -> None:
     if job is None:
         return
     try:
-        engine = holder.get()
+        engine, loop = holder.get()
     except RuntimeError as error:
         reply_jobs.reply_finish(
             message_id=job.message_id, status="failed", content="", stats={}, model_name="", error=str(error)
         )
         return
-    outcome = stream_reply(
-        engine=engine,
-        messages=job.messages,
-        system_prompt=job.system_prompt,
-        params=job.params,
-        settings=StreamSettings(
-            context_limit=min(settings.CONTEXT_LIMIT, engine.info.context_length),
-            coalesce_ms=settings.STREAM_COALESCE_MS,
-            coalesce_tokens=settings.STREAM_COALESCE_TOKENS,
-        ),
-        emit=lambda seq, text: reply_jobs.reply_delta(
-            conversation_id=job.conversation_id, message_id=job.message_id, seq=seq, text=text
-        ),
-        stop_requested=lambda: live.stop_requested(job.message_id),
-        moderation=_moderation(job),
-        raw=job.raw,
-        stop=job.stop,
-    )
+    started = time.monotonic()
+    if live.stop_requested(job.message_id):  # stopped while it waited in the queue
+        outcome = ReplyOutcome("stopped", "", 0, 0, None, None)
+    else:
+        reply = ReplyStream.open(
+            messages=job.messages,
+            system_prompt=job.system_prompt,
+            params=job.params,
+            settings=StreamSettings(
+                context_limit=min(settings.CONTEXT_LIMIT, engine.info.context_length),
+                coalesce_ms=settings.STREAM_COALESCE_MS,
+                coalesce_tokens=settings.STREAM_COALESCE_TOKENS,
+            ),
+            moderation=_moderation(job),
+            raw=job.raw,
+            stop=job.stop,
+            started=started,
+        )
+        if isinstance(reply, ReplyOutcome):
+            outcome = reply
+        else:
+            outcome = loop.run(reply, key=job.message_id, channel=job.conversation_id)
     reply_jobs.reply_finish(
         message_id=job.message_id,
         status=outcome.status,
@@ -182,21 +193,45 @@ def _write_reply(message_id: str) -> None:
     )
 
 
+class _Chains:
+    """The moderation chain, shared by every reply while the rules and policies stay the same.
+
+    Shared so that the reply loop checks every reply's text in one call per
+    hook; rebuilt when staff change a rule or a policy, which reaches a
+    running worker at its next reply.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: object = None
+        self._chain: ModerationChain | None = None
+
+    def get(self) -> ModerationChain:
+        policies = policy_mapping()
+        key = (enabled_rules(), sorted(policies.items()))
+        with self._lock:
+            if self._chain is None or key != self._key:
+                self._chain = ModerationChain.from_paths(
+                    settings.MODERATION_HOOKS,
+                    budget_ms=settings.MODERATION_BUDGET_MS,
+                    fail_closed=settings.MODERATION_FAIL_CLOSED,
+                    policies=policies,
+                )
+                self._key = key
+            return self._chain
+
+
+chains = _Chains()
+
+
 def _moderation(job: reply_jobs.ReplyJob) -> ReplyModeration:
-    # Built for each reply, so rule and policy changes reach a running worker at the next one.
-    chain = ModerationChain.from_paths(
-        settings.MODERATION_HOOKS,
-        budget_ms=settings.MODERATION_BUDGET_MS,
-        fail_closed=settings.MODERATION_FAIL_CLOSED,
-        policies=policy_mapping(),
-    )
     context = ModerationContext(
         conversation_id=job.conversation_id,
         message_id=job.message_id,
         user_id=job.user_id,
         messages=tuple(job.messages),
     )
-    return ReplyModeration(chain=chain, context=context, holdback_chars=settings.STREAM_HOLDBACK_CHARS)
+    return ReplyModeration(chain=chains.get(), context=context, holdback_chars=settings.STREAM_HOLDBACK_CHARS)
 
 
 def _heartbeat() -> None:
@@ -209,10 +244,18 @@ def _heartbeat() -> None:
         _stopping.wait(workers.heartbeat_interval_s())
 
 
+def _on_stop(message_id: str) -> None:
+    if holder.loop is not None:
+        holder.loop.stop(message_id)
+
+
 @worker_ready.connect
 def _on_worker_ready(**_: object) -> None:
     threading.Thread(target=holder.load, name="model-loader", daemon=True).start()
     threading.Thread(target=_heartbeat, name="heartbeat", daemon=True).start()
+    threading.Thread(
+        target=live.listen_for_stops, args=(_on_stop, _stopping), name="stop-listener", daemon=True
+    ).start()
 
 
 @worker_shutdown.connect

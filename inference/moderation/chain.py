@@ -10,7 +10,7 @@ import dataclasses
 import importlib
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
@@ -76,6 +76,34 @@ class ModerationChain:
     def check_output(self, ctx: ModerationContext, text: str) -> list[Verdict]:
         return self._run(Stage.OUTPUT, ctx, (text,))
 
+    def check_stream_many(self, items: Sequence[tuple[ModerationContext, str]]) -> list[list[Verdict]]:
+        """`check_stream` of many replies' texts at once: one call per hook for all of them.
+
+        What the reply loop uses once per engine step. A hook with
+        `check_stream_many(items)` gets them in one call under its budget
+        (the classifier scores them in one product; rules and PII loop in one
+        hop to the pool); any other is called once per text, all in flight
+        together. Each text's verdicts are those `check_stream` would give
+        it, and stop after its first BLOCK.
+        """
+        results: list[list[Verdict]] = [[] for _ in items]
+        live = list(range(len(items)))
+        for hook, policy in self.hooks:
+            if not live:
+                break
+            many = getattr(hook, "check_stream_many", None)
+            one = getattr(hook, "check_stream", None)
+            if many is None and one is None:
+                continue
+            batch = [items[i] for i in live]
+            verdicts = _call_many(many, one, batch, policy)
+            for index, verdict in zip(live, verdicts, strict=True):
+                if self.policies and not getattr(hook, "policy_exempt", False):
+                    verdict = apply_policy(verdict, self.policies, Stage.STREAM)
+                results[index].append(dataclasses.replace(verdict, hook=_hook_name(hook), stage=Stage.STREAM))
+            live = [i for i in live if results[i][-1].action is not Action.BLOCK]
+        return results
+
     def _run(self, stage: Stage, ctx: ModerationContext, args: tuple[str, ...]) -> list[Verdict]:
         """Every hook with the stage's method, in order; stop after the first BLOCK."""
         verdicts: list[Verdict] = []
@@ -99,22 +127,57 @@ def _hook_name(hook: Hook) -> str:
 def _call(method: Callable[..., Verdict], args: tuple[object, ...], policy: HookPolicy) -> Verdict:
     """Run one hook call in the pool and wait at most its budget."""
     started = time.perf_counter()
-    future = _POOL.submit(method, *args)
+    return _result(_POOL.submit(method, *args), started, policy)
+
+
+def _call_many(
+    many: Callable[..., list[Verdict]] | None,
+    one: Callable[..., Verdict] | None,
+    items: list[tuple[ModerationContext, str]],
+    policy: HookPolicy,
+) -> list[Verdict]:
+    """One hook over many texts: in one pool call under one budget if it has `check_stream_many`,
+    else one call per text, all in flight together, each under its own budget (as `_call`)."""
+    started = time.perf_counter()
+    if many is None:
+        assert one is not None
+        futures = [_POOL.submit(one, ctx, text) for ctx, text in items]
+        return [_result(future, started, policy) for future in futures]
+    future = _POOL.submit(many, items)
     try:
-        verdict = future.result(timeout=policy.budget_ms / 1000.0)
-        error = ""
-        if not isinstance(verdict, Verdict):
-            error = f"TypeError: hook returned {type(verdict).__name__}, not a Verdict"
+        verdicts = list(future.result(timeout=policy.budget_ms / 1000.0))
+        if len(verdicts) != len(items):
+            raise ValueError(f"{len(verdicts)} verdicts for {len(items)} texts")
+    except FutureTimeout:
+        future.cancel()
+        return [_failed("timeout", started, policy)] * len(items)
+    except Exception as exc:  # noqa: BLE001 - any failure of a hook is recorded, never raised
+        return [_failed(f"{type(exc).__name__}: {exc}", started, policy)] * len(items)
+    return [_checked(verdict, started, policy) for verdict in verdicts]
+
+
+def _result(future: Future[Verdict], started: float, policy: HookPolicy) -> Verdict:
+    """A call's verdict, waited for until `policy`'s budget from `started` runs out."""
+    remaining = policy.budget_ms / 1000.0 - (time.perf_counter() - started)
+    try:
+        return _checked(future.result(timeout=max(remaining, 0.0)), started, policy)
     except FutureTimeout:
         future.cancel()  # only helps if it has not started; a running call is abandoned
-        error = "timeout"
+        return _failed("timeout", started, policy)
     except Exception as exc:  # noqa: BLE001 - any failure of a hook is recorded, never raised
-        error = f"{type(exc).__name__}: {exc}"
+        return _failed(f"{type(exc).__name__}: {exc}", started, policy)
+
+
+def _checked(verdict: object, started: float, policy: HookPolicy) -> Verdict:
+    if not isinstance(verdict, Verdict):
+        return _failed(f"TypeError: hook returned {type(verdict).__name__}, not a Verdict", started, policy)
+    return dataclasses.replace(verdict, latency_ms=(time.perf_counter() - started) * 1000.0)
+
+
+def _failed(error: str, started: float, policy: HookPolicy) -> Verdict:
+    action = Action.BLOCK if policy.fail_closed else Action.ALLOW
     latency_ms = (time.perf_counter() - started) * 1000.0
-    if error:
-        action = Action.BLOCK if policy.fail_closed else Action.ALLOW
-        return Verdict(action, reason=f"hook failed ({error})", error=error, latency_ms=latency_ms)
-    return dataclasses.replace(verdict, latency_ms=latency_ms)
+    return Verdict(action, reason=f"hook failed ({error})", error=error, latency_ms=latency_ms)
 
 
 def decide(verdicts: Sequence[Verdict]) -> Action:

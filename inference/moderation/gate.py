@@ -30,6 +30,15 @@ _MAX_WORD = 32
 
 
 @dataclass(frozen=True)
+class GateCheck:
+    """Text the hooks must pass before the gate can release up to `limit` pending characters."""
+
+    start: int  # original offset of `text`
+    text: str
+    limit: int
+
+
+@dataclass(frozen=True)
 class GateOutput:
     release: str  # text that may be sent now
     # New verdicts other than ALLOW (and failed hooks), spans in offsets into `original`.
@@ -73,16 +82,31 @@ class StreamGate:
 
     def feed(self, delta: str) -> GateOutput:
         """Take more reply text; return what may now be sent."""
+        check = self.offer(delta)
+        if check is None:
+            return GateOutput("", (), self._blocked)
+        return self.settle(check, self.chain.check_stream(self.ctx, check.text))
+
+    def offer(self, delta: str) -> GateCheck | None:
+        """Take more reply text; return what the hooks must check, or None if nothing could be released.
+
+        `feed` in two halves, so that a caller holding many gates can run
+        their checks together (`ModerationChain.check_stream_many`) and
+        `settle` each with its verdicts.
+        """
         if self._blocked:
-            return GateOutput("", (), True)
+            return None
         self._original.append(delta)
         self._pending += delta
         checkable = self._complete_prefix()
         if checkable - self.holdback <= 0:
-            return GateOutput("")  # nothing could be released: no need to check yet
+            return None  # nothing could be released: no need to check yet
         start, text = self._window(checkable)
-        verdicts = self.chain.check_stream(self.ctx, text)
-        return self._release(verdicts, start, limit=checkable - self.holdback)
+        return GateCheck(start, text, checkable - self.holdback)
+
+    def settle(self, check: GateCheck, verdicts: list[Verdict]) -> GateOutput:
+        """Apply the verdicts of `check`'s text: what may now be sent."""
+        return self._release(verdicts, check.start, limit=check.limit)
 
     def finish(self) -> GateOutput:
         """The reply has ended: check what is left, and the whole reply, and release the rest."""

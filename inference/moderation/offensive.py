@@ -113,11 +113,26 @@ def pieces(text: str) -> list[str]:
 
 def offensive_probability(text: str) -> float:
     """The probability that `text` is offensive: the highest score of its pieces, raw or normalized."""
-    parts = pieces(text[:MAX_CHARS])
-    if not parts:
-        return 0.0
-    candidates = parts + [normalized(part) for part in parts]
-    return float(max(_classifier()(candidates)))
+    return offensive_probabilities([text])[0]
+
+
+def offensive_probabilities(texts: Sequence[str]) -> list[float]:
+    """`offensive_probability` of each text, all scored in one call of the classifier.
+
+    One call costs about 0.9 ms for one text and 0.02 ms a text for sixty:
+    the reply loop scores a whole engine step's windows together.
+    """
+    owners: list[int] = []
+    candidates: list[str] = []
+    for index, text in enumerate(texts):
+        parts = pieces(text[:MAX_CHARS])
+        candidates += parts + [normalized(part) for part in parts]
+        owners += [index] * (2 * len(parts))
+    scores = [0.0] * len(texts)
+    if candidates:
+        for owner, score in zip(owners, _classifier()(candidates), strict=True):
+            scores[owner] = max(scores[owner], float(score))
+    return scores
 
 
 class OffensiveLanguageHook:
@@ -144,11 +159,16 @@ class OffensiveLanguageHook:
     def check_stream(self, ctx: ModerationContext, text: str) -> Verdict:
         return self._check(text)
 
+    def check_stream_many(self, items: Sequence[tuple[ModerationContext, str]]) -> list[Verdict]:
+        return [self._verdict(score) for score in offensive_probabilities([text for _, text in items])]
+
     def check_output(self, ctx: ModerationContext, text: str) -> Verdict:
         return self._check(text)
 
     def _check(self, text: str) -> Verdict:
-        score = offensive_probability(text)
+        return self._verdict(offensive_probability(text))
+
+    def _verdict(self, score: float) -> Verdict:
         if score < self.threshold:
             return ALLOW
         # The reason stays the same from one window to the next, so the gate reports it once.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from inference.moderation.base import ALLOW, Action, ModerationContext, Span, Verdict
@@ -157,6 +157,10 @@ class PiiHook:
 
     def check_stream(self, ctx: ModerationContext, text: str) -> Verdict:
         return self._redact(text)
+
+    def check_stream_many(self, items: Sequence[tuple[ModerationContext, str]]) -> list[Verdict]:
+        # One hop to the chain's pool for a whole engine step's texts.
+        return [self._redact(text) for _, text in items]
 
     def check_output(self, ctx: ModerationContext, text: str) -> Verdict:
         return self._redact(text)

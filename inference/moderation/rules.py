@@ -241,6 +241,10 @@ class RulesHook:
     def check_stream(self, ctx: ModerationContext, text: str) -> Verdict:
         return self._check(text)
 
+    def check_stream_many(self, items: Sequence[tuple[ModerationContext, str]]) -> list[Verdict]:
+        # One hop to the chain's pool for a whole engine step's texts.
+        return [self._check(text) for _, text in items]
+
     def check_output(self, ctx: ModerationContext, text: str) -> Verdict:
         return self._check(text)
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 from transformers import MistralForCausalLM
 
-from inference.engine import Engine, _End, load_engine
+from inference.engine import Engine, load_engine
 from inference.params import SamplingParams
+from inference.steps import End
 from inference.tiny import TINY_MODEL_NAME, build_tiny_model, tiny_config
 
 # "<s>[INST] Hello [/INST]" and a second one, as mistral_common v1 would give them;
@@ -273,7 +274,7 @@ def test_scoring_joins_the_batch_of_ordinary_replies() -> None:
         reply = engine.submit(OTHER_PROMPT, GREEDY)
         scoring = engine.submit(PROMPT, SamplingParams(temperature=0.0, max_tokens=1), score_ids=CANDIDATES)
     tokens = []
-    while not isinstance(item := reply.tokens.get(timeout=30), _End):
+    while not isinstance(item := reply.tokens.get(timeout=30), End):
         tokens.append(item)
     assert batch_sizes[0] == 2  # one prefill for both: the scoring request was batched
     assert scoring.first_logprobs == pytest.approx(_reference_logprobs(PROMPT, CANDIDATES), abs=1e-4)

@@ -3,8 +3,11 @@
 Three things live here and nowhere else:
 - the text streamed so far and its last `seq`, for the `snapshot` a socket
   gets when it connects mid-reply;
-- the stop flag a socket sets and the worker polls;
-- the publisher that puts events on a conversation's channel-layer group.
+- the stop flag a socket sets, pushed to the workers on a pub/sub channel
+  (and kept as a key they can poll, in case a push is lost);
+- the publishers that put events on a conversation's channel-layer group:
+  one event at a time from any thread, or a whole engine step's `token`
+  events, with their live state, in one Redis round trip (`publish_step`).
 
 Nothing in this module keeps per-conversation state in process memory:
 several Daphne processes and several workers share one Redis.
@@ -14,14 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Collection, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import redis
 from channels.layers import channel_layers
 from django.conf import settings
+
+from webapp.chat import events
+
+if TYPE_CHECKING:  # the web process imports no more of the worker than it must
+    from inference.reply_loop import Emission
+
+logger = logging.getLogger(__name__)
 
 # Live keys outlive any real reply but not a crashed worker's leftovers.
 LIVE_TTL_S = 6 * 3600
@@ -85,12 +96,52 @@ def clear_reply(message_id: UUID | str) -> None:
 # --- stopping ---------------------------------------------------------------
 
 
+def _stops_channel() -> str:
+    return _key("stops")
+
+
 def request_stop(message_id: UUID | str) -> None:
-    redis_client().set(_key("stop", message_id), "1", ex=LIVE_TTL_S)
+    """Ask whichever worker writes the reply to stop it: a key it can poll, and a push it hears at once."""
+    with redis_client().pipeline(transaction=False) as pipe:
+        pipe.set(_key("stop", message_id), "1", ex=LIVE_TTL_S)
+        pipe.publish(_stops_channel(), str(message_id))
+        pipe.execute()
 
 
 def stop_requested(message_id: UUID | str) -> bool:
     return bool(redis_client().exists(_key("stop", message_id)))
+
+
+def stops_requested(message_ids: Collection[str]) -> set[str]:
+    """Which of these replies were asked to stop: one round trip for all."""
+    ids = list(message_ids)
+    with redis_client().pipeline(transaction=False) as pipe:
+        for message_id in ids:
+            pipe.exists(_key("stop", message_id))
+        found = pipe.execute()
+    return {message_id for message_id, exists in zip(ids, found, strict=True) if exists}
+
+
+def listen_for_stops(on_stop: Callable[[str], None], stopping: threading.Event) -> None:
+    """Call `on_stop(message_id)` for every stop pushed, until `stopping` is set (run it in a thread).
+
+    Reconnects after Redis blinks; a stop pushed meanwhile is still found
+    by the reply loop's poll of the keys.
+    """
+    while not stopping.is_set():
+        try:
+            pubsub = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True).pubsub(
+                ignore_subscribe_messages=True
+            )
+            pubsub.subscribe(_stops_channel())
+            while not stopping.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    on_stop(message["data"])
+            pubsub.close()
+        except redis.exceptions.RedisError:
+            logger.warning("lost the stop channel; listening again", exc_info=True)
+            stopping.wait(1.0)
 
 
 # --- publishing -------------------------------------------------------------
@@ -137,6 +188,39 @@ def _get_publisher() -> _Publisher:
 def group_send(group: str, message: dict[str, Any]) -> None:
     """Send one Channels message to a group from any thread, through this process's publisher."""
     _get_publisher().group_send(group, message)
+
+
+@functools.cache
+def _step_layer() -> Any:
+    # Only for its serializer: the step's events are published with the pipeline below.
+    return channel_layers.make_backend("default")
+
+
+def group_channel(group: str) -> str:
+    """The Redis pub/sub channel of a group under `RedisPubSubChannelLayer` (its own naming)."""
+    return f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}__group__{group}"
+
+
+def publish_step(emissions: Sequence[Emission]) -> None:
+    """Record and publish one engine step's text of many replies: one MULTI/EXEC round trip.
+
+    For each reply, as `record_delta` then `publish` would, in that order
+    (so snapshots stay safe), but all in one transaction: a snapshot reads
+    the text and `seq` of one step, never half of one.
+    """
+    layer = _step_layer()
+    with redis_client().pipeline(transaction=True) as pipe:
+        for emission in emissions:
+            text_key, seq_key = _key("reply", emission.key, "text"), _key("reply", emission.key, "seq")
+            pipe.append(text_key, emission.text)
+            pipe.expire(text_key, LIVE_TTL_S)
+            pipe.set(seq_key, emission.seq, ex=LIVE_TTL_S)
+            event = events.token_event(emission.key, emission.seq, emission.text)
+            pipe.publish(
+                group_channel(group_name(emission.channel)),
+                layer.serialize({"type": "chat.event", "event": event}),
+            )
+        pipe.execute()
 
 
 def publish(conversation_id: UUID | str, event: dict[str, Any]) -> None:

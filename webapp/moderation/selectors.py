@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from inference.moderation.base import Action
-from webapp.moderation.models import CategoryPolicy, Sanction
+from webapp.moderation.models import CategoryPolicy, Rule, Sanction
 
 
 def sanctions_in_force(user: AbstractBaseUser | int) -> QuerySet[Sanction]:
@@ -36,6 +36,15 @@ def unseen_warnings(user: AbstractBaseUser) -> QuerySet[Sanction]:
     return Sanction.objects.filter(
         user=user, kind=Sanction.Kind.WARN, revoked_at__isnull=True, seen_at__isnull=True
     ).order_by("created_at")
+
+
+def enabled_rules() -> list[tuple[object, ...]]:
+    """The enabled rules as plain rows: what the worker's chain is built from, to see if it changed."""
+    return list(
+        Rule.objects.filter(enabled=True)
+        .order_by("pk")
+        .values_list("pk", "category", "action", "kind", "pattern")
+    )
 
 
 def policy_mapping() -> dict[str, tuple[Action, float]]:

@@ -1,0 +1,145 @@
+"""What an engine hands over once per step: every live request's new ids, and which ended.
+
+The contract between an engine (`inference.engine`, the scripted one in
+tests, a future paged one) and whoever streams its output. A request
+submitted with a `sink` is delivered in `StepRow`s, all of one step's rows
+for that sink in one call, on the engine's thread; a request without one
+gets its ids one by one in its own queue (`Request.tokens`), for callers
+that want an iterator (`iterate`). No torch, no Django.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.params import SamplingParams
+
+# How long an iterating caller waits for its next id before it looks at `should_stop` again.
+STOP_POLL_S = 0.02
+
+
+class End:
+    """Marks the end of a request's stream in its queue."""
+
+
+END = End()
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    """One request's share of one engine step.
+
+    `token_ids` are the ids it produced since its last row (usually one; two
+    when it was prefilled and decoded in the same step; none when it only
+    ended). After a row with `finished`, no row for it follows. `error` is
+    set when the step failed: the request ended without its reply.
+    """
+
+    request: Request
+    token_ids: tuple[int, ...] = ()
+    finished: bool = False
+    error: BaseException | None = None
+
+
+# Called on the engine's thread with one step's rows; it must only hand them over (a queue put).
+StepSink = Callable[[list[StepRow]], None]
+
+
+@dataclass(eq=False)
+class Request:
+    """One reply in an engine: its prompt, its parameters, and where its ids go."""
+
+    prompt: list[int]
+    params: SamplingParams
+    budget: int  # the most ids it may generate: max_tokens, within the context
+    generator: Any = None  # the engine's random generator for this request (torch.Generator)
+    sink: StepSink | None = None
+    # Whatever the submitter wants back with each row (the reply loop's own state).
+    tag: Any = None
+    tokens: queue.SimpleQueue[int | End | BaseException] = field(default_factory=queue.SimpleQueue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    generated: int = 0
+    ended: bool = False  # its last row (or END) has been delivered
+    # Ids whose log-probabilities at the first step are wanted (the moderation judge's answers);
+    # filled in by the prefill, before the first id is delivered.
+    score_ids: tuple[int, ...] = ()
+    first_logprobs: list[float] | None = None
+
+    def cancel(self) -> None:
+        """Leave the batch at the next step; its last row says `finished`."""
+        self.cancelled.set()
+
+
+class StepOutput:
+    """Collects one step's rows, then delivers them: one call per sink, queue puts for the rest."""
+
+    def __init__(self) -> None:
+        self._rows: dict[Request, StepRow] = {}
+
+    def add(self, request: Request, token_id: int) -> None:
+        row = self._rows.get(request)
+        ids = (*row.token_ids, token_id) if row is not None else (token_id,)
+        self._rows[request] = StepRow(request, ids)
+
+    def end(self, request: Request, error: BaseException | None = None) -> None:
+        """The request ends at this step (once: a second end is ignored)."""
+        if request.ended:
+            return
+        request.ended = True
+        row = self._rows.get(request)
+        self._rows[request] = StepRow(request, row.token_ids if row else (), True, error)
+
+    def deliver(self) -> None:
+        by_sink: dict[StepSink, list[StepRow]] = {}
+        for row in self._rows.values():
+            sink = row.request.sink
+            if sink is not None:
+                by_sink.setdefault(sink, []).append(row)
+                continue
+            for token_id in row.token_ids:
+                row.request.tokens.put(token_id)
+            if row.error is not None:
+                row.request.tokens.put(row.error)
+            elif row.finished:
+                row.request.tokens.put(END)
+        self._rows.clear()
+        for sink, rows in by_sink.items():
+            sink(rows)
+
+
+def iterate(request: Request, should_stop: Callable[[], bool]) -> Iterator[int]:
+    """A request's ids one at a time, from its queue; cancels it when left early."""
+    try:
+        while True:
+            if should_stop():
+                return
+            try:
+                item = request.tokens.get(timeout=STOP_POLL_S)
+            except queue.Empty:
+                continue
+            if isinstance(item, End):
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        # Stopped, finished, or abandoned by the caller: free the slot either way.
+        request.cancel()
+
+
+def check_prompt(prompt_ids: Sequence[int], *, vocab: int, context_length: int) -> list[int]:
+    """The prompt as ints; ValueError if it is empty, out of the vocabulary, or fills the context."""
+    prompt = [int(i) for i in prompt_ids]
+    if not prompt:
+        raise ValueError("prompt_ids is empty")
+    if min(prompt) < 0 or max(prompt) >= vocab:
+        raise ValueError(f"prompt_ids must lie in [0, {vocab})")
+    if len(prompt) >= context_length:
+        raise ValueError(
+            f"prompt of {len(prompt)} tokens leaves no room in the {context_length}-token context"
+        )
+    return prompt
