@@ -7,6 +7,8 @@ coalesces, and publishes the step's events in one call, so the host's cost
 per token stays small and does not grow with the number of chats. Job
 threads (Celery's) only open a reply, wait for its outcome, and store it.
 
+The end of a reply (its last text, the checks of the whole reply) runs
+in its job thread, so one reply's end never holds up the others' steps.
 A stop is pushed (`stop(key)`: the engine drops the row at its next step);
 `stop_poll`, if given, is asked every `stop_poll_s` which live replies were
 asked to stop, in case a push was lost. No Django, no Redis: the caller
@@ -121,8 +123,20 @@ class ReplyLoop:
         finally:
             with self._lock:
                 self._live.pop(key, None)
-        assert live.outcome is not None
-        return live.outcome
+        if live.outcome is not None:  # the loop failed it
+            return live.outcome
+        # The engine is done with it: its last text and checks (the whole reply's
+        # `check_output`) run here, in the job's thread, not in the loop's.
+        last, outcome = reply.finish(stopped=live.stop_requested, error=live.error)
+        if last is not None:
+            try:
+                self._publish([Emission(key, channel, *last)])
+            except Exception as failure:  # noqa: BLE001 - the reply ends failed, with what it has
+                logger.warning("could not publish the end of %s", key, exc_info=True)
+                outcome = dataclasses.replace(
+                    outcome, status="failed", error=f"The worker failed: {failure.__class__.__name__}"
+                )
+        return outcome
 
     def stop(self, key: str) -> bool:
         """Stop a reply streaming here (from any thread); False if it is not here."""
@@ -200,10 +214,6 @@ class ReplyLoop:
                 if live.reply.ended and live.request is not None:
                     live.request.cancel()  # blocked or at a stop string: the engine can stop
             finished = [live for live in touched if live.finished]
-            for live in finished:
-                last, live.outcome = live.reply.finish(stopped=live.stop_requested, error=live.error)
-                if last is not None:
-                    emissions.append(Emission(live.key, live.channel, *last))
         except Exception as failure:  # a bug must not leave job threads waiting forever
             logger.exception("the reply loop failed a step")
             self._fail(touched, failure)
@@ -245,11 +255,9 @@ class ReplyLoop:
                 continue
             if live.request is not None:
                 live.request.cancel()
-            outcome = live.outcome
-            if outcome is None:
-                try:
-                    _, outcome = live.reply.finish(error=error)
-                except Exception:  # the reply's own state is what failed
-                    outcome = ReplyOutcome("failed", "", len(live.reply.prompt_ids), 0, None, None, error)
+            try:
+                _, outcome = live.reply.finish(error=error)
+            except Exception:  # the reply's own state is what failed
+                outcome = ReplyOutcome("failed", "", len(live.reply.prompt_ids), 0, None, None, error)
             live.outcome = dataclasses.replace(outcome, status="failed", error=error)
             live.done.set()

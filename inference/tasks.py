@@ -17,6 +17,7 @@ import time
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
+from django import db
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -180,6 +181,9 @@ def _write_reply(message_id: str) -> None:
         if isinstance(reply, ReplyOutcome):
             outcome = reply
         else:
+            # The thread only waits now: give its database connection back, so that
+            # MAX_BATCH replies in flight do not hold MAX_BATCH connections open.
+            db.connection.close()
             outcome = loop.run(reply, key=job.message_id, channel=job.conversation_id)
     reply_jobs.reply_finish(
         message_id=job.message_id,

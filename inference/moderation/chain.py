@@ -81,10 +81,11 @@ class ModerationChain:
 
         What the reply loop uses once per engine step. A hook with
         `check_stream_many(items)` gets them in one call under its budget
-        (the classifier scores them in one product; rules and PII loop in one
-        hop to the pool); any other is called once per text, all in flight
-        together. Each text's verdicts are those `check_stream` would give
-        it, and stop after its first BLOCK.
+        (the classifier scores them in one product), in this thread if it
+        says it is `inline` (bounded work: no hop to the pool, no budget);
+        any other is called once per text, all in flight together. Each
+        text's verdicts are those `check_stream` would give it, and stop
+        after its first BLOCK.
         """
         results: list[list[Verdict]] = [[] for _ in items]
         live = list(range(len(items)))
@@ -96,11 +97,20 @@ class ModerationChain:
             if many is None and one is None:
                 continue
             batch = [items[i] for i in live]
-            verdicts = _call_many(many, one, batch, policy)
+            if many is not None and getattr(hook, "inline", False):
+                verdicts = _call_inline(many, batch, policy)
+            else:
+                verdicts = _call_many(many, one, batch, policy)
+            name = _hook_name(hook)
+            allow = Verdict(Action.ALLOW, hook=name, stage=Stage.STREAM)
+            exempt = not self.policies or getattr(hook, "policy_exempt", False)
             for index, verdict in zip(live, verdicts, strict=True):
-                if self.policies and not getattr(hook, "policy_exempt", False):
-                    verdict = apply_policy(verdict, self.policies, Stage.STREAM)
-                results[index].append(dataclasses.replace(verdict, hook=_hook_name(hook), stage=Stage.STREAM))
+                if verdict.action is Action.ALLOW and not verdict.categories and not verdict.error:
+                    results[index].append(allow)  # the common case, with nothing to keep
+                    continue
+                if not exempt:
+                    verdict = apply_policy(verdict, self.policies, Stage.STREAM)  # type: ignore[arg-type]
+                results[index].append(dataclasses.replace(verdict, hook=name, stage=Stage.STREAM))
             live = [i for i in live if results[i][-1].action is not Action.BLOCK]
         return results
 
@@ -154,6 +164,23 @@ def _call_many(
     except Exception as exc:  # noqa: BLE001 - any failure of a hook is recorded, never raised
         return [_failed(f"{type(exc).__name__}: {exc}", started, policy)] * len(items)
     return [_checked(verdict, started, policy) for verdict in verdicts]
+
+
+def _call_inline(
+    many: Callable[..., list[Verdict]], items: list[tuple[ModerationContext, str]], policy: HookPolicy
+) -> list[Verdict]:
+    """A bounded hook over many texts, in this thread; a failure fails every text."""
+    started = time.perf_counter()
+    try:
+        verdicts = list(many(items))
+        if len(verdicts) != len(items):
+            raise ValueError(f"{len(verdicts)} verdicts for {len(items)} texts")
+    except Exception as exc:  # noqa: BLE001 - any failure of a hook is recorded, never raised
+        return [_failed(f"{type(exc).__name__}: {exc}", started, policy)] * len(items)
+    return [
+        v if isinstance(v, Verdict) and v.action is Action.ALLOW else _checked(v, started, policy)
+        for v in verdicts
+    ]
 
 
 def _result(future: Future[Verdict], started: float, policy: HookPolicy) -> Verdict:

@@ -67,8 +67,16 @@ def fold_char(char: str, leet: bool) -> str:
     return "".join(table.get(c, _CONFUSABLES.get(c, c)) for c in text)
 
 
+_LEET_TABLE = str.maketrans(_LEET)
+
+
 def fold(text: str, *, leet: bool = True) -> Folded:
     """Fold `text` character by character, recording where each folded character came from."""
+    if text.isascii():
+        # The common case, at C speed: an ASCII character folds to one character (its
+        # lower case, then leetspeak); no look-alike, mark or invisible one is ASCII.
+        lowered = text.lower()
+        return Folded(lowered.translate(_LEET_TABLE) if leet else lowered, tuple(range(len(text))))
     out: list[str] = []
     origin: list[int] = []
     for index, char in enumerate(text):

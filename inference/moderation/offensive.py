@@ -139,6 +139,7 @@ class OffensiveLanguageHook:
     """Flag (or block, by `action`) text whose offensive probability reaches `threshold`."""
 
     name = "offensive"
+    inline = True  # a linear model over a bounded text: the reply loop runs it in its own thread
     # Profanity is not one of the nine categories: it is filed under hate_and_discrimination
     # for want of a better one, and the category's policy (block at 0.8 by default) would turn
     # every swear word into a blocked reply. The hook's own threshold and action decide.

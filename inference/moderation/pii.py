@@ -147,6 +147,7 @@ class PiiHook:
     """Redact personal data in replies; flag it in what the user typed."""
 
     name = "pii"
+    inline = True  # bounded regex work: the reply loop runs it in its own thread
 
     def check_input(self, ctx: ModerationContext) -> Verdict:
         text = ctx.messages[-1].get("content", "") if ctx.messages else ""

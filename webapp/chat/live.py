@@ -192,7 +192,7 @@ def group_send(group: str, message: dict[str, Any]) -> None:
 
 @functools.cache
 def _step_layer() -> Any:
-    # Only for its serializer: the step's events are published with the pipeline below.
+    # Only for its serializer: a step's events are published by the script below.
     return channel_layers.make_backend("default")
 
 
@@ -201,26 +201,47 @@ def group_channel(group: str) -> str:
     return f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}__group__{group}"
 
 
-def publish_step(emissions: Sequence[Emission]) -> None:
-    """Record and publish one engine step's text of many replies: one MULTI/EXEC round trip.
+# One engine step's events, recorded and published in one command (a script runs atomically,
+# so a snapshot reads the text and `seq` of a whole step, never half of one). Per reply, in
+# KEYS: its text and seq keys; in ARGV after the TTL: its text, seq, channel and event.
+_STEP_SCRIPT = """
+local ttl = ARGV[1]
+for i = 1, #KEYS, 2 do
+  local a = 2 + (i - 1) * 2
+  redis.call('APPEND', KEYS[i], ARGV[a])
+  redis.call('EXPIRE', KEYS[i], ttl)
+  redis.call('SET', KEYS[i + 1], ARGV[a + 1], 'EX', ttl)
+  redis.call('PUBLISH', ARGV[a + 2], ARGV[a + 3])
+end
+return #KEYS / 2
+"""
 
-    For each reply, as `record_delta` then `publish` would, in that order
-    (so snapshots stay safe), but all in one transaction: a snapshot reads
-    the text and `seq` of one step, never half of one.
+
+@functools.cache
+def _step_script() -> Any:
+    return redis_client().register_script(_STEP_SCRIPT)
+
+
+def publish_step(emissions: Sequence[Emission]) -> None:
+    """Record and publish one engine step's text of many replies: one Redis command.
+
+    For each reply, what `record_delta` then `publish` do, in that order (so
+    snapshots stay safe); the events go straight to the groups' pub/sub
+    channels, serialized as the channel layer does.
     """
     layer = _step_layer()
-    with redis_client().pipeline(transaction=True) as pipe:
-        for emission in emissions:
-            text_key, seq_key = _key("reply", emission.key, "text"), _key("reply", emission.key, "seq")
-            pipe.append(text_key, emission.text)
-            pipe.expire(text_key, LIVE_TTL_S)
-            pipe.set(seq_key, emission.seq, ex=LIVE_TTL_S)
-            event = events.token_event(emission.key, emission.seq, emission.text)
-            pipe.publish(
-                group_channel(group_name(emission.channel)),
-                layer.serialize({"type": "chat.event", "event": event}),
-            )
-        pipe.execute()
+    keys: list[str] = []
+    args: list[Any] = [LIVE_TTL_S]
+    for emission in emissions:
+        keys += [_key("reply", emission.key, "text"), _key("reply", emission.key, "seq")]
+        event = events.token_event(emission.key, emission.seq, emission.text)
+        args += [
+            emission.text,
+            emission.seq,
+            group_channel(group_name(emission.channel)),
+            layer.serialize({"type": "chat.event", "event": event}),
+        ]
+    _step_script()(keys=keys, args=args)
 
 
 def publish(conversation_id: UUID | str, event: dict[str, Any]) -> None:

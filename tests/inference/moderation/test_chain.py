@@ -9,7 +9,7 @@ import pytest
 from inference.moderation.base import ALLOW, Action, ModerationContext, Stage, Verdict
 from inference.moderation.chain import HookPolicy, ModerationChain, decide
 from inference.moderation.pii import PiiHook
-from inference.moderation.rules import RulesHook
+from inference.moderation.rules import Rule, RulesHook
 
 CTX = ModerationContext("c1", "m1", "u1", ({"role": "user", "content": "hi"},))
 
@@ -111,3 +111,75 @@ def test_a_hook_with_its_own_budget_keeps_it() -> None:
     [slow, sleepy] = chain.check_output(CTX, "text")
     assert slow.action is Action.FLAG and not slow.error
     assert sleepy.error == "timeout"
+
+
+# --- many texts at once: what the reply loop runs once per engine step ---------------
+
+
+class Blocking:
+    """Blocks any text with "stop" in it; no `check_stream_many`, so it is called per text."""
+
+    name = "blocking"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def check_stream(self, ctx: ModerationContext, text: str) -> Verdict:
+        self.texts.append(text)
+        return Verdict(Action.BLOCK, ("violence_and_threats",)) if "stop" in text else ALLOW
+
+
+class BrokenOnSome:
+    name = "broken-on-some"
+
+    def check_stream(self, ctx: ModerationContext, text: str) -> Verdict:
+        if "boom" in text:
+            raise RuntimeError("boom")
+        return Verdict(Action.FLAG, reason="seen")
+
+
+def test_check_stream_many_gives_each_text_what_check_stream_gives_it() -> None:
+    rules = RulesHook([Rule("violence_and_threats", Action.BLOCK, "word", "kill")])
+    chain = ModerationChain(
+        [(rules, HookPolicy()), (PiiHook(), HookPolicy()), (BrokenOnSome(), HookPolicy())]
+    )
+    texts = ["all fine here", "mail me at jane@example.com", "kill it", "boom goes it", ""]
+    many = chain.check_stream_many([(CTX, text) for text in texts])
+    one = [chain.check_stream(CTX, text) for text in texts]
+    strip = lambda verdicts: [(v.hook, v.action, v.categories, v.spans, v.error) for v in verdicts]  # noqa: E731
+    assert [strip(v) for v in many] == [strip(v) for v in one]
+    assert many[2][-1].action is Action.BLOCK and len(many[2]) == 1  # nothing after a block
+    assert many[3][-1].error.startswith("RuntimeError")  # one text's failure is that text's alone
+    assert many[0][-1].action is Action.FLAG
+
+
+def test_check_stream_many_stops_each_text_at_its_own_block() -> None:
+    blocking, calls = Blocking(), []
+    chain = ModerationChain([(blocking, HookPolicy()), (Fixed("after", Action.FLAG, calls), HookPolicy())])
+    many = chain.check_stream_many([(CTX, "go on"), (CTX, "stop now"), (CTX, "carry on")])
+    assert [len(v) for v in many] == [2, 1, 2]
+    assert len(calls) == 2  # the hook after the block saw the two other texts only
+
+
+def test_a_batched_hook_over_its_budget_fails_every_text_it_covered() -> None:
+    class SlowMany:
+        name = "slow-many"
+
+        def check_stream_many(self, items: list) -> list[Verdict]:
+            time.sleep(0.3)
+            return [ALLOW for _ in items]
+
+    chain = ModerationChain([(SlowMany(), HookPolicy(budget_ms=20, fail_closed=True))])
+    many = chain.check_stream_many([(CTX, "a"), (CTX, "b")])
+    assert [(v[0].action, v[0].error) for v in many] == [(Action.BLOCK, "timeout")] * 2
+
+
+def test_a_batched_hook_that_miscounts_fails_every_text() -> None:
+    class Short:
+        name = "short"
+
+        def check_stream_many(self, items: list) -> list[Verdict]:
+            return [ALLOW]
+
+    many = ModerationChain([(Short(), HookPolicy())]).check_stream_many([(CTX, "a"), (CTX, "b")])
+    assert all(v[0].error.startswith("ValueError") for v in many)

@@ -14,6 +14,7 @@ from inference.moderation.offensive import (
     _classifier,
     _linear_sigmoid,
     normalized,
+    offensive_probabilities,
     offensive_probability,
     pieces,
 )
@@ -142,3 +143,16 @@ def test_the_fast_path_computes_the_librarys_probabilities() -> None:
     assert list(_classifier()(texts)) == pytest.approx(list(library.predict_prob(texts)), abs=1e-9)
     assert _linear_sigmoid(library.model) is not None  # the shipped model takes the fast path
     assert _linear_sigmoid(object()) is None  # anything else falls back to the library
+
+
+def test_scoring_many_texts_at_once_gives_each_its_own_score() -> None:
+    texts = ["you stupid bitch", "What a lovely afternoon for a walk.", "", "f u c k you. Thanks for asking!"]
+    together = offensive_probabilities(texts)
+    assert together == pytest.approx([offensive_probability(text) for text in texts])
+    assert together[0] > 0.9 > together[1] and together[2] == 0.0
+
+
+def test_the_hook_judges_a_step_of_texts_as_it_judges_each() -> None:
+    hook = OffensiveLanguageHook()
+    items = [(CTX, "you stupid bitch"), (CTX, "a calm and kind reply")]
+    assert hook.check_stream_many(items) == [hook.check_stream(ctx, text) for ctx, text in items]

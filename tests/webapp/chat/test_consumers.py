@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import uuid
 
 import pytest
@@ -11,6 +13,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 
+from inference.reply_loop import Emission
 from webapp.chat import live, reply_jobs, services
 from webapp.chat.models import Conversation, Message
 from webapp.chat.routing import websocket_urlpatterns
@@ -246,6 +249,70 @@ async def test_snapshot_then_only_newer_tokens(enqueued: list[str]) -> None:
     }
     assert live.read_snapshot(reply.id) == (0, "")
     await comm.disconnect()
+
+
+async def test_a_step_published_at_once_reaches_each_conversation_and_its_snapshot(
+    enqueued: list[str],
+) -> None:
+    user = await make_user()
+    first, second = await make_conversation(user), await make_conversation(user)
+    replies = [
+        await database_sync_to_async(Message.objects.create)(
+            conversation=c, role="assistant", status="streaming"
+        )
+        for c in (first, second)
+    ]
+    sockets = [await open_socket(first, user), await open_socket(second, user)]
+    for comm in sockets:
+        assert (await receive(comm))["type"] == "snapshot"
+    await database_sync_to_async(live.publish_step)(
+        [
+            Emission(str(replies[0].id), str(first.id), 1, "One "),
+            Emission(str(replies[1].id), str(second.id), 1, "Two "),
+            Emission(str(replies[0].id), str(first.id), 2, "more"),
+        ]
+    )
+    assert [await receive(sockets[0]), await receive(sockets[0])] == [
+        {"type": "token", "message_id": str(replies[0].id), "seq": 1, "text": "One "},
+        {"type": "token", "message_id": str(replies[0].id), "seq": 2, "text": "more"},
+    ]
+    assert await receive(sockets[1]) == {
+        "type": "token",
+        "message_id": str(replies[1].id),
+        "seq": 1,
+        "text": "Two ",
+    }
+    await sockets[1].receive_nothing(timeout=0.2)
+    assert live.read_snapshot(replies[0].id) == (2, "One more")
+    assert live.read_snapshot(replies[1].id) == (1, "Two ")
+    for comm in sockets:
+        await comm.disconnect()
+
+
+async def test_a_stop_is_pushed_to_the_listening_workers(enqueued: list[str]) -> None:
+    heard: list[str] = []
+    stopping = threading.Event()
+    listener = threading.Thread(target=live.listen_for_stops, args=(heard.append, stopping), daemon=True)
+    listener.start()
+    try:
+        user = await make_user()
+        conversation = await make_conversation(user)
+        comm = await open_socket(conversation, user)
+        await comm.send_to(text_data=json.dumps({"type": "send", "content": "go"}))
+        await receive(comm)
+        reply_id = (await receive(comm))["message_id"]
+        await asyncio.sleep(0.3)  # the listener has subscribed
+        await comm.send_to(text_data=json.dumps({"type": "stop"}))
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.05)
+        assert heard == [reply_id]
+        assert live.stops_requested([reply_id, str(uuid.uuid4())]) == {reply_id}
+        await comm.disconnect()
+    finally:
+        stopping.set()
+        listener.join(timeout=5)
 
 
 async def test_stop_sets_the_flag_the_worker_polls(enqueued: list[str]) -> None:
