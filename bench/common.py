@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,3 +89,14 @@ def cpu_seconds(pid: int) -> dict[int, float]:
             continue
         seconds[member] = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return seconds
+
+
+def top_frames(collapsed: Path, count: int = 15) -> str:
+    """The frames on top of a collapsed-stacks profile (py-spy `--format raw`) most often, with their share."""
+    own: Counter[str] = Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if ";" in stack:  # not a bare process frame (py-spy --gil: the GIL held outside Python)
+            own[stack.rsplit(";", 1)[-1]] += int(samples)
+    total = sum(own.values()) or 1
+    return "\n".join(f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(count))

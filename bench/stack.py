@@ -22,15 +22,22 @@ of `--reply-tokens` or more tokens. Measured at the clients:
 second stack from it (same venv); the points run alternately on both trees,
 and the table shows both rows per point. Points are `N` or `N@MS` (step ms).
 
-    .venv/bin/python bench/stack.py                                    # 1,16,64,128@5 on this tree
-    .venv/bin/python bench/stack.py --baseline main --points 1,16,64 --markdown
-    .venv/bin/python bench/stack.py --points 64 --profile /tmp/stack-prof  # py-spy on worker and Daphne
+    .venv/bin/python bench/stack.py                                   # 1,16,64,128@5 on this tree
+    .venv/bin/python bench/stack.py --baseline e859c23 --points 1,16,64 --markdown
+    .venv/bin/python bench/stack.py --points 64 --profile /tmp/stack-prof  # py-spy, see below
 
-`--profile DIR` runs `py-spy record --format raw` (collapsed stacks: open them
-in speedscope.app or flamegraph.pl) on the worker and on Daphne during the
-largest point and prints the worker's top frames; profiled rows are marked,
-as py-spy's sampling costs CPU too. py-spy is not a project requirement:
+`--row-ms` sets `SCRIPTED_ROW_S`, an engine cost per live row per step
+(a step then takes step + N x row). `--profile DIR` runs `py-spy record
+--format raw --gil --nonblocking` on the worker and on Daphne during the
+largest point (collapsed stacks of the thread holding the GIL: open them in
+speedscope.app or flamegraph.pl) and prints the worker's top frames; the row
+is marked, as sampling costs some CPU. py-spy is not a project requirement:
 `.venv/bin/python -m pip install py-spy`.
+
+The people are made in one `manage.py shell` with a fast password hasher
+(the sign-up page hashes for ~1 s a person on a busy 2-core machine); each
+stack's start and the stored-reply check per point are a process each, so a
+run of 1,16,64 on two trees takes ~6 minutes on a loaded 2-core machine.
 """
 
 from __future__ import annotations
@@ -48,7 +55,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -60,7 +66,7 @@ if str(ROOT) not in sys.path:
 
 import websockets  # noqa: E402
 
-from bench.common import cpu_seconds, fmt, format_table, machine_description, percentile  # noqa: E402
+from bench.common import cpu_seconds, fmt, format_table, machine_description, percentile, top_frames  # noqa: E402
 from inference.chat_template import sentencepiece_processor  # noqa: E402
 from tests.support.stack import VENV_BIN, Client, Stack  # noqa: E402
 
@@ -86,6 +92,12 @@ HEADERS = (
 class Point:
     chats: int
     step_s: float
+    row_s: float = 0.0
+
+    @property
+    def engine_step_s(self) -> float:
+        """One step of the scripted engine with every chat live: the step, plus the cost per row."""
+        return self.step_s + self.chats * self.row_s
 
 
 @dataclass
@@ -115,11 +127,11 @@ class Tree:
     step_s: float = 0.0
 
 
-def parse_points(text: str, step_ms: float) -> list[Point]:
+def parse_points(text: str, step_ms: float, row_ms: float) -> list[Point]:
     points = []
     for part in text.split(","):
         chats, _, ms = part.strip().partition("@")
-        points.append(Point(int(chats), float(ms or step_ms) / 1000))
+        points.append(Point(int(chats), float(ms or step_ms) / 1000, row_ms / 1000))
     return points
 
 
@@ -228,7 +240,7 @@ def start_profile(tree: Tree, chats: int, directory: Path) -> list[tuple[subproc
     profilers = []
     for role, process in (("worker", tree.stack.worker), ("daphne", tree.stack.daphne)):
         output = directory / f"{tree.label.replace(' ', '-')}-{role}-n{chats}.txt"
-        argv = [spy, "record", "--pid", str(process.pid), "--rate", "100", "--format", "raw"]
+        argv = [spy, "record", "--pid", str(process.pid), "--format", "raw", "--nonblocking", "--gil"]
         argv += ["--subprocesses", "--output", str(output)]
         log = open(output.with_suffix(".log"), "wb")  # noqa: SIM115 - closed with the process
         profilers.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), output))
@@ -249,17 +261,6 @@ def stop_profile(profilers: list[tuple[subprocess.Popen, Path]]) -> None:
             print(f"py-spy exited {profiler.returncode}: {log}", file=sys.stderr)
         elif "-worker-" in output.name:
             print(f"\n{output}: top frames by own samples\n{top_frames(output)}")
-
-
-def top_frames(collapsed: Path, count: int = 15) -> str:
-    """The frames that were on top of the stack most often, with their share of samples."""
-    own: Counter[str] = Counter()
-    for line in collapsed.read_text().splitlines():
-        stack, _, samples = line.rpartition(" ")
-        if stack:
-            own[stack.rsplit(";", 1)[-1]] += int(samples)
-    total = sum(own.values()) or 1
-    return "\n".join(f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(count))
 
 
 def set_step(tree: Tree, step_s: float, max_tokens: int) -> None:
@@ -290,8 +291,8 @@ def measure(tree: Tree, point: Point, tokens: int, profile: Path | None, profile
     )
     delivered = sum(r.completion_tokens for r in finished)
     wall = max((r.done for r in finished), default=time.perf_counter()) - min(r.sent for r in replies)
-    ttft = [(r.first - r.sent - point.step_s) * 1000 for r in replies if r.first is not None]
-    demanded = point.chats / point.step_s
+    ttft = [(r.first - r.sent - point.engine_step_s) * 1000 for r in replies if r.first is not None]
+    demanded = point.chats / point.engine_step_s
     per_1k = 1000 / delivered if delivered else float("nan")
     return [
         tree.label + (" (profiled)" if profilers else ""),
@@ -390,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
 
-    points = parse_points(args.points, args.step_ms)
+    points = parse_points(args.points, args.step_ms, args.row_ms)
     most = max(p.chats for p in points)
     reply, tokens = scripted_reply(args.reply_tokens)
     env = {
@@ -418,9 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             # Alternate which tree goes first, so a drift in the machine's load favours neither.
             measured = {}
             for tree in trees if index % 2 == 0 else trees[::-1]:
-                began = time.perf_counter()
                 measured[tree.label] = measure(tree, point, tokens, args.profile, point.chats == most)
-                print(f"{tree.label}, N={point.chats}: {time.perf_counter() - began:.0f} s", flush=True)
                 print(format_table(HEADERS, [measured[tree.label]], markdown=False), flush=True)
             rows += [measured[tree.label] for tree in trees]
     print(f"\nwhole run: {time.perf_counter() - started:.0f} s; load average now {os.getloadavg()[0]:.2f}")
