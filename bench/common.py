@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -59,3 +61,42 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, markd
 
 def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, queue = [], [pid]
+    while queue:
+        tree.append(queue.pop())
+        queue += parents.get(tree[-1], [])
+    return tree
+
+
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time (user + system, children it reaped included) of each process in `pid`'s tree."""
+    seconds = {}
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[member] = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def top_frames(collapsed: Path, count: int = 15) -> str:
+    """The frames on top of a collapsed-stacks profile (py-spy `--format raw`) most often, with their share."""
+    own: Counter[str] = Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if ";" in stack:  # not a bare process frame (py-spy --gil: the GIL held outside Python)
+            own[stack.rsplit(";", 1)[-1]] += int(samples)
+    total = sum(own.values()) or 1
+    return "\n".join(f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(count))

@@ -57,6 +57,8 @@ def _create_database(name: str, tmp: Path) -> tuple[str, object]:
 class Stack:
     tmp: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The tree the processes run from (a benchmark runs another revision's checkout); same venv.
+    root: Path = ROOT
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def start(self, *, model_state: str = "ready") -> Stack:
@@ -73,6 +75,7 @@ class Stack:
             # Short default replies keep the page tests quick; tests that need long ones ask.
             "DEFAULT_MAX_TOKENS": "96",
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")])),
             **self.extra_env,
         }
         self.manage("migrate", "--noinput")
@@ -131,14 +134,14 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = open(self.tmp / f"{name}-{len(self.processes)}.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             capture_output=True,
             text=True,

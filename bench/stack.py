@@ -1,0 +1,433 @@
+"""The whole stack's streaming throughput: N chats at once, scripted engine, before and after.
+
+Starts Daphne and a Celery inference worker on the real Redis and PostgreSQL
+(tests/support/stack.py) with the scripted engine, which steps every
+`SCRIPTED_DELAY_S` and gives each live reply its next token, so it demands
+N / step tokens/s. N people, each with a websocket on a conversation of
+their own, send at the same moment; every reply is the same scripted text
+of `--reply-tokens` or more tokens. Measured at the clients:
+
+- delivered tokens/s: the completion tokens of every `done`, over the wall
+  time from the first send to the last `done`, against the engine's rate;
+- TTFT p50/p99: send -> first `token` event, minus the engine's own (one step);
+- CPU seconds per 1,000 delivered tokens of the worker, of Daphne (process
+  trees, /proc/<pid>/stat utime+stime, read just before the sends and just
+  after the last `done`) and of this client;
+- lost replies (no `done`, not `complete`, fewer tokens than scripted) and
+  duplicated or corrupt ones (a second `done`, a `token` after it, a `seq`
+  that does not rise by one, streamed text other than the `done` content, a
+  stored reply too many or unlike the streamed one).
+
+`--baseline REV` checks REV out into a temporary git worktree and starts a
+second stack from it (same venv); the points run alternately on both trees,
+and the table shows both rows per point. Points are `N` or `N@MS` (step ms).
+
+    .venv/bin/python bench/stack.py                                   # 1,16,64,128@5 on this tree
+    .venv/bin/python bench/stack.py --baseline e859c23 --points 1,16,64 --markdown
+    .venv/bin/python bench/stack.py --points 64 --profile /tmp/stack-prof  # py-spy, see below
+
+`--row-ms` sets `SCRIPTED_ROW_S`, an engine cost per live row per step
+(a step then takes step + N x row). `--profile DIR` runs `py-spy record
+--format raw --gil --nonblocking` on the worker and on Daphne during the
+largest point (collapsed stacks of the thread holding the GIL: open them in
+speedscope.app or flamegraph.pl) and prints the worker's top frames; the row
+is marked, as sampling costs some CPU. py-spy is not a project requirement:
+`.venv/bin/python -m pip install py-spy`.
+
+The people are made in one `manage.py shell` with a fast password hasher
+(the sign-up page hashes for ~1 s a person on a busy 2-core machine); each
+stack's start and the stored-reply check per point are a process each, so a
+run of 1,16,64 on two trees takes ~6 minutes on a loaded 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.cookiejar
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import websockets  # noqa: E402
+
+from bench.common import cpu_seconds, fmt, format_table, machine_description, percentile, top_frames  # noqa: E402
+from inference.chat_template import sentencepiece_processor  # noqa: E402
+from tests.support.stack import VENV_BIN, Client, Stack  # noqa: E402
+
+REPLY_TIMEOUT_S = 120.0  # no event for this long: the reply is lost
+DRAIN_S = 0.5
+TRIGGER = "garden walk"
+PROMPT = f"Tell me about your {TRIGGER}, please."
+SENTENCES = (
+    "The morning light settled over the garden while the kettle warmed on the stove.",
+    "A narrow path of flat stones led past the beans, the tomatoes and a row of tall sunflowers.",
+    "Somebody had left a wooden chair by the gate, facing the hills to the west.",
+    "Bees moved slowly between the lavender bushes, and a blackbird sang from the old pear tree.",
+    "By noon the shade had shifted to the far wall, where the mint grew thick and green.",
+)
+HEADERS = (
+    "tree", "N", "step ms", "demanded tok/s", "delivered tok/s", "delivered %",
+    "TTFT p50 - step ms", "TTFT p99 - step ms", "worker CPU s/1k tok", "Daphne CPU s/1k tok",
+    "client CPU s/1k tok", "lost", "dup/corrupt", "wall s",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Point:
+    chats: int
+    step_s: float
+    row_s: float = 0.0
+
+    @property
+    def engine_step_s(self) -> float:
+        """One step of the scripted engine with every chat live: the step, plus the cost per row."""
+        return self.step_s + self.chats * self.row_s
+
+
+@dataclass
+class Reply:
+    """One client's view of its reply."""
+
+    sent: float = 0.0
+    first: float | None = None
+    done: float | None = None
+    message_id: str | None = None
+    status: str | None = None
+    completion_tokens: int = 0
+    streamed: str = ""
+    content: str | None = None
+    last_seq: int = 0
+    bad_seq: int = 0
+    strays: int = 0
+
+
+@dataclass
+class Tree:
+    """One checkout's stack and its signed-up people."""
+
+    label: str
+    stack: Stack
+    people: list[Client] = field(default_factory=list)
+    step_s: float = 0.0
+
+
+def parse_points(text: str, step_ms: float, row_ms: float) -> list[Point]:
+    points = []
+    for part in text.split(","):
+        chats, _, ms = part.strip().partition("@")
+        points.append(Point(int(chats), float(ms or step_ms) / 1000, row_ms / 1000))
+    return points
+
+
+def scripted_reply(min_tokens: int) -> tuple[str, int]:
+    """A plain text of at least `min_tokens` SentencePiece tokens (the engine replays its ids)."""
+    processor = sentencepiece_processor()
+    sentences: list[str] = []
+    while len(processor.encode(" ".join(sentences))) < min_tokens:
+        sentences.append(SENTENCES[len(sentences) % len(SENTENCES)])
+    text = " ".join(sentences)
+    return text, len(processor.encode(text))
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+
+
+def client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def receive(socket: websockets.ClientConnection, reply: Reply) -> None:
+    """Read the reply to the message just sent, up to its `done`."""
+    try:
+        while True:
+            event = json.loads(await asyncio.wait_for(socket.recv(), REPLY_TIMEOUT_S))
+            kind = event["type"]
+            if kind == "error":
+                print(f"refused: {event}", file=sys.stderr)
+                return
+            if kind == "start":
+                reply.message_id = reply.message_id or event["message_id"]
+            elif kind == "token" and event["message_id"] == reply.message_id:
+                reply.first = reply.first or time.perf_counter()
+                reply.bad_seq += event["seq"] != reply.last_seq + 1
+                reply.last_seq = event["seq"]
+                reply.streamed += event["text"]
+            elif kind == "done" and event["message_id"] == reply.message_id:
+                reply.done = time.perf_counter()
+                reply.status, reply.content = event["status"], event["content"]
+                reply.completion_tokens = event["stats"]["completion_tokens"] or 0
+                return
+    except (TimeoutError, websockets.ConnectionClosed) as failure:
+        print(f"lost a reply: {failure!r}", file=sys.stderr)
+
+
+async def drain(socket: websockets.ClientConnection, reply: Reply) -> None:
+    """A second `done`, or any `token`, for a finished reply would arrive now."""
+    try:
+        while True:
+            event = json.loads(await asyncio.wait_for(socket.recv(), DRAIN_S))
+            reply.strays += event["type"] in {"done", "token"}
+    except (TimeoutError, websockets.ConnectionClosed):
+        pass
+
+
+async def open_chat(person: Client) -> tuple[str, websockets.ClientConnection]:
+    """A new conversation of this person's, and a websocket on it."""
+    conversation = person.new_conversation()
+    url, headers = person.socket_url(conversation), person.socket_headers()
+    socket = await websockets.connect(url, additional_headers=headers, max_size=None, open_timeout=60)
+    return conversation, socket
+
+
+async def converse(
+    tree: Tree, chats: int, max_tokens: int
+) -> tuple[list[Reply], tuple[str, ...], dict[str, float]]:
+    """N sockets, one conversation each, send at once; CPU read right before and after."""
+    # One by one: Daphne drops a handshake its consumer has not accepted within 5 s.
+    conversations, sockets = zip(*[await open_chat(person) for person in tree.people[:chats]], strict=True)
+    replies = [Reply() for _ in sockets]
+    message = json.dumps({"type": "send", "content": PROMPT, "params": {"max_tokens": max_tokens}})
+    pids = (tree.stack.worker.pid, tree.stack.daphne.pid)
+    before = [cpu_seconds(pid) for pid in pids], client_cpu()
+    for socket, reply in zip(sockets, replies, strict=True):
+        reply.sent = time.perf_counter()
+        await socket.send(message)
+    await asyncio.gather(*(receive(s, r) for s, r in zip(sockets, replies, strict=True)))
+    after = [cpu_seconds(pid) for pid in pids], client_cpu()
+    cpu = {
+        "worker": cpu_spent(before[0][0], after[0][0]),
+        "daphne": cpu_spent(before[0][1], after[0][1]),
+        "client": after[1] - before[1],
+    }
+    await asyncio.gather(*(drain(s, r) for s, r in zip(sockets, replies, strict=True)))
+    await asyncio.gather(*(s.close() for s in sockets))
+    return replies, conversations, cpu
+
+
+def stored_replies(stack: Stack, conversations: tuple[str, ...]) -> dict[str, list[str]]:
+    """Each conversation's stored reply texts, read by one separate process."""
+    code = (
+        "import json; from webapp.chat.models import Message; rows = {}\n"
+        f"for m in Message.objects.filter(conversation_id__in={conversations!r}, role='assistant'):\n"
+        "    rows.setdefault(str(m.conversation_id), []).append(m.content)\n"
+        "print(json.dumps(rows))"
+    )
+    return json.loads(stack.manage("shell", "-c", code).strip().splitlines()[-1])
+
+
+def start_profile(tree: Tree, chats: int, directory: Path) -> list[tuple[subprocess.Popen, Path]]:
+    """`py-spy record` on the worker and on Daphne, until `stop_profile`."""
+    spy = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/python -m pip install py-spy")
+    directory.mkdir(parents=True, exist_ok=True)
+    profilers = []
+    for role, process in (("worker", tree.stack.worker), ("daphne", tree.stack.daphne)):
+        output = directory / f"{tree.label.replace(' ', '-')}-{role}-n{chats}.txt"
+        argv = [spy, "record", "--pid", str(process.pid), "--format", "raw", "--nonblocking", "--gil"]
+        argv += ["--subprocesses", "--output", str(output)]
+        log = open(output.with_suffix(".log"), "wb")  # noqa: SIM115 - closed with the process
+        profilers.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), output))
+    time.sleep(1.0)  # py-spy attaches
+    return profilers
+
+
+def stop_profile(profilers: list[tuple[subprocess.Popen, Path]]) -> None:
+    for profiler, _ in profilers:
+        profiler.send_signal(signal.SIGINT)
+    for profiler, output in profilers:
+        try:
+            profiler.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            profiler.kill()
+        if profiler.returncode or not output.exists():
+            log = output.with_suffix(".log").read_text()[-600:]
+            print(f"py-spy exited {profiler.returncode}: {log}", file=sys.stderr)
+        elif "-worker-" in output.name:
+            print(f"\n{output}: top frames by own samples\n{top_frames(output)}")
+
+
+def set_step(tree: Tree, step_s: float, max_tokens: int) -> None:
+    """Restart the worker if the step changes (the engine reads it at start), then warm up."""
+    if tree.step_s != step_s:
+        if tree.step_s:
+            tree.stack.kill(tree.stack.worker)
+            tree.stack.env["SCRIPTED_DELAY_S"] = str(step_s)
+            tree.stack.start_worker()
+        tree.step_s = step_s
+        asyncio.run(converse(tree, 1, max_tokens))  # untimed: imports, first jobs, a live worker
+
+
+def measure(tree: Tree, point: Point, tokens: int, profile: Path | None, profiled: bool) -> list[str]:
+    """One point on one tree: the table row."""
+    set_step(tree, point.step_s, tokens + 16)
+    profilers = start_profile(tree, point.chats, profile) if profile and profiled else []
+    replies, conversations, cpu = asyncio.run(converse(tree, point.chats, tokens + 16))
+    if profilers:
+        stop_profile(profilers)
+    stored = stored_replies(tree.stack, conversations)
+    finished = [r for r in replies if r.done is not None]
+    complete = [r for r in finished if r.status == "complete" and r.completion_tokens == tokens]
+    corrupt = sum(
+        r.bad_seq > 0 or r.strays > 0 or r.streamed != r.content or stored.get(c) != [r.content]
+        for r, c in zip(replies, conversations, strict=True)
+        if r.done is not None
+    )
+    delivered = sum(r.completion_tokens for r in finished)
+    wall = max((r.done for r in finished), default=time.perf_counter()) - min(r.sent for r in replies)
+    ttft = [(r.first - r.sent - point.engine_step_s) * 1000 for r in replies if r.first is not None]
+    demanded = point.chats / point.engine_step_s
+    per_1k = 1000 / delivered if delivered else float("nan")
+    return [
+        tree.label + (" (profiled)" if profilers else ""),
+        str(point.chats),
+        fmt(point.step_s * 1000, 0),
+        fmt(demanded, 0),
+        fmt(delivered / wall, 0),
+        fmt(100 * delivered / wall / demanded, 0),
+        fmt(percentile(ttft, 50), 0),
+        fmt(percentile(ttft, 99), 0),
+        fmt(cpu["worker"] * per_1k, 2),
+        fmt(cpu["daphne"] * per_1k, 2),
+        fmt(cpu["client"] * per_1k, 2),
+        str(len(replies) - len(complete)),
+        str(corrupt),
+        fmt(wall, 1),
+    ]
+
+
+def sign_up(stack: Stack, people: int) -> list[Client]:
+    """`people` accounts, each logged in, as the sign-up page makes them, but in one process
+    and with a fast hasher: 128 sign-ups through the page hash for minutes on a busy machine."""
+    code = f"""import json
+from importlib import import_module
+from django.conf import settings
+from django.contrib import auth
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+keys = []
+for number in range({people}):
+    user = auth.get_user_model().objects.create_user("bench{secrets.token_hex(4)}-%d" % number, password="bench")
+    session = import_module(settings.SESSION_ENGINE).SessionStore()
+    session[auth.SESSION_KEY] = user._meta.pk.value_to_string(user)
+    session[auth.BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[auth.HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    keys.append(session.session_key)
+print(json.dumps(keys))"""
+    clients = []
+    for key in json.loads(stack.manage("shell", "-c", code).strip().splitlines()[-1]):
+        client = Client(stack)
+        client.jar.set_cookie(http.cookiejar.Cookie(0, "sessionid", key, None, False, "127.0.0.1", False, False, "/", True, False, None, True, None, None, {}))  # fmt: skip
+        client.get("/c/")  # the CSRF cookie, and proof the session works
+        clients.append(client)
+    return clients
+
+
+def open_trees(roots: dict[str, Path], env: dict[str, str], people: int, exits: ExitStack) -> list[Tree]:
+    """Each tree's stack, started and its people signed up side by side (sign-up hashes: slow)."""
+    trees = []
+    for label, root in roots.items():
+        tmp = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="bench-stack-")))
+        trees.append(Tree(label, Stack(tmp=tmp, extra_env=env, root=root)))
+        exits.callback(trees[-1].stack.stop)
+
+    def start(tree: Tree) -> None:
+        started = time.perf_counter()
+        try:
+            tree.stack.start()
+        except BaseException:
+            print(tree.stack.logs(), file=sys.stderr)
+            raise
+        tree.people = sign_up(tree.stack, people)
+        elapsed = time.perf_counter() - started
+        print(f"{tree.label}: {tree.stack.root}, up with {people} people in {elapsed:.0f} s", flush=True)
+
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(start, trees))
+    return trees
+
+
+def current_label() -> str:
+    """This tree's commit, with a + when it has changes not committed."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+    changed = subprocess.run([*git, "status", "--porcelain", "-uno"], capture_output=True, text=True).stdout
+    return f"current {head.strip()}{'+' if changed.strip() else ''}"
+
+
+def baseline_checkout(revision: str, exits: ExitStack) -> Path:
+    """REV in a temporary detached git worktree, removed at the end."""
+    path = Path(tempfile.mkdtemp(prefix="bench-stack-baseline-"))
+    path.rmdir()
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), revision], check=True)
+    exits.callback(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)])
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", default="1,16,64,128@5", help="N or N@step-ms, comma-separated")
+    parser.add_argument("--step-ms", type=float, default=10.0, help="engine step where a point names none")
+    parser.add_argument("--row-ms", type=float, default=0.0, help="SCRIPTED_ROW_S: engine cost per live row")
+    parser.add_argument("--reply-tokens", type=int, default=250, help="each reply at least this long")
+    parser.add_argument("--baseline", metavar="REV", help="also run git revision REV, side by side")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the largest point into DIR")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+
+    points = parse_points(args.points, args.step_ms, args.row_ms)
+    most = max(p.chats for p in points)
+    reply, tokens = scripted_reply(args.reply_tokens)
+    env = {
+        "INFERENCE_ENGINE": "tests.support.scripted_engine.load_engine",
+        "SCRIPTED_REPLIES": json.dumps({TRIGGER: reply}),
+        "SCRIPTED_DELAY_S": str(points[0].step_s),
+        "SCRIPTED_ROW_S": str(args.row_ms / 1000),
+        "MAX_BATCH": str(most),
+        "DEFAULT_MAX_TOKENS": str(tokens + 16),
+        "RATE_LIMIT_MESSAGES_PER_MINUTE": "0",
+        "MAX_LIVE_REPLIES_PER_USER": "0",
+        "QUOTA_TOKENS_PER_DAY": "1000000000",
+    }
+    print(f"machine: {machine_description()}")
+    rows: list[list[str]] = []
+    started = time.perf_counter()
+    with ExitStack() as exits:
+        roots = (
+            {f"baseline {args.baseline}": baseline_checkout(args.baseline, exits)} if args.baseline else {}
+        )
+        trees = open_trees({**roots, current_label(): ROOT}, env, most, exits)
+        database = "PostgreSQL" if trees[0].stack.database_url.startswith("postgres") else "SQLite"
+        print(f"scripted engine, {tokens}-token replies, MAX_BATCH={most}, {database}, Redis 127.0.0.1")
+        for index, point in enumerate(points):
+            # Alternate which tree goes first, so a drift in the machine's load favours neither.
+            measured = {}
+            for tree in trees if index % 2 == 0 else trees[::-1]:
+                measured[tree.label] = measure(tree, point, tokens, args.profile, point.chats == most)
+                print(format_table(HEADERS, [measured[tree.label]], markdown=False), flush=True)
+            rows += [measured[tree.label] for tree in trees]
+    print(f"\nwhole run: {time.perf_counter() - started:.0f} s; load average now {os.getloadavg()[0]:.2f}")
+    print(format_table(HEADERS, rows, markdown=args.markdown))
+    return 0 if all(row[11] == "0" and row[12] == "0" for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
