@@ -241,6 +241,9 @@ MODERATION_EXTERNAL_ACTION = os.environ.get("MODERATION_EXTERNAL_ACTION") or "bl
 # across tokens is caught before any part of it is sent.
 STREAM_HOLDBACK_CHARS = env_int("STREAM_HOLDBACK_CHARS", 64)
 
+# Threads per Daphne process for the sockets' database and Redis calls (webapp/chat/consumers.py).
+SOCKET_THREADS = env_int("SOCKET_THREADS", 8)
+
 # Streamed text is published every STREAM_COALESCE_MS or every
 # STREAM_COALESCE_TOKENS tokens, whichever comes first.
 STREAM_COALESCE_MS = env_int("STREAM_COALESCE_MS", 30)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -28,6 +29,18 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 BANNED_MESSAGE = "A moderator has banned this account; the chat is closed."
 
+# The sockets' database and Redis work runs in this pool. Channels' default
+# (thread-sensitive) runs every socket's calls of a Daphne process on one
+# thread, so a burst of sends was checked and stored one after another and
+# the last waited seconds for its first token. One socket still runs one
+# handler at a time, so its own events keep their order.
+_POOL = ThreadPoolExecutor(max_workers=settings.SOCKET_THREADS, thread_name_prefix="socket")
+
+
+def in_pool(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`func` made awaitable, run in the sockets' pool with Django's connection handling."""
+    return database_sync_to_async(func, thread_sensitive=False, executor=_POOL)
+
 
 class ConversationConsumer(AsyncWebsocketConsumer):
     conversation: Conversation
@@ -42,7 +55,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         try:
-            self.conversation = await database_sync_to_async(access_conversation)(
+            self.conversation = await in_pool(access_conversation)(
                 user, self.scope["url_route"]["kwargs"]["conversation_id"]
             )
         except ConversationNotFound:
@@ -101,7 +114,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def _on_send(self, payload: dict[str, Any]) -> None:
         # One hop to the thread pool for check and write: each hop costs a
         # scheduling round trip on the first-token path.
-        await database_sync_to_async(self._send)(payload)
+        await in_pool(self._send)(payload)
 
     def _send(self, payload: dict[str, Any]) -> None:
         content, params = services.check_send(
@@ -110,15 +123,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         services.reply_send(conversation=self.conversation, content=content, params=params)
 
     async def _on_stop(self, payload: dict[str, Any]) -> None:
-        await database_sync_to_async(services.reply_stop)(conversation=self.conversation)
+        await in_pool(services.reply_stop)(conversation=self.conversation)
 
     async def _on_regenerate(self, payload: dict[str, Any]) -> None:
-        await database_sync_to_async(services.reply_regenerate)(
+        await in_pool(services.reply_regenerate)(
             conversation=self.conversation, raw_params=payload.get("params")
         )
 
     async def _on_edit(self, payload: dict[str, Any]) -> None:
-        await database_sync_to_async(services.reply_edit)(
+        await in_pool(services.reply_edit)(
             conversation=self.conversation,
             message_id=payload.get("message_id"),
             content=payload.get("content"),
@@ -127,11 +140,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _on_settings(self, payload: dict[str, Any]) -> None:
         # Read afresh: another tab may have changed them since this socket connected.
-        await database_sync_to_async(self.conversation.refresh_from_db)()
-        chat_settings = await sync_to_async(services.check_settings)(
+        await in_pool(self.conversation.refresh_from_db)()
+        chat_settings = await in_pool(services.check_settings)(
             conversation=self.conversation, raw_settings=payload.get("settings")
         )
-        await database_sync_to_async(services.conversation_configure)(
+        await in_pool(services.conversation_configure)(
             conversation=self.conversation, chat_settings=chat_settings
         )
 
@@ -139,17 +152,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # A client back from a drop asks after the reply it was watching: if it
         # ended meanwhile, it missed the `done`; if it is live, the snapshot
         # on connect already caught it up.
-        reply = await database_sync_to_async(services.check_resume)(
+        reply = await in_pool(services.check_resume)(
             conversation=self.conversation, message_id=payload.get("message_id")
         )
         if not reply.is_live:
             await self._send_event(events.done_event(reply))
 
     async def _send_snapshot(self) -> None:
-        reply = await database_sync_to_async(live_reply)(self.conversation)
+        reply = await in_pool(live_reply)(self.conversation)
         if reply is None:
             return
-        seq, text = await sync_to_async(live.read_snapshot)(reply.id)
+        seq, text = await in_pool(live.read_snapshot)(reply.id)
         self.sent_seq[str(reply.id)] = seq
         await self._send_event(events.snapshot_event(reply.id, seq, text))
 

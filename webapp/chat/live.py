@@ -191,8 +191,8 @@ def group_send(group: str, message: dict[str, Any]) -> None:
 
 
 @functools.cache
-def _step_layer() -> Any:
-    # Only for its serializer: a step's events are published by the script below.
+def _serializer() -> Any:
+    # Only for its serializer: events published straight to the groups' channels are serialized as it does.
     return channel_layers.make_backend("default")
 
 
@@ -229,7 +229,7 @@ def publish_step(emissions: Sequence[Emission]) -> None:
     snapshots stay safe); the events go straight to the groups' pub/sub
     channels, serialized as the channel layer does.
     """
-    layer = _step_layer()
+    layer = _serializer()
     keys: list[str] = []
     args: list[Any] = [LIVE_TTL_S]
     for emission in emissions:
@@ -242,6 +242,18 @@ def publish_step(emissions: Sequence[Emission]) -> None:
             layer.serialize({"type": "chat.event", "event": event}),
         ]
     _step_script()(keys=keys, args=args)
+
+
+def publish_many(events_by_conversation: Sequence[tuple[UUID | str, dict[str, Any]]]) -> None:
+    """Send many client events, each to its conversation's sockets, in one Redis round trip."""
+    if not events_by_conversation:
+        return
+    layer = _serializer()
+    with redis_client().pipeline(transaction=False) as pipe:
+        for conversation_id, event in events_by_conversation:
+            message = layer.serialize({"type": "chat.event", "event": event})
+            pipe.publish(group_channel(group_name(conversation_id)), message)
+        pipe.execute()
 
 
 def publish(conversation_id: UUID | str, event: dict[str, Any]) -> None:

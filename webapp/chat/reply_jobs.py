@@ -85,10 +85,16 @@ def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
 def announce_queue_positions() -> None:
     """Tell every queued reply (the first QUEUE_UPDATES) its place, after the queue moved."""
     queued = Message.objects.filter(status=Message.Status.QUEUED).order_by("created_at")
-    for position, (reply_id, conversation_id) in enumerate(
-        queued.values_list("id", "conversation_id")[:QUEUE_UPDATES]
-    ):
-        live.publish(conversation_id, events.start_event(reply_id, position))
+    # One round trip for all: a burst of claims each announcing to every reply
+    # still queued was a publish per pair, and held up the first tokens.
+    live.publish_many(
+        [
+            (conversation_id, events.start_event(reply_id, position))
+            for position, (reply_id, conversation_id) in enumerate(
+                queued.values_list("id", "conversation_id")[:QUEUE_UPDATES]
+            )
+        ]
+    )
 
 
 def reply_finish(
