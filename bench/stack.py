@@ -83,7 +83,8 @@ SENTENCES = (
 )
 HEADERS = (
     "tree", "N", "step ms", "demanded tok/s", "delivered tok/s", "delivered %",
-    "TTFT p50 - step ms", "TTFT p99 - step ms", "worker CPU s/1k tok", "Daphne CPU s/1k tok",
+    "TTFT p50 - step ms", "TTFT p99 - step ms", "start p50 ms", "queue p50 ms", "worker TTFT p50 ms",
+    "worker CPU s/1k tok", "Daphne CPU s/1k tok",
     "client CPU s/1k tok", "lost", "dup/corrupt", "wall s",
 )  # fmt: skip
 
@@ -105,6 +106,9 @@ class Reply:
     """One client's view of its reply."""
 
     sent: float = 0.0
+    started: float | None = None  # the `start` event: the reply is stored and queued
+    queue_ms: float | None = None  # from `done`'s stats: queued -> taken by a worker
+    worker_ttft_ms: float | None = None  # from `done`'s stats: taken -> first id from the engine
     first: float | None = None
     done: float | None = None
     message_id: str | None = None
@@ -165,6 +169,7 @@ async def receive(socket: websockets.ClientConnection, reply: Reply) -> None:
                 return
             if kind == "start":
                 reply.message_id = reply.message_id or event["message_id"]
+                reply.started = reply.started or time.perf_counter()
             elif kind == "token" and event["message_id"] == reply.message_id:
                 reply.first = reply.first or time.perf_counter()
                 reply.bad_seq += event["seq"] != reply.last_seq + 1
@@ -174,6 +179,7 @@ async def receive(socket: websockets.ClientConnection, reply: Reply) -> None:
                 reply.done = time.perf_counter()
                 reply.status, reply.content = event["status"], event["content"]
                 reply.completion_tokens = event["stats"]["completion_tokens"] or 0
+                reply.queue_ms, reply.worker_ttft_ms = event["stats"]["queue_ms"], event["stats"]["ttft_ms"]
                 return
     except (TimeoutError, websockets.ConnectionClosed) as failure:
         print(f"lost a reply: {failure!r}", file=sys.stderr)
@@ -305,6 +311,9 @@ def measure(tree: Tree, point: Point, tokens: int, profile: Path | None, profile
         fmt(100 * delivered / wall / demanded, 0),
         fmt(percentile(ttft, 50), 0),
         fmt(percentile(ttft, 99), 0),
+        fmt(percentile([(r.started - r.sent) * 1000 for r in replies if r.started is not None], 50), 0),
+        fmt(percentile([r.queue_ms for r in finished if r.queue_ms is not None], 50), 0),
+        fmt(percentile([r.worker_ttft_ms for r in finished if r.worker_ttft_ms is not None], 50), 0),
         fmt(cpu["worker"] * per_1k, 2),
         fmt(cpu["daphne"] * per_1k, 2),
         fmt(cpu["client"] * per_1k, 2),
