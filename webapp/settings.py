@@ -92,8 +92,16 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Daphne's threads and the worker's threads write at once: wait for the lock, don't fail.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Daphne's threads and the worker's threads write at once. WAL: reads go on
+    # while one connection writes. IMMEDIATE: a transaction takes the write lock
+    # when it begins, so one that read first (a send checks, then writes) never
+    # fails to upgrade its lock midway, which no timeout can wait out. The
+    # timeout: wait up to that many seconds for the lock rather than fail.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        transaction_mode="IMMEDIATE",
+        timeout=20,
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

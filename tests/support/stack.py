@@ -1,8 +1,9 @@
 """The whole application, really started: a Celery inference worker and Daphne on the real Redis.
 
 Used by the integration and browser tests. Each stack gets its own database
-(a fresh PostgreSQL database when the server answers, else a SQLite file)
-and its own Redis key prefix, and stops every process it started.
+(a fresh PostgreSQL database when the server answers, else a SQLite file;
+`database="sqlite"` asks for the file whatever answers) and its own Redis key
+prefix, and stops every process it started.
 """
 
 from __future__ import annotations
@@ -34,15 +35,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _create_database(name: str, tmp: Path) -> tuple[str, object]:
+def _create_database(name: str, tmp: Path, database: str) -> tuple[str, object]:
     """A database URL for the stack and a function that drops it afterwards."""
+    sqlite = f"sqlite:///{tmp / 'stack.sqlite3'}", lambda: None
+    if database == "sqlite":
+        return sqlite
     try:
         import psycopg
 
         with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except Exception:
-        return f"sqlite:///{tmp / 'stack.sqlite3'}", lambda: None
+        return sqlite
 
     def drop() -> None:
         import psycopg
@@ -59,11 +63,15 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     # The tree the processes run from (a benchmark runs another revision's checkout); same venv.
     root: Path = ROOT
+    # "auto": PostgreSQL when it answers, else SQLite; "sqlite": the default database, always.
+    database: str = "auto"
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def start(self, *, model_state: str = "ready") -> Stack:
         suffix = secrets.token_hex(4)
-        self.database_url, self._drop_database = _create_database(f"mchat_it_{suffix}", self.tmp)
+        self.database_url, self._drop_database = _create_database(
+            f"mchat_it_{suffix}", self.tmp, self.database
+        )
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
