@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-# The nine categories of the Mistral moderation API: one set for the whole app.
-CATEGORIES: tuple[str, ...] = (
+# The nine categories of the Mistral moderation API (the judge's letters, the external endpoint's answer).
+API_CATEGORIES: tuple[str, ...] = (
     "sexual",
     "hate_and_discrimination",
     "violence_and_threats",
@@ -24,6 +24,11 @@ CATEGORIES: tuple[str, ...] = (
     "law",
     "pii",
 )
+# Insults and swearing aimed at no group: none of the nine, so filing them under
+# hate_and_discrimination would put a rude word in with a slur (the offensive-language classifier).
+PROFANITY = "profanity"
+# Every category an event, a rule or a policy can name: one set for the whole app.
+CATEGORIES: tuple[str, ...] = (*API_CATEGORIES, PROFANITY)
 
 
 class Action(StrEnum):

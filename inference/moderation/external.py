@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 
-from inference.moderation.base import ALLOW, CATEGORIES, Action, ModerationContext, Verdict
+from inference.moderation.base import ALLOW, API_CATEGORIES, CATEGORIES, Action, ModerationContext, Verdict
 
 SCHEMAS = ("openai", "mistral", "mistral-chat")
 DEFAULT_MODELS = {
@@ -55,7 +55,7 @@ OPENAI_CATEGORIES: dict[str, tuple[str, ...]] = {
     "illicit/violent": ("dangerous_and_criminal_content", "violence_and_threats"),
 }
 # Mistral's are ours, name for name.
-MISTRAL_CATEGORIES: dict[str, tuple[str, ...]] = {name: (name,) for name in CATEGORIES}
+MISTRAL_CATEGORIES: dict[str, tuple[str, ...]] = {name: (name,) for name in API_CATEGORIES}
 
 
 class ExternalModerationError(RuntimeError):

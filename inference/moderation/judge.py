@@ -27,11 +27,12 @@ from functools import cache
 from typing import Protocol
 
 from inference.chat_template import encode_chat, sentencepiece_processor
-from inference.moderation.base import ALLOW, CATEGORIES, Action, ModerationContext, Verdict
+from inference.moderation.base import ALLOW, API_CATEGORIES, Action, ModerationContext, Verdict
 
-# A letter per answer: A is "none of these", then our nine categories in order.
+# A letter per answer: A is "none of these", then the moderation API's nine categories in order
+# (not profanity: the letters keep their meaning, and the judge is asked about harm, not manners).
 LETTERS = "ABCDEFGHIJ"
-ANSWERS: tuple[str | None, ...] = (None, *CATEGORIES)
+ANSWERS: tuple[str | None, ...] = (None, *API_CATEGORIES)
 _DESCRIPTIONS = {
     "sexual": "sexual content",
     "hate_and_discrimination": "hate, harassment or discrimination",
@@ -70,7 +71,7 @@ def judge_prompt(text: str, *, kind: str) -> str:
         f"You are a content moderator. Classify the following {kind} of a chat with an AI assistant "
         "into exactly one of these categories:",
         "A: none of the categories below: it is acceptable",
-        *(f"{letter}: {_DESCRIPTIONS[c]}" for letter, c in zip(LETTERS[1:], CATEGORIES, strict=True)),
+        *(f"{letter}: {_DESCRIPTIONS[c]}" for letter, c in zip(LETTERS[1:], API_CATEGORIES, strict=True)),
         "Answer with the letter of the category only.",
         f"The {kind}:",
         "<<<",
@@ -158,7 +159,7 @@ class SelfReflectionJudge:
         if not self.enabled or not text.strip():
             return ALLOW
         scores = self.scores(text, kind=kind)
-        hits = tuple(c for c in CATEGORIES if scores[c] >= self.threshold)
+        hits = tuple(c for c in API_CATEGORIES if scores[c] >= self.threshold)
         if not hits:
             return ALLOW
         reason = "self-reflection: " + ", ".join(f"{c} {scores[c]:.2f}" for c in hits)

@@ -13,8 +13,13 @@ letters ("f u c k" -> "fuck"); the higher of the two scores counts. What it
 does not catch: threats or hate phrased politely, other languages, context
 (quoting an insult to ask what it means scores like the insult).
 
-Its verdicts are in `hate_and_discrimination`: the training data labels
-offensive and hateful language together.
+Its verdicts are in `profanity` ("you are an idiot"), unless a sentence
+that scored offensive also names a group of people (an identity term such
+as "women", "muslims", "gay people", or a slur): then in
+`hate_and_discrimination`. The training data labels offensive and hateful
+language together, so the classifier's score cannot tell them apart; the
+group named is what makes an insult hate. Either way the category's policy
+decides the action.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ from functools import cache
 
 import numpy as np
 
-from inference.moderation.base import ALLOW, Action, ModerationContext, Verdict
+from inference.moderation.base import ALLOW, PROFANITY, Action, ModerationContext, Verdict
 from inference.moderation.normalize import fold
 
-CATEGORY = "hate_and_discrimination"
+HATE = "hate_and_discrimination"
 # The classifier sees at most this much of a text: a bag of words gains little
 # from more, and the time grows with the length.
 MAX_CHARS = 4000
@@ -41,6 +46,25 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;\n])\s+")
 # punctuation: "f u c k", "i.d.i.o.t"; the same separator throughout, so "a
 # b-i-t-c-h" joins to "a bitch", not "abitch".
 _SPACED = re.compile(r"(?<!\w)\w(?P<sep>[ ._*-]{1,3})(?:\w(?P=sep))+\w(?!\w)")
+
+# Words that name a group of people by race, ethnicity, nationality, religion, sex, sexual
+# orientation, gender identity or disability, matched whole (with a plural "s") on the
+# normalized text: an offensive sentence that names one is hate, not mere rudeness. Nouns
+# that are also first names or colours ("Christian", "black") count only as plurals or
+# before a word for people.
+_GROUP_WORDS = (
+    "jew|jewish|muslim|moslem|islamic|hindu|sikh|arab|african|asian|latino|latina|hispanic|mexican"
+    "|immigrant|migrant|refugee|foreigner|gay|lesbian|homosexual|bisexual|transgender|trans|queer"
+    "|lgbt|lgbtq|gypsy|gypsies|disabled|autistic"
+)
+_GROUP_PLURALS = "women|blacks|whites|christians|catholics|jews|indians|chinese"
+_GROUP_ADJECTIVES = "black|white|brown|christian|catholic|indian"
+_PEOPLE = "people|persons?|men|women|folks?|guys|kids|boys|girls"
+# Slurs: each names a group by itself.
+_SLURS = "nigger|nigga|faggot|fag|dyke|kike|spic|chink|wetback|raghead|tranny|retard"
+_NAMES_A_GROUP = re.compile(
+    rf"\b(?:(?:{_GROUP_WORDS}|{_SLURS})s?|{_GROUP_PLURALS}|(?:{_GROUP_ADJECTIVES}) (?:{_PEOPLE}))\b"
+)
 
 
 @cache
@@ -111,39 +135,63 @@ def pieces(text: str) -> list[str]:
     return out
 
 
+def scored_pieces(text: str) -> list[tuple[str, float]]:
+    """Each piece of `text`, normalized, with its score: the higher of the raw and the normalized piece's."""
+    return scored_pieces_many([text])[0]
+
+
+def scored_pieces_many(texts: Sequence[str]) -> list[list[tuple[str, float]]]:
+    """`scored_pieces` of each text, all scored in one call of the classifier.
+
+    One call costs about 0.9 ms for one text and 0.02 ms a text for sixty:
+    the reply loop scores a whole engine step's windows together.
+    """
+    split = [pieces(text[:MAX_CHARS]) for text in texts]
+    folded = [[normalized(part) for part in parts] for parts in split]
+    candidates = [c for parts, norm in zip(split, folded, strict=True) for c in (*parts, *norm)]
+    scores = iter(_classifier()(candidates) if candidates else ())
+    out: list[list[tuple[str, float]]] = []
+    for parts, norm in zip(split, folded, strict=True):
+        raw, fold = [next(scores) for _ in parts], [next(scores) for _ in norm]
+        out.append([(norm[i], float(max(raw[i], fold[i]))) for i in range(len(parts))])
+    return out
+
+
 def offensive_probability(text: str) -> float:
     """The probability that `text` is offensive: the highest score of its pieces, raw or normalized."""
     return offensive_probabilities([text])[0]
 
 
 def offensive_probabilities(texts: Sequence[str]) -> list[float]:
-    """`offensive_probability` of each text, all scored in one call of the classifier.
+    """`offensive_probability` of each text, all scored in one call of the classifier."""
+    return [max((score for _, score in scored), default=0.0) for scored in scored_pieces_many(texts)]
 
-    One call costs about 0.9 ms for one text and 0.02 ms a text for sixty:
-    the reply loop scores a whole engine step's windows together.
+
+def names_a_group(normalized_text: str) -> bool:
+    """Whether `normalized_text` (see `normalized`) names a group of people: an identity term or a slur."""
+    return _NAMES_A_GROUP.search(normalized_text) is not None
+
+
+def offensive_category(scored: Sequence[tuple[str, float]], threshold: float) -> str:
+    """`hate_and_discrimination` if a piece scored at or over `threshold` names a group, else `profanity`.
+
+    Only the offending pieces count: a polite sentence about a group next to
+    an unrelated insult is rudeness, not hate.
     """
-    owners: list[int] = []
-    candidates: list[str] = []
-    for index, text in enumerate(texts):
-        parts = pieces(text[:MAX_CHARS])
-        candidates += parts + [normalized(part) for part in parts]
-        owners += [index] * (2 * len(parts))
-    scores = [0.0] * len(texts)
-    if candidates:
-        for owner, score in zip(owners, _classifier()(candidates), strict=True):
-            scores[owner] = max(scores[owner], float(score))
-    return scores
+    offending = (piece for piece, score in scored if score >= threshold)
+    return HATE if any(names_a_group(piece) for piece in offending) else PROFANITY
 
 
 class OffensiveLanguageHook:
-    """Flag (or block, by `action`) text whose offensive probability reaches `threshold`."""
+    """Report text whose offensive probability reaches `threshold`, in `profanity` or `hate_and_discrimination`.
+
+    Below `threshold` the hook allows and nothing is recorded. At or over it,
+    the category's policy decides the action (`profanity`: flag by default);
+    `action` is the verdict's own, for a chain without policies.
+    """
 
     name = "offensive"
     inline = True  # a linear model over a bounded text: the reply loop runs it in its own thread
-    # Profanity is not one of the nine categories: it is filed under hate_and_discrimination
-    # for want of a better one, and the category's policy (block at 0.8 by default) would turn
-    # every swear word into a blocked reply. The hook's own threshold and action decide.
-    policy_exempt = True
 
     def __init__(self, *, threshold: float = 0.9, action: Action = Action.FLAG) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -161,17 +209,20 @@ class OffensiveLanguageHook:
         return self._check(text)
 
     def check_stream_many(self, items: Sequence[tuple[ModerationContext, str]]) -> list[Verdict]:
-        return [self._verdict(score) for score in offensive_probabilities([text for _, text in items])]
+        return [self._verdict(scored) for scored in scored_pieces_many([text for _, text in items])]
 
     def check_output(self, ctx: ModerationContext, text: str) -> Verdict:
         return self._check(text)
 
     def _check(self, text: str) -> Verdict:
-        return self._verdict(offensive_probability(text))
+        return self._verdict(scored_pieces(text))
 
-    def _verdict(self, score: float) -> Verdict:
+    def _verdict(self, scored: Sequence[tuple[str, float]]) -> Verdict:
+        score = max((s for _, s in scored), default=0.0)
         if score < self.threshold:
             return ALLOW
+        category = offensive_category(scored, self.threshold)
         # The reason stays the same from one window to the next, so the gate reports it once.
-        reason = f"offensive language (p >= {self.threshold:g})"
-        return Verdict(self.action, (CATEGORY,), score, reason)
+        aimed = ", naming a group" if category == HATE else ""
+        reason = f"offensive language{aimed} (p >= {self.threshold:g})"
+        return Verdict(self.action, (category,), score, reason)

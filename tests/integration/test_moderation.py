@@ -188,6 +188,7 @@ async def test_an_offensive_message_is_flagged_by_the_classifier_in_the_worker(m
     _, verdicts, done = await converse(moderated, client, "Hey, you stupid b i t c h!")
     # A flag changes nothing the user sees.
     assert done["status"] == "complete" and done["content"] == "No script for that."
-    assert [(v["action"], v["categories"]) for v in verdicts] == [("flag", ["hate_and_discrimination"])]
+    # An insult aimed at no group: profanity (flagged by its seeded policy), not hate.
+    assert [(v["action"], v["categories"]) for v in verdicts] == [("flag", ["profanity"])]
     (event,) = staff_events(moderated, done["message_id"])
     assert (event["hook"], event["stage"], event["action"]) == ("offensive", "input", "flag")

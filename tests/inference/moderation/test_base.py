@@ -5,11 +5,21 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inference.moderation.base import CATEGORIES, Action, Span, apply_spans, merge_spans, most_severe
+from inference.moderation.base import (
+    API_CATEGORIES,
+    CATEGORIES,
+    PROFANITY,
+    Action,
+    Span,
+    apply_spans,
+    merge_spans,
+    most_severe,
+)
 
 
-def test_nine_categories() -> None:
-    assert len(CATEGORIES) == 9 and "pii" in CATEGORIES
+def test_the_moderation_apis_nine_categories_then_profanity() -> None:
+    assert len(API_CATEGORIES) == 9 and "pii" in API_CATEGORIES and PROFANITY not in API_CATEGORIES
+    assert CATEGORIES[:9] == API_CATEGORIES and CATEGORIES[9:] == ("profanity",)
 
 
 def test_most_severe_orders_actions() -> None:

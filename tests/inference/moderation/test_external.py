@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from inference.moderation.base import CATEGORIES, Action, ModerationContext
+from inference.moderation.base import API_CATEGORIES, CATEGORIES, Action, ModerationContext
 from inference.moderation.chain import HookPolicy, ModerationChain
 from inference.moderation.external import (
     OPENAI_CATEGORIES,
@@ -113,8 +113,10 @@ def test_openai_scores_take_the_highest_mapped_score() -> None:
 
 
 def test_mistral_scores_are_ours_by_name() -> None:
-    scores = {name: i / 10 for i, name in enumerate(CATEGORIES)}
+    scores = {name: i / 10 for i, name in enumerate(API_CATEGORIES)}
     assert category_scores("mistral", {"results": [{"category_scores": scores}]}) == scores
+    # Not a category of theirs: an answer that had one would not be read into ours.
+    assert category_scores("mistral", {"results": [{"category_scores": {"profanity": 0.9}}]}) == {}
 
 
 @pytest.mark.parametrize(

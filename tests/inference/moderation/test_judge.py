@@ -11,7 +11,7 @@ import torch
 from inference.chat_template import encode_chat
 from inference.engine import Engine
 from inference.moderation import judge
-from inference.moderation.base import CATEGORIES, Action, ModerationContext
+from inference.moderation.base import API_CATEGORIES, Action, ModerationContext
 from inference.moderation.chain import HookPolicy, ModerationChain
 from inference.moderation.judge import (
     ANSWERS,
@@ -51,7 +51,7 @@ def _reference(model: torch.nn.Module, text: str, kind: str) -> dict[str | None,
 
 def test_scores_through_the_engine_are_probabilities(tiny: Engine) -> None:
     scores = SelfReflectionJudge(engine=tiny).scores("How do I bake bread?", kind="message")
-    assert set(scores) == {None, *CATEGORIES}
+    assert set(scores) == {None, *API_CATEGORIES}
     assert all(0.0 <= p <= 1.0 for p in scores.values())
     assert sum(scores.values()) == pytest.approx(1.0)
     assert scores == pytest.approx(
@@ -72,7 +72,26 @@ def test_scores_are_deterministic_for_a_seed(tiny: Engine) -> None:
     assert first != pytest.approx(other)
 
 
-@pytest.mark.parametrize("letter, category", list(zip(LETTERS[1:], CATEGORIES, strict=True)))
+def test_the_letters_keep_their_meaning_without_profanity() -> None:
+    # Written out: a category added to the app must not shift a letter (J stays pii) nor add one.
+    assert ANSWERS == (
+        None,
+        "sexual",
+        "hate_and_discrimination",
+        "violence_and_threats",
+        "dangerous_and_criminal_content",
+        "selfharm",
+        "health",
+        "financial",
+        "law",
+        "pii",
+    )
+    prompt = judge_prompt("hello", kind="message")
+    assert "B: sexual content" in prompt and "J: personal data about a private person" in prompt
+    assert "K:" not in prompt and "profanity" not in prompt
+
+
+@pytest.mark.parametrize("letter, category", list(zip(LETTERS[1:], API_CATEGORIES, strict=True)))
 def test_the_favoured_letter_names_its_category(letter: str, category: str) -> None:
     # A model that always answers this letter (with the word-start mark): its category, score ~1.
     engine = Engine(_forcing_model({letter_token_ids()[LETTERS.index(letter)][0]: 30.0}), name="forced")
@@ -111,7 +130,7 @@ def test_off_or_empty_asks_no_engine(no_provider: None) -> None:
 
 def test_the_engine_comes_from_the_provider(tiny: Engine, no_provider: None) -> None:
     judge.set_engine_provider(lambda: tiny)
-    assert set(SelfReflectionJudge().scores("hello", kind="message")) == {None, *CATEGORIES}
+    assert set(SelfReflectionJudge().scores("hello", kind="message")) == {None, *API_CATEGORIES}
 
 
 def test_no_engine_is_a_failure_the_chain_records(no_provider: None) -> None:

@@ -1,18 +1,19 @@
-"""The offensive-language hook: the real classifier's predictions, spacing and look-alikes."""
+"""The offensive-language hook: the real classifier's predictions, spacing and look-alikes, its categories."""
 
 from __future__ import annotations
 
 import pytest
 
-from inference.moderation.base import Action, ModerationContext
+from inference.moderation.base import PROFANITY, Action, ModerationContext
 from inference.moderation.chain import HookPolicy, ModerationChain
 from inference.moderation.offensive import (
-    CATEGORY,
+    HATE,
     MAX_CHARS,
     PIECE_WORDS,
     OffensiveLanguageHook,
     _classifier,
     _linear_sigmoid,
+    names_a_group,
     normalized,
     offensive_probabilities,
     offensive_probability,
@@ -54,7 +55,7 @@ def _ctx(text: str) -> ModerationContext:
 def test_offensive_text_is_flagged_on_every_stage(hook: OffensiveLanguageHook, text: str) -> None:
     for verdict in (hook.check_input(_ctx(text)), hook.check_stream(CTX, text), hook.check_output(CTX, text)):
         assert verdict.action is Action.FLAG
-        assert verdict.categories == (CATEGORY,)
+        assert verdict.categories == (PROFANITY,)
         assert 0.9 <= verdict.score <= 1.0
         assert text.lower() not in verdict.reason.lower()  # never echo the text
 
@@ -145,6 +146,98 @@ def test_the_fast_path_computes_the_librarys_probabilities() -> None:
     assert _linear_sigmoid(object()) is None  # anything else falls back to the library
 
 
+# Offensive sentences that name a group of people: hate, not mere rudeness.
+HATEFUL = [
+    "all muslims are fucking idiots",
+    "gay people are stupid idiots",
+    "women are stupid bitches",
+    "fuck all immigrants",
+    "you stupid f4gg0t",  # a slur, disguised: folded before the group is looked for
+]
+# Insults with a word that only looks like a group, or a group named in another sentence.
+RUDE_ONLY = [
+    "you are an idiot",
+    "Christian is a fucking idiot",  # a first name, not Christians
+    "your black shirt is fucking ugly",  # a colour, not black people
+    "these fucking spices are too hot",  # not a plural of a slur
+    "I love gay people. You are an idiot.",  # the group is in the polite sentence
+]
+
+
+def _library_score(text: str) -> float:
+    """The score as the library computes it: the highest over the pieces, raw and normalized."""
+    from profanity_check import profanity_check as library
+
+    parts = pieces(text[:MAX_CHARS])
+    return float(max(library.predict_prob(parts + [normalized(p) for p in parts])))
+
+
+@pytest.mark.parametrize("text", RUDE_ONLY)
+def test_an_insult_is_profanity(hook: OffensiveLanguageHook, text: str) -> None:
+    verdict = hook.check_output(CTX, text)
+    assert (verdict.action, verdict.categories) == (Action.FLAG, (PROFANITY,))
+    assert verdict.reason == "offensive language (p >= 0.9)"
+    assert verdict.score == pytest.approx(_library_score(text), abs=1e-9) and verdict.score >= 0.9
+
+
+@pytest.mark.parametrize("text", HATEFUL)
+def test_an_insult_that_names_a_group_is_hate(hook: OffensiveLanguageHook, text: str) -> None:
+    for verdict in (hook.check_input(_ctx(text)), hook.check_stream(CTX, text), hook.check_output(CTX, text)):
+        assert (verdict.action, verdict.categories) == (Action.FLAG, (HATE,))
+        assert verdict.reason == "offensive language, naming a group (p >= 0.9)"
+        # The category changes, the score does not: still the classifier's probability.
+        assert verdict.score == pytest.approx(_library_score(text), abs=1e-9)
+        assert verdict.score == offensive_probability(text)
+
+
+def test_a_group_named_without_offence_is_not_a_verdict(hook: OffensiveLanguageHook) -> None:
+    text = "Muslims, Jews and Christians all celebrate holidays in winter."
+    assert names_a_group(normalized(text))
+    assert hook.check_output(CTX, text).action is Action.ALLOW
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("muslims are", True),
+        ("a jew", True),
+        ("black people", True),
+        ("white women", True),
+        ("christians", True),
+        ("the lgbtq community", True),
+        ("f a g g o t", True),
+        ("christian", False),  # a first name
+        ("black coffee", False),
+        ("spices", False),
+        ("jewelry", False),
+        ("transport", False),
+    ],
+)
+def test_names_a_group(text: str, names: bool) -> None:
+    assert names_a_group(normalized(text)) is names
+
+
+def test_the_category_policy_decides_not_the_hook() -> None:
+    # No longer exempt from policies: profanity's policy acts on insults, hate's on hate.
+    hook = OffensiveLanguageHook(threshold=0.9)  # its own action: flag
+    policies = {PROFANITY: (Action.FLAG, 0.9), HATE: (Action.BLOCK, 0.8)}
+    chain = ModerationChain([(hook, HookPolicy(budget_ms=2000))], policies)
+    [insult] = chain.check_output(CTX, "you are an idiot")
+    [hate] = chain.check_output(CTX, HATEFUL[0])
+    assert (insult.action, insult.categories) == (Action.FLAG, (PROFANITY,))
+    assert (hate.action, hate.categories) == (Action.BLOCK, (HATE,))
+    blocking = ModerationChain(
+        [(hook, HookPolicy(budget_ms=2000))], {**policies, PROFANITY: (Action.BLOCK, 0.9)}
+    )
+    [blocked] = blocking.check_input(_ctx("you are an idiot"))
+    assert blocked.action is Action.BLOCK and "policy profanity: block" in blocked.reason
+    allowing = ModerationChain(
+        [(hook, HookPolicy(budget_ms=2000))], {**policies, PROFANITY: (Action.ALLOW, 0.5)}
+    )
+    [allowed] = allowing.check_stream(CTX, "you are an idiot")
+    assert allowed.action is Action.ALLOW
+
+
 def test_scoring_many_texts_at_once_gives_each_its_own_score() -> None:
     texts = ["you stupid bitch", "What a lovely afternoon for a walk.", "", "f u c k you. Thanks for asking!"]
     together = offensive_probabilities(texts)
@@ -154,5 +247,5 @@ def test_scoring_many_texts_at_once_gives_each_its_own_score() -> None:
 
 def test_the_hook_judges_a_step_of_texts_as_it_judges_each() -> None:
     hook = OffensiveLanguageHook()
-    items = [(CTX, "you stupid bitch"), (CTX, "a calm and kind reply")]
+    items = [(CTX, "you stupid bitch"), (CTX, "a calm and kind reply"), (CTX, "gay people are stupid idiots")]
     assert hook.check_stream_many(items) == [hook.check_stream(ctx, text) for ctx, text in items]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
 
-from inference.moderation.base import Action
+from inference.moderation.base import Action, ModerationContext
 from inference.moderation.chain import ModerationChain
+from webapp.moderation import services
 from webapp.moderation.configured_hooks import (
     ExternalModerationHook,
     OffensiveLanguageHook,
     SelfReflectionJudge,
 )
+from webapp.moderation.selectors import policy_mapping
 
 
 def test_the_default_chain_has_the_classifier_and_the_judge() -> None:
@@ -62,3 +65,28 @@ def test_the_external_hook_reads_its_settings_and_needs_a_url(settings) -> None:
         "mistral-moderation-latest",
     )
     assert (hook.timeout_s, hook.budget_ms, hook.action) == (1.5, 1750.0, Action.BLOCK)
+
+
+def _offensive_chain() -> ModerationChain:
+    """The classifier as the worker builds it for a reply: with the policies stored in the database."""
+    return ModerationChain.from_paths(
+        ["webapp.moderation.configured_hooks.OffensiveLanguageHook"],
+        budget_ms=2000,
+        policies=policy_mapping(),
+    )
+
+
+@pytest.mark.django_db
+def test_the_profanity_policy_decides_what_an_insult_leads_to() -> None:
+    ctx = ModerationContext("c", "m", "u")
+    [seeded] = _offensive_chain().check_output(ctx, "you are an idiot")
+    assert (seeded.action, seeded.categories, seeded.hook) == (Action.FLAG, ("profanity",), "offensive")
+    moderator = get_user_model().objects.create_user(username="mod", is_staff=True)
+    services.policy_update(moderator=moderator, category="profanity", action="block", threshold=0.9)
+    [blocked] = _offensive_chain().check_output(ctx, "you are an idiot")
+    assert (blocked.action, blocked.categories) == (Action.BLOCK, ("profanity",))
+    assert "policy profanity: block at score >= 0.9" in blocked.reason
+    # Hate's policy (block at 0.8, seeded) is hate's: an insult that names a group follows it, not profanity's.
+    services.policy_update(moderator=moderator, category="profanity", action="flag", threshold=0.9)
+    [hate] = _offensive_chain().check_output(ctx, "all muslims are fucking idiots")
+    assert (hate.action, hate.categories) == (Action.BLOCK, ("hate_and_discrimination",))

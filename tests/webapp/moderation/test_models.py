@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from django.contrib.admin.sites import site
 from django.db import IntegrityError, transaction
@@ -62,13 +64,36 @@ def test_every_moderation_model_is_in_the_admin() -> None:
     assert {m.__name__ for m in models} <= {m.__name__ for m in site._registry}
 
 
-def test_policies_are_seeded_for_the_nine_categories() -> None:
+def test_policies_are_seeded_for_every_category() -> None:
     policies = {p.category: p for p in CategoryPolicy.objects.all()}
     assert set(policies) == set(CATEGORIES)
     for policy in policies.values():
         assert Action(policy.action) in Action
         assert 0.0 <= policy.threshold <= 1.0
     assert policies["pii"].action == "redact"
+    assert (policies["profanity"].action, policies["profanity"].threshold) == ("flag", 0.9)
+
+
+PROFANITY_MIGRATION = importlib.import_module("webapp.moderation.migrations.0003_profanity")
+
+
+def test_the_profanity_migration_is_reversible_and_keeps_a_blocking_classifier_blocking(settings) -> None:
+    from django.apps import apps
+
+    seed = PROFANITY_MIGRATION.Migration.operations[-1]
+    assert seed.reversible
+    PROFANITY_MIGRATION.remove_profanity_policy(apps, None)
+    assert not CategoryPolicy.objects.filter(category="profanity").exists()
+    # A deployment that had set the classifier to block (its own action, before this policy) keeps blocking.
+    settings.MODERATION_OFFENSIVE_ACTION, settings.MODERATION_OFFENSIVE_THRESHOLD = "block", 0.85
+    PROFANITY_MIGRATION.seed_profanity_policy(apps, None)
+    policy = CategoryPolicy.objects.get(category="profanity")
+    assert (policy.action, policy.threshold) == ("block", 0.85)
+    CategoryPolicy.objects.filter(category="profanity").update(action="allow", threshold=0.3)
+    PROFANITY_MIGRATION.seed_profanity_policy(apps, None)  # again: a row staff changed is left alone
+    assert list(CategoryPolicy.objects.filter(category="profanity").values_list("action", "threshold")) == [
+        ("allow", 0.3)
+    ]
 
 
 def test_policy_threshold_outside_0_1_is_refused_by_the_database() -> None:

@@ -18,10 +18,23 @@ pytestmark = pytest.mark.django_db
 def test_lists_every_category_with_its_policy(staff) -> None:
     page = staff.get(reverse("moderation:policies")).content.decode()
     rows = re.findall(r'<tr id="policy-(\w+)">', page)
-    assert len(rows) == 9 and "pii" in rows
+    assert len(rows) == 10 and "pii" in rows and rows[-1] == "profanity"
     pii = page[page.index('<tr id="policy-pii">') :].split("</tr>", 1)[0]
     action, threshold = policy_mapping()["pii"]
     assert f'<option value="{action}" selected>' in pii and f'value="{threshold:g}"' in pii
+
+
+def test_profanity_has_its_row_seeded_to_flag_and_can_be_set_to_block(staff) -> None:
+    page = staff.get(reverse("moderation:policies")).content.decode()
+    row = page[page.index('<tr id="policy-profanity">') :].split("</tr>", 1)[0]
+    assert '<option value="flag" selected>' in row and 'value="0.9"' in row
+    response = staff.post(
+        reverse("moderation:policies"), {"category": "profanity", "action": "block", "threshold": "0.95"}
+    )
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Policy saved: profanity: block at 0.95."
+    ]
+    assert policy_mapping()["profanity"] == ("block", 0.95)
 
 
 def test_setting_a_policy_reaches_the_mapping_workers_read_and_is_audited(staff, moderator) -> None:

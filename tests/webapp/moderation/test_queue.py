@@ -160,6 +160,27 @@ def test_filters(staff, bob, params, expected) -> None:
     assert {names[key] for key in listed(staff, **params)} == expected
 
 
+def test_the_category_filter_offers_profanity(staff) -> None:
+    page = staff.get(reverse("moderation:queue")).content.decode()
+    select = re.search(r'<select name="category".*?</select>', page, re.S).group()
+    assert '<option value="profanity">profanity</option>' in select
+    assert '<option value="hate_and_discrimination">hate_and_discrimination</option>' in select
+    chosen = staff.get(reverse("moderation:queue"), {"category": "profanity"}).content.decode()
+    assert '<option value="profanity" selected>profanity</option>' in chosen
+
+
+def test_classifier_events_from_before_and_after_profanity_are_each_under_their_own(staff, reply) -> None:
+    # Stored events keep their categories: the classifier's older insults stay under hate.
+    before = make_event(reply, at=T0, hook="offensive", categories=("hate_and_discrimination",))
+    rule = make_event(reply, at=T0 + timedelta(minutes=1), categories=("hate_and_discrimination",))
+    after = make_event(reply, at=T0 + timedelta(minutes=2), hook="offensive", categories=("profanity",))
+    assert listed(staff, category="profanity") == [f"event:{after.pk}"]
+    assert listed(staff, category="hate_and_discrimination") == [f"event:{rule.pk}", f"event:{before.pk}"]
+    assert listed(staff, hook="offensive") == [f"event:{after.pk}", f"event:{before.pk}"]
+    page = staff.get(reverse("moderation:queue"), {"category": "profanity"}).content.decode()
+    assert '<span class="categories">profanity</span>' in page
+
+
 @pytest.mark.parametrize(
     ("params", "says"),
     [

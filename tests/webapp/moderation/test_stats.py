@@ -6,11 +6,13 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from inference.moderation.base import CATEGORIES
 from tests.webapp.moderation.dashboard_support import (
     fast_passwords,  # noqa: F401
     make_event,
@@ -105,6 +107,31 @@ def test_the_page_draws_inline_svg_with_no_script_or_style_of_its_own(staff, bob
     assert "<script" not in main and "style=" not in main
     assert not re.search(r'(src|href)="(https?:)?//', page), "nothing comes from another origin"
     assert re.search(r'<th scope="row">pii</th><td>1</td><td>12.00</td><td>12.00</td>', main)
+
+
+def test_profanity_is_a_series_of_its_own_with_its_colour(staff, bob) -> None:
+    reply = make_exchange(bob)
+    make_event(
+        reply, at=days_ago(0), hook="offensive", categories=("hate_and_discrimination",)
+    )  # stored before
+    for _ in range(2):
+        make_event(reply, at=days_ago(0), hook="offensive", categories=("profanity",))
+    stats = dashboard_stats()
+    assert stats.categories == ["hate_and_discrimination", "profanity"]
+    assert stats.per_day == {days_ago(0).date(): {"hate_and_discrimination": 1, "profanity": 2}}
+    assert ("chart-profanity", "profanity") in stats.per_day_chart.legend
+    [bar] = [bar for bar in stats.per_day_chart.bars if bar.css == "chart-profanity"]
+    assert bar.title == f"{days_ago(0):%b %d}: 2 profanity"
+    main = staff.get(reverse("moderation:stats")).content.decode()
+    assert 'class="chart-profanity"' in main and '<th scope="col">profanity</th>' in main
+
+
+def test_every_category_has_a_colour() -> None:
+    css = (settings.BASE_DIR / "static" / "css" / "moderation.css").read_text()
+    for category in (*CATEGORIES, "none"):
+        assert re.search(
+            rf"^\.chart-{category.replace('_', '-')} \{{ fill: #[0-9a-f]{{6}}; \}}", css, re.M
+        ), category
 
 
 def test_an_empty_window_says_so(staff) -> None:
