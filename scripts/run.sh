@@ -62,12 +62,19 @@ echo
 # script, which turns Ctrl-C, a closed terminal or a TERM into one orderly stop
 # (supervisord itself would take the hang-up as "reload").
 supervisor=
-trap '[ -z "$supervisor" ] || kill -TERM "$supervisor" 2>/dev/null || true' INT TERM HUP
+gave_up=
+stop() { [ -z "$supervisor" ] || kill -TERM "$supervisor" 2>/dev/null || true; }
+trap stop INT TERM HUP
+# scripts/stop_on_fatal.py signals USR1 when a program would not stay up.
+export MAKE_RUN_PID=$$
+trap 'gave_up=1; stop' USR1
 "$PY" -c 'import os, sys; os.setpgid(0, 0); os.execv(sys.argv[1], sys.argv[1:])' \
   .venv/bin/supervisord -c scripts/supervisord.conf &
 supervisor=$!
 while true; do
   status=0
   wait "$supervisor" || status=$?
-  kill -0 "$supervisor" 2>/dev/null || exit "$status"
+  kill -0 "$supervisor" 2>/dev/null || break
 done
+if [ -n "$gave_up" ]; then exit 1; fi
+exit "$status"

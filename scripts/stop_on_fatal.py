@@ -2,7 +2,8 @@
 
 supervisord retries a program that dies within its `startsecs` after 1 s, 2 s, 3 s…
 and gives up after `startretries` (FATAL): then nothing would serve while the
-terminal looked alive, so this stops supervisord (its parent) and says why.
+terminal looked alive, so this says why and has scripts/run.sh stop supervisord
+and exit with status 1 (or, run without it, stops supervisord, its parent).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-            os.kill(os.getppid(), signal.SIGTERM)
+            if os.environ.get("MAKE_RUN_PID"):
+                os.kill(int(os.environ["MAKE_RUN_PID"]), signal.SIGUSR1)  # run.sh stops it and exits 1
+            else:
+                os.kill(os.getppid(), signal.SIGTERM)
 
 
 if __name__ == "__main__":

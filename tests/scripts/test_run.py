@@ -11,6 +11,7 @@ import os
 import pty
 import re
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -55,8 +56,8 @@ def terminal_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 class MakeRun:
     """scripts/run.sh in a session of its own, like a terminal (Ctrl-C signals the whole group)."""
 
-    def __init__(self, tmp_path: Path, **extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, tmp_path: Path, port: int | None = None, **extra: str) -> None:
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / "run.log"
         self.env = terminal_env(
@@ -340,6 +341,26 @@ async def test_run_restarts_a_killed_worker_daphne_and_redis_and_the_page_is_ser
         assert session_processes(run.process.pid) == []
     finally:
         run.stop()
+
+
+def test_run_gives_up_and_stops_everything_when_daphne_cannot_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        run = MakeRun(tmp_path, port=taken.getsockname()[1])
+        try:
+            # Daphne cannot listen: tried four times (1 s, 2 s, 3 s apart), then everything stops.
+            assert run.process.wait(timeout=300) == 1
+            output = run.output()
+            assert output.count("Address already in use") >= 4
+            assert "gave up: daphne entered FATAL state" in output
+            assert "make run: 'daphne' keeps exiting as soon as it starts" in output
+            deadline = time.monotonic() + 30
+            while session_processes(run.process.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert session_processes(run.process.pid) == []
+        finally:
+            run.stop()
 
 
 def test_run_on_a_lan_address_asks_for_allowed_hosts(tmp_path: Path) -> None:
