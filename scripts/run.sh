@@ -48,7 +48,8 @@ fi
 # DEBUG stays off unless asked for (DEBUG=1 make run), so a key is needed: settings read
 # .secret_key (or SECRET_KEY_FILE) when SECRET_KEY is not set, so that `manage.py`
 # commands in another terminal sign with the same one.
-if [ -z "${SECRET_KEY:-}" ]; then "$PY" -m webapp.secret_key; fi
+# (The file, not `-m webapp.secret_key`: the package would load Celery first, a second here.)
+if [ -z "${SECRET_KEY:-}" ]; then "$PY" webapp/secret_key.py; fi
 "$PY" manage.py migrate --noinput
 "$PY" manage.py ensure_admin
 

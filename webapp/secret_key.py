@@ -2,7 +2,7 @@
 
 Settings read it when `SECRET_KEY` is not in the environment, so the app and every
 `manage.py` command run from the checkout sign with the same key. Nothing but
-`make run` (`python -m webapp.secret_key`) creates the file: a production host
+`make run` (`python webapp/secret_key.py`) creates the file: a production host
 with neither the variable nor the file still refuses to start.
 """
 
@@ -43,4 +43,4 @@ def ensure_key(path: Path) -> bool:
 if __name__ == "__main__":
     path = key_path()
     if ensure_key(path):
-        print(f"A new SECRET_KEY was generated and kept in {path} (git ignores it; keep it private).")
+        print(f"A new SECRET_KEY was generated into {path} (readable by you only; keep it private).")
