@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from webapp import secret_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -33,10 +35,15 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+# The environment wins; else the checkout's key file, which only `make run` creates
+# (webapp/secret_key.py), so that its `manage.py` commands sign with the same key.
+SECRET_KEY = os.environ.get("SECRET_KEY", "") or secret_key.read_key(secret_key.key_path())
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off (set DEBUG=1 for development).")
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG is off: set it in the environment, or run `make run` "
+            f"once in this checkout to generate {secret_key.key_path()} (or set DEBUG=1 for development)."
+        )
     SECRET_KEY = "dev-only-insecure-key-never-use-in-production"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    # Not the key file `make run` leaves in a developer's checkout.
+    clean["SECRET_KEY_FILE"] = str(ROOT / ".run" / "no-such-key")
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
