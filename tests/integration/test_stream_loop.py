@@ -4,7 +4,8 @@ The claims, under the loop that streams every reply of a worker at the
 engine's step: each reply's `token` events rise by one and concatenate to
 its `done` content and its stored text; a blocked phrase, however the steps
 split it, reaches no socket while the chats beside it complete; a stop ends
-its reply within a step or two; replies spread over both workers.
+its reply within a step or two; replies spread over both workers; sockets on
+a second Daphne process get the same stream.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import websockets
 
 from inference.chat_template import sentencepiece_processor
 from tests.integration.test_reply_stream import next_event
-from tests.support.stack import Client, Stack
+from tests.support.stack import Client, Stack, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,8 @@ def looped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     stack.start()
     stack.start_worker()  # a second worker on the same Redis and queue
+    stack.second_port = free_port()
+    stack.start_daphne(stack.second_port)  # and a second Daphne: more fan-out
     stack.import_rules(
         [
             {
@@ -105,3 +109,28 @@ async def test_many_chats_at_once_stream_whole_and_a_block_or_a_stop_touches_onl
     # Both workers served some of them (each lists what it wrote in its log).
     logs = [p.read_text(errors="replace") for p in sorted(looped.tmp.glob("worker-*.log"))]
     assert len(logs) == 2 and all("inference.generate_reply" in log and "succeeded" in log for log in logs)
+
+
+async def test_a_second_daphne_forwards_the_same_stream(looped: Stack) -> None:
+    person = Client(looped).signup()
+    conversation = person.new_conversation()
+    other = person.socket_url(conversation).replace(f":{looped.port}/", f":{looped.second_port}/")
+    headers = person.socket_headers()
+    async with (
+        person.connect(conversation) as first,
+        websockets.connect(other, additional_headers=headers) as second,
+    ):
+        await first.send(json.dumps({"type": "send", "content": "<chat 3>", "params": {"max_tokens": 1000}}))
+        streams: list[list[dict]] = [[], []]
+        for socket, stream in ((first, streams[0]), (second, streams[1])):
+            while True:
+                event = await next_event(socket)
+                if event["type"] in ("token", "snapshot"):
+                    stream.append(event)
+                elif event["type"] == "done":
+                    stream.append(event)
+                    break
+    texts = ["".join(e["text"] for e in stream if e["type"] != "done") for stream in streams]
+    assert (
+        texts[0] == texts[1] == streams[0][-1]["content"] == streams[1][-1]["content"] == REPLIES["<chat 3>"]
+    )
