@@ -15,7 +15,7 @@ pytestmark = pytest.mark.browser
 
 def new_chat_with(page: Page, text: str) -> None:
     page.get_by_role("button", name="+ New chat").click()
-    page.wait_for_function("document.body.dataset.socket === 'open'")
+    expect(page.locator("body")).to_have_attribute("data-socket", "open")
     page.get_by_label("Message").fill(text)
     page.keyboard.press("Enter")
     expect(page.locator(".message.assistant")).to_have_attribute(
@@ -104,7 +104,9 @@ def test_the_sidebar_stays_in_view_at_the_bottom_of_a_long_conversation(page: Pa
     expect(page.locator(".message")).to_have_count(60)
 
     page.evaluate("window.scrollTo(0, document.scrollingElement.scrollHeight)")
-    page.wait_for_function("window.scrollY > 3 * window.innerHeight")  # a long page, scrolled to its end
+    page.wait_for_function(
+        "() => window.scrollY > 3 * window.innerHeight"
+    )  # a long page, scrolled to its end
     expect(page.locator(".message").last).to_be_in_viewport()
     assert in_view_and_on_top(page, "#new-chat"), '"New chat" is out of view'
     assert in_view_and_on_top(page, "#search-input"), "the search box is out of view"
@@ -118,6 +120,6 @@ def test_the_sidebar_stays_in_view_at_the_bottom_of_a_long_conversation(page: Pa
     assert page.evaluate("document.getElementById('sidebar').scrollHeight > innerHeight")
     sidebar.hover()
     page.mouse.wheel(0, 5000)
-    page.wait_for_function("document.getElementById('sidebar').scrollTop > 0")
+    page.wait_for_function("() => document.getElementById('sidebar').scrollTop > 0")
     assert page.evaluate("window.scrollY") == page_scroll
     expect(page.get_by_role("link", name="Export all")).to_be_in_viewport()
