@@ -1,6 +1,7 @@
 // Light or dark: follows the system unless the person picked one (stored in localStorage).
-// base.html sets the stored theme inline before the first paint; this deferred script wires the
-// toggle. The cycle is: system -> light -> dark -> system.
+// Loaded in <head>, not deferred: the stored theme is set before the first paint (no inline
+// script: the Content-Security-Policy forbids them); the toggle is wired once the page is parsed.
+// The cycle is: system -> light -> dark -> system.
 (function () {
   var KEY = "theme";
   var ORDER = ["system", "light", "dark"];
@@ -28,7 +29,12 @@
   }
 
   apply(stored());
-  document.getElementById("theme-toggle").addEventListener("click", function () {
+  document.addEventListener("DOMContentLoaded", function () {
+    apply(stored());
+    document.getElementById("theme-toggle").addEventListener("click", toggle);
+  });
+
+  function toggle() {
     var next = ORDER[(ORDER.indexOf(stored()) + 1) % ORDER.length];
     try {
       if (next === "system") localStorage.removeItem(KEY);
@@ -37,5 +43,5 @@
       // Storage refused (private mode): the choice lasts for this page only.
     }
     apply(next);
-  });
+  }
 })();

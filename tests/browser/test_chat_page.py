@@ -34,7 +34,7 @@ def test_sign_up_chat_watch_the_reply_stream_and_find_it_after_reload(page: Page
 
     page.get_by_role("button", name="+ New chat").click()
     expect(page).to_have_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
-    page.wait_for_function("document.body.dataset.socket === 'open'")
+    expect(page.locator("body")).to_have_attribute("data-socket", "open")
 
     # Record every text the reply is rendered from while it streams, to see it grow in pieces.
     page.evaluate(
@@ -72,7 +72,7 @@ def test_sign_up_chat_watch_the_reply_stream_and_find_it_after_reload(page: Page
 def test_the_stop_button_stops_the_reply(page: Page, stack: Stack) -> None:
     sign_up(page, stack)
     page.get_by_role("button", name="+ New chat").click()
-    page.wait_for_function("document.body.dataset.socket === 'open'")
+    expect(page.locator("body")).to_have_attribute("data-socket", "open")
     page.evaluate(
         "() => { const ws = new WebSocket(location.origin.replace('http', 'ws') + '/ws/conversations/' + "
         "JSON.parse(document.getElementById('conversation-id').textContent) + '/');"
@@ -95,7 +95,7 @@ def test_log_out_and_back_in_sidebar_lists_newest_first(page: Page, stack: Stack
     titles = ["older chat", "newer chat"]
     for title in titles:
         page.get_by_role("button", name="+ New chat").click()
-        page.wait_for_function("document.body.dataset.socket === 'open'")
+        expect(page.locator("body")).to_have_attribute("data-socket", "open")
         page.get_by_label("Message").fill(title)
         page.get_by_role("button", name="Send").click()
         expect(page.locator(".message.assistant")).to_have_attribute(

@@ -20,7 +20,7 @@ def test_the_downloaded_json_holds_what_the_page_shows(page: Page, stack: Stack)
     page.get_by_role("button", name="+ New chat").click()
     expect(page).to_have_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
     conversation_id = page.url.rstrip("/").rsplit("/", 1)[1]
-    page.wait_for_function("document.body.dataset.socket === 'open'")
+    expect(page.locator("body")).to_have_attribute("data-socket", "open")
     page.get_by_label("Message").fill("Write me a poem about the sea")
     page.keyboard.press("Enter")
     expect(page.locator(".message.assistant")).to_have_attribute("data-status", "complete", timeout=60_000)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import ARTIFACTS, DESKTOP
+from tests.browser.conftest import ARTIFACTS, DESKTOP, watch_csp
 from tests.browser.test_chat_page import PASSWORD, sign_up
 from tests.browser.test_chat_ux import axe_violations
 from tests.support.stack import Stack
@@ -20,7 +20,7 @@ PHRASE = "velvet hammer"
 
 
 @pytest.fixture
-def moderator_page(browser: Browser, stack: Stack) -> Iterator[Page]:
+def moderator_page(browser: Browser, stack: Stack, csp_violations: list[str]) -> Iterator[Page]:
     """A staff member logged in, and a rule that flags the phrase in what users send."""
     name = f"mod{secrets.token_hex(3)}"
     stack.manage(
@@ -36,6 +36,7 @@ def moderator_page(browser: Browser, stack: Stack) -> Iterator[Page]:
     opened.set_default_timeout(30_000)
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
+    watch_csp(opened, csp_violations)
     opened.goto(f"{stack.base_url}/accounts/login/?next=/moderation/")
     opened.get_by_label("Username").fill(name)
     opened.get_by_label("Password").fill(PASSWORD)
@@ -48,17 +49,18 @@ def moderator_page(browser: Browser, stack: Stack) -> Iterator[Page]:
         opened.screenshot(path=str(ARTIFACTS / "moderation-dashboard-final.png"), full_page=True)
         context.close()
     assert not errors, f"JavaScript errors on the dashboard: {errors}"
+    assert not csp_violations, f"Content-Security-Policy violations on the dashboard: {csp_violations}"
 
 
 def test_a_moderator_sees_a_flagged_reply_live_and_bans_its_author(
     page: Page, moderator_page: Page, stack: Stack
 ) -> None:
     moderator = moderator_page
-    moderator.wait_for_function("document.body.dataset.moderationSocket === 'open'")
+    expect(moderator.locator("body")).to_have_attribute("data-moderation-socket", "open")
 
     author = sign_up(page, stack)
     page.get_by_role("button", name="+ New chat").click()
-    page.wait_for_function("document.body.dataset.socket === 'open'")
+    expect(page.locator("body")).to_have_attribute("data-socket", "open")
     page.get_by_label("Message").fill(f"Bring the {PHRASE} tonight")
     page.keyboard.press("Enter")
     expect(page.locator(".message.assistant")).to_have_attribute("data-status", "complete", timeout=60_000)
@@ -105,7 +107,7 @@ def test_a_moderator_sees_a_flagged_reply_live_and_bans_its_author(
     # The author's open page is told at once, its socket closed; their next message gets the
     # error, stays in the composer, and is not stored.
     expect(page.locator("#notice")).to_contain_text("banned", timeout=15_000)
-    page.wait_for_function("document.body.dataset.socket === 'closed'")
+    expect(page.locator("body")).to_have_attribute("data-socket", "closed")
     page.get_by_label("Message").fill("Am I still here?")
     page.keyboard.press("Enter")
     expect(page.locator("#notice")).to_contain_text("banned")

@@ -27,7 +27,7 @@ def test_report_a_reply_with_a_reason(page: Page, stack: Stack) -> None:
     username = sign_up(page, stack)
     page.get_by_role("button", name="+ New chat").click()
     expect(page).to_have_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
-    page.wait_for_function("document.body.dataset.socket === 'open'")
+    expect(page.locator("body")).to_have_attribute("data-socket", "open")
     page.get_by_label("Message").fill("Tell me something")
     page.keyboard.press("Enter")
     reply = page.locator(".message.assistant")

@@ -203,7 +203,7 @@ def test_run_starts_a_private_redis_daphne_and_a_worker_and_ctrl_c_stops_them(tm
         health = run.wait_ready()
         assert health["database"] == "ok" and health["model"]["model"] == "tiny-random-mistral"
         started = session_processes(run.process.pid)
-        for program in ("supervisord", "redis-server", "daphne -b 0.0.0.0", "celery"):
+        for program in ("supervisord", "redis-server", "daphne_server -b 0.0.0.0", "celery"):
             assert any(program in p for p in started), started
         output = run.output()
         assert f"starting on 0.0.0.0:{run.port} for http://{{127.0.0.1,chat.lan}}:{run.port}/" in output

@@ -124,7 +124,10 @@ class Stack:
         self.daphne = self._spawn(
             "daphne",
             [
-                str(VENV_BIN / "daphne"),
+                # Daphne as `make run` starts it: with the frame limit answered (webapp/daphne_server.py).
+                sys.executable,
+                "-m",
+                "webapp.daphne_server",
                 "-b",
                 "127.0.0.1",
                 "-p",

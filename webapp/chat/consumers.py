@@ -42,6 +42,17 @@ def in_pool(func: Callable[..., Any]) -> Callable[..., Any]:
     return database_sync_to_async(func, thread_sensitive=False, executor=_POOL)
 
 
+def max_frame_bytes() -> int:
+    """The largest frame a valid client event needs.
+
+    The longest text an event carries (a message, a system prompt) with every
+    character escaped as a surrogate pair (`\\ud83d\\ude00`: 12 bytes for one
+    character), and room for the rest of the event. Counted in characters, a
+    frame can only be shorter.
+    """
+    return max(settings.MAX_MESSAGE_CHARS, settings.MAX_SYSTEM_PROMPT_CHARS) * 12 + 4096
+
+
 class ConversationConsumer(AsyncWebsocketConsumer):
     conversation: Conversation
     group: str
@@ -87,8 +98,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     def _parse(self, text_data: str | None) -> dict[str, Any]:
         if text_data is None:
             raise ChatInputError("invalid_frame", "Send JSON text frames, not binary.")
-        if len(text_data) > settings.MAX_MESSAGE_CHARS * 6 + 4096:
-            # Even a maximal message with every character escaped is smaller.
+        if len(text_data) > max_frame_bytes():
+            # Daphne refuses larger frames before reading them (webapp/daphne_server.py);
+            # this holds under any other server, and for fragmented messages.
             raise ChatInputError("frame_too_large", "The frame is too large.")
         try:
             payload = json.loads(text_data)

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 # Conversations listed with their own download links on the export page; the zip has them all.
 LISTED = 50
 # The print page holds only escaped text and its own style: forbid everything else.
-HTML_EXPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+HTML_EXPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 
 @login_required

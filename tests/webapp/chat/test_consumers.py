@@ -145,7 +145,7 @@ async def test_message_over_the_limit_is_refused(settings, enqueued: list[str]) 
 
 
 async def test_binary_and_huge_frames_are_refused(settings) -> None:
-    settings.MAX_MESSAGE_CHARS = 100
+    settings.MAX_MESSAGE_CHARS = settings.MAX_SYSTEM_PROMPT_CHARS = 100
     user = await make_user()
     conversation = await make_conversation(user)
     comm = await open_socket(conversation, user)
@@ -154,6 +154,21 @@ async def test_binary_and_huge_frames_are_refused(settings) -> None:
     await comm.send_to(text_data=json.dumps({"type": "send", "content": "y" * 10_000}))
     assert (await receive(comm))["code"] == "frame_too_large"
     await comm.disconnect()
+
+
+async def test_the_largest_valid_frame_is_read_and_stored(settings, enqueued: list[str]) -> None:
+    # MAX_MESSAGE_CHARS (20,000) characters, each escaped as a surrogate pair: 12 bytes apiece.
+    user = await make_user()
+    conversation = await make_conversation(user)
+    comm = await open_socket(conversation, user)
+    frame = json.dumps(
+        {"type": "send", "content": "\U0001f600" * settings.MAX_MESSAGE_CHARS, "params": {"seed": 1}}
+    )
+    assert len(frame) > settings.MAX_MESSAGE_CHARS * 12
+    await comm.send_to(text_data=frame)
+    assert (await receive(comm))["type"] == "message"
+    await comm.disconnect()
+    assert len(enqueued) == 1
 
 
 async def test_a_prompt_that_cannot_fit_the_context_is_refused(settings) -> None:
