@@ -59,6 +59,20 @@ def open_reply(content: str, *, chain: ModerationChain | None = None, **kwargs) 
     return reply
 
 
+class HeldEngine(ScriptedEngine):
+    """Takes its first step only once every expected request has arrived: all start together."""
+
+    def __init__(self, *args, expected: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.expected = expected
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 30
+        while len(self._waiting) < self.expected and time.monotonic() < deadline:
+            time.sleep(0.005)
+        super()._run()
+
+
 def run_all(loop: ReplyLoop, replies: dict[str, ReplyStream]) -> dict[str, ReplyOutcome]:
     outcomes: dict[str, ReplyOutcome] = {}
 
@@ -80,7 +94,7 @@ def assert_invariant(emitted: list[Emission], outcome: ReplyOutcome) -> None:
 
 def test_many_replies_stream_from_one_loop_each_whole_and_in_order() -> None:
     replies = {f"<r{i}>": f"trigger{i} " + LONG[: 200 + 37 * i] for i in range(12)}
-    engine = ScriptedEngine(replies, delay_s=0.002, max_batch=16)
+    engine = HeldEngine(replies, delay_s=0.002, max_batch=16, expected=len(replies))
     publish = Recorder()
     loop = ReplyLoop(engine, publish=publish)
     outcomes = run_all(loop, {key: open_reply(key) for key in replies})
@@ -168,7 +182,9 @@ def test_a_blocked_phrase_split_across_steps_never_reaches_publish_and_neighbour
     bad = "Here is how it goes. First we detonate the device and then we leave. " + LONG[:300]
     # The same phrase's words land in different replies: no reply holds the phrase, none is blocked.
     split_a, split_b = "We will detonate. " + LONG[:200], "the device is fine. " + LONG[:200]
-    engine = ScriptedEngine({"bad": bad, "alpha": split_a, "beta": split_b}, delay_s=0.002, max_batch=8)
+    engine = HeldEngine(
+        {"bad": bad, "alpha": split_a, "beta": split_b}, delay_s=0.002, max_batch=8, expected=3
+    )
     publish = Recorder()
     loop = ReplyLoop(engine, publish=publish)
     replies = {key: open_reply(key, chain=chain) for key in ("bad", "alpha", "beta")}
@@ -240,7 +256,7 @@ def test_a_prompt_the_engine_refuses_fails_the_reply() -> None:
 
 @pytest.mark.parametrize("rows", [1, 24])
 def test_the_scripted_engine_steps_every_live_row_together(rows: int) -> None:
-    engine = ScriptedEngine({"": "one two three four five six"}, delay_s=0.001, max_batch=32)
+    engine = HeldEngine({"": "one two three four five six"}, delay_s=0.001, max_batch=32, expected=rows)
     steps: list[list[tuple[int, ...]]] = []
     done = threading.Event()
     ended = [0]
