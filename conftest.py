@@ -14,6 +14,10 @@ os.environ.setdefault("REDIS_PREFIX", f"mchat-test-{uuid.uuid4().hex[:8]}")
 os.environ.setdefault("RATE_LIMIT_MESSAGES_PER_MINUTE", "0")
 os.environ.setdefault("MAX_LIVE_REPLIES_PER_USER", "0")
 os.environ.setdefault("QUOTA_TOKENS_PER_DAY", "10000000")
+# Consumers tested in this process run their database calls on Channels' one thread: the
+# in-memory test database locks whole tables between threads. The stacks that the
+# integration tests start use the sockets' pool (tests/support/stack.py).
+os.environ.setdefault("SOCKET_THREADS", "0")
 
 import django  # noqa: E402
 

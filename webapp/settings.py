@@ -273,7 +273,8 @@ MODERATION_EXTERNAL_ACTION = os.environ.get("MODERATION_EXTERNAL_ACTION") or "bl
 # across tokens is caught before any part of it is sent.
 STREAM_HOLDBACK_CHARS = env_int("STREAM_HOLDBACK_CHARS", 64)
 
-# Threads per Daphne process for the sockets' database and Redis calls (webapp/chat/consumers.py).
+# Threads per Daphne process for the sockets' database and Redis calls (webapp/chat/consumers.py);
+# 0: Channels' one shared thread.
 SOCKET_THREADS = env_int("SOCKET_THREADS", 8)
 
 # Streamed text is published every STREAM_COALESCE_MS or every

@@ -83,6 +83,8 @@ class Stack:
             # Short default replies keep the page tests quick; tests that need long ones ask.
             "DEFAULT_MAX_TOKENS": "96",
             "PYTHONUNBUFFERED": "1",
+            # A real Daphne uses the sockets' thread pool (conftest.py turns it off in-process).
+            "SOCKET_THREADS": "8",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")])),
             **self.extra_env,
         }

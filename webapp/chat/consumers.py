@@ -33,12 +33,20 @@ BANNED_MESSAGE = "A moderator has banned this account; the chat is closed."
 # (thread-sensitive) runs every socket's calls of a Daphne process on one
 # thread, so a burst of sends was checked and stored one after another and
 # the last waited seconds for its first token. One socket still runs one
-# handler at a time, so its own events keep their order.
-_POOL = ThreadPoolExecutor(max_workers=settings.SOCKET_THREADS, thread_name_prefix="socket")
+# handler at a time, so its own events keep their order. SOCKET_THREADS=0
+# keeps Channels' one thread (the in-process tests' in-memory SQLite, shared
+# between threads, locks whole tables).
+_POOL = (
+    ThreadPoolExecutor(max_workers=settings.SOCKET_THREADS, thread_name_prefix="socket")
+    if settings.SOCKET_THREADS
+    else None
+)
 
 
 def in_pool(func: Callable[..., Any]) -> Callable[..., Any]:
     """`func` made awaitable, run in the sockets' pool with Django's connection handling."""
+    if _POOL is None:
+        return database_sync_to_async(func)
     return database_sync_to_async(func, thread_sensitive=False, executor=_POOL)
 
 

@@ -249,3 +249,14 @@ def test_the_hook_judges_a_step_of_texts_as_it_judges_each() -> None:
     hook = OffensiveLanguageHook()
     items = [(CTX, "you stupid bitch"), (CTX, "a calm and kind reply"), (CTX, "gay people are stupid idiots")]
     assert hook.check_stream_many(items) == [hook.check_stream(ctx, text) for ctx, text in items]
+
+
+def test_the_own_tfidf_equals_the_vectorizers_transform() -> None:
+    from profanity_check import profanity_check as library
+
+    from inference.moderation.offensive import _tfidf
+
+    texts = [*OFFENSIVE, *BENIGN, *DISGUISED, "", "the the the", "Ünïcode wörds and 123 numbers", "a"]
+    ours, theirs = _tfidf(library.vectorizer)(texts), library.vectorizer.transform(texts)
+    assert ours.shape == theirs.shape
+    assert abs(ours - theirs).max() < 1e-12
