@@ -123,13 +123,13 @@ class Stack:
 
     def start_daphne(self, port: int | None = None) -> subprocess.Popen:
         """Daphne on this stack's port (again, after a test killed it), or one more on another port."""
+        # Daphne as `make run` starts it: with the frame limit answered (webapp/daphne_server.py);
+        # a tree from before that module (a benchmark's baseline) starts Daphne's own.
+        own = (self.root / "webapp" / "daphne_server.py").exists()
         self.daphne = self._spawn(
             "daphne",
             [
-                # Daphne as `make run` starts it: with the frame limit answered (webapp/daphne_server.py).
-                sys.executable,
-                "-m",
-                "webapp.daphne_server",
+                *([sys.executable, "-m", "webapp.daphne_server"] if own else [str(VENV_BIN / "daphne")]),
                 "-b",
                 "127.0.0.1",
                 "-p",
