@@ -76,6 +76,24 @@ class ModerationChain:
     def check_output(self, ctx: ModerationContext, text: str) -> list[Verdict]:
         return self._run(Stage.OUTPUT, ctx, (text,))
 
+    def stream_hold(self, text: str, cap: int) -> int:
+        """How many trailing characters of `text` the streaming gate must hold back: at most `cap`.
+
+        Each hook with a stream check says what it must see whole: a fixed
+        `stream_holdback_chars` (None: unbounded) or `stream_hold(text)` for
+        this text; a hook that says nothing gets `cap`, the setting.
+        """
+        hold = 0
+        for hook, _ in self.hooks:
+            if not (hasattr(hook, "check_stream") or hasattr(hook, "check_stream_many")):
+                continue
+            dynamic = getattr(hook, "stream_hold", None)
+            need = dynamic(text) if dynamic is not None else getattr(hook, "stream_holdback_chars", None)
+            if need is None or need >= cap:
+                return cap
+            hold = max(hold, need)
+        return hold
+
     def check_stream_many(self, items: Sequence[tuple[ModerationContext, str]]) -> list[list[Verdict]]:
         """`check_stream` of many replies' texts at once: one call per hook for all of them.
 

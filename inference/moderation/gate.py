@@ -1,10 +1,13 @@
 """The streaming gate: release reply text only after `check_stream` has passed it.
 
-The last `holdback_chars` characters are always held back until more text
-arrives (or the reply finishes), so a phrase of up to `holdback_chars`
-characters that is split across deltas is seen whole before any part of it
-is released. Phrases longer than the holdback are not guaranteed: their
-start may already be out when their end arrives.
+The last characters are held back until more text arrives (or the reply
+finishes), so that what a hook matches is seen whole before any part of it
+is released: as many as the chain's hooks ask for (`ModerationChain.stream_hold`:
+a rules hook its longest possible match, PII the trailing run that could
+still grow into an address or a number, a hook that says nothing the whole
+`holdback_chars`), and never more than `holdback_chars`. Matches longer than
+that are not guaranteed: their start may already be out when their end
+arrives.
 
 Also held back: a trailing word that may not be finished yet ("ass" +
 "istant"), so a word rule never fires on a word's prefix; a trailing run of
@@ -99,10 +102,11 @@ class StreamGate:
         self._original.append(delta)
         self._pending += delta
         checkable = self._complete_prefix()
-        if checkable - self.holdback <= 0:
+        limit = checkable - self.chain.stream_hold(self._pending[:checkable], self.holdback)
+        if limit <= 0:
             return None  # nothing could be released: no need to check yet
         start, text = self._window(checkable)
-        return GateCheck(start, text, checkable - self.holdback)
+        return GateCheck(start, text, limit)
 
     def settle(self, check: GateCheck, verdicts: list[Verdict]) -> GateOutput:
         """Apply the verdicts of `check`'s text: what may now be sent."""

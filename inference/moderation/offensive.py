@@ -231,6 +231,9 @@ class OffensiveLanguageHook:
 
     name = "offensive"
     inline = True  # a linear model over a bounded text: the reply loop runs it in its own thread
+    # It scores whole sentences: no hold-back makes a sentence whole before its end
+    # arrives, so it asks for none; a block cuts the reply where it is seen.
+    stream_holdback_chars = 0
 
     def __init__(self, *, threshold: float = 0.9, action: Action = Action.FLAG) -> None:
         if not 0.0 < threshold <= 1.0:

@@ -96,6 +96,14 @@ def _is_phone(text: str) -> bool:
     return international or separated or text.startswith("0")
 
 
+# The trailing run of text that could still grow into personal data: characters that
+# addresses and numbers are made of, and single spaces before a digit, a capital, "(" or
+# "+" (grouped card, phone and IBAN numbers). The streaming gate holds it back.
+_UNFINISHED = re.compile(r"(?:[A-Za-z0-9._%+@:()\-]+ (?=[0-9A-Z(+]))*[A-Za-z0-9._%+@:()\-]*\s*\Z")
+# No entity above is longer than this, spaces included.
+_LONGEST = 128
+
+
 @dataclass(frozen=True)
 class _Detector:
     kind: str
@@ -148,6 +156,12 @@ class PiiHook:
 
     name = "pii"
     inline = True  # bounded regex work: the reply loop runs it in its own thread
+
+    def stream_hold(self, text: str) -> int:
+        """How much of `text`'s end could still be the start of personal data: held back while streaming."""
+        tail = text[-_LONGEST:]
+        found = _UNFINISHED.search(tail)
+        return len(tail) - found.start() if found else 0
 
     def check_input(self, ctx: ModerationContext) -> Verdict:
         text = ctx.messages[-1].get("content", "") if ctx.messages else ""

@@ -233,6 +233,23 @@ class RulesHook:
     def __init__(self, rules: Sequence[Rule] = ()) -> None:
         self.rules = tuple(rules)
 
+    @cached_property
+    def stream_holdback_chars(self) -> int | None:
+        """What the streaming gate must hold back so a match is seen whole; None with a regex rule.
+
+        A word's longest match is letter-spaced with three separators between
+        letters, a phrase's the same with three between words; twice that,
+        for the invisible characters and marks that folding drops.
+        """
+        longest = 0
+        for rule in self.rules:
+            if rule.kind == "regex":
+                return None
+            words = [word for word in re.split(r"[\W_]+", fold(rule.pattern).text) if word]
+            spaced = sum(4 * len(word) - 3 for word in words) + 3 * (len(words) - 1)
+            longest = max(longest, 2 * spaced)
+        return longest
+
     def check_input(self, ctx: ModerationContext) -> Verdict:
         text = ctx.messages[-1].get("content", "") if ctx.messages else ""
         verdict = self._check(text)

@@ -183,3 +183,24 @@ def test_a_batched_hook_that_miscounts_fails_every_text() -> None:
 
     many = ModerationChain([(Short(), HookPolicy())]).check_stream_many([(CTX, "a"), (CTX, "b")])
     assert all(v[0].error.startswith("ValueError") for v in many)
+
+
+def test_the_hold_back_is_what_the_hooks_ask_for_at_most_the_cap() -> None:
+    from inference.moderation.offensive import OffensiveLanguageHook
+
+    word = RulesHook([Rule("violence_and_threats", Action.BLOCK, "word", "kill")])
+    regex = RulesHook([Rule("violence_and_threats", Action.BLOCK, "regex", r"ki+ll")])
+    assert word.stream_holdback_chars == 2 * (4 * 4 - 3)  # "k - i - l - l", twice
+    assert ModerationChain([(word, HookPolicy())]).stream_hold("any text ", 64) == 26
+    assert ModerationChain([(regex, HookPolicy())]).stream_hold("any text ", 64) == 64  # unbounded
+    assert ModerationChain([(RulesHook(), HookPolicy())]).stream_hold("any text ", 64) == 0
+    assert ModerationChain([(OffensiveLanguageHook(), HookPolicy())]).stream_hold("any text ", 64) == 0
+    assert ModerationChain([(Fixed("f", Action.ALLOW, []), HookPolicy())]).stream_hold("x ", 64) == 64
+    assert ModerationChain([(InputOnly(), HookPolicy())]).stream_hold("x ", 64) == 0  # no stream check
+    # PII holds the run that could still grow into a number or an address.
+    assert ModerationChain([(PiiHook(), HookPolicy())]).stream_hold("call +33 6 12 ", 64) == len(
+        "call +33 6 12 "
+    )
+    assert (
+        ModerationChain([(word, HookPolicy()), (PiiHook(), HookPolicy())]).stream_hold("x " * 200, 20) == 20
+    )

@@ -148,3 +148,59 @@ def test_pii_split_across_deltas_is_redacted_before_release() -> None:
     released = "".join(o.release for o in outs)
     assert released.startswith("write to [email] or call [phone] today.")
     assert "doe" not in released and "7946" not in released
+
+
+# --- the hold-back the hooks ask for -------------------------------------------------
+
+PII_PARTS = st.sampled_from(
+    [
+        "jane.doe@example.com",
+        "+33 6 12 34 56 78",
+        "(555) 123-4567",
+        "FR76 3000 6000 0112 3456 7890 189",
+        "4111 1111 1111 1111",
+        "192.168.1.20",
+        "Call",
+        "me",
+        "at",
+        "or",
+        "IBAN",
+        "today",
+        "10",
+        "AM",
+    ]
+)
+
+
+@st.composite
+def pii_texts(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(st.tuples(PII_PARTS, st.sampled_from([" ", ", ", ". ", "\n"])), max_size=14))
+    return "".join(w + s for w, s in parts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pii_texts(), st.lists(st.integers(0, 300), max_size=40))
+def test_pii_is_redacted_whatever_the_split_with_the_hold_pii_asks_for(text: str, cuts: list[int]) -> None:
+    pii = PiiHook()
+    gate = StreamGate(chain(pii), CTX, holdback_chars=64)
+    outs = run(gate, split(text, cuts))
+    # Releases are final: equal to the whole text's redaction, no part of an address ever went out.
+    assert "".join(o.release for o in outs) == apply_spans(text, pii.check_output(CTX, text).spans)
+
+
+def test_ordinary_text_is_released_as_its_words_complete_when_the_hooks_need_no_more() -> None:
+    gate = StreamGate(ModerationChain([(PiiHook(), HookPolicy()), (RulesHook(), HookPolicy())]), CTX)
+    # All but the last complete word, which PII holds in case it grows into an address.
+    assert gate.feed("Hello there, my friend").release == "Hello there, "
+    # A hook that says nothing of what it needs gets the whole hold-back.
+    silent = StreamGate(chain(Silent()), CTX, holdback_chars=64)
+    assert silent.feed("Hello there, my friend").release == ""
+
+
+class Silent:
+    name = "silent"
+
+    def check_stream(self, ctx: ModerationContext, text: str):  # noqa: ANN201
+        from inference.moderation.base import ALLOW
+
+        return ALLOW
