@@ -206,11 +206,11 @@ class ReplyLoop:
                 touched[live] = None
             due = [live for live in touched if live.reply.due(now)]
             self._gate(due)
-            emissions = []
+            emissions: dict[_Live, Emission] = {}
             for live in due:
                 event = live.reply.emission(now)
                 if event is not None:
-                    emissions.append(Emission(live.key, live.channel, *event))
+                    emissions[live] = Emission(live.key, live.channel, *event)
                 if live.reply.ended and live.request is not None:
                     live.request.cancel()  # blocked or at a stop string: the engine can stop
             finished = [live for live in touched if live.finished]
@@ -220,10 +220,10 @@ class ReplyLoop:
             return
         if emissions:
             try:
-                self._publish(emissions)
+                self._publish(list(emissions.values()))
             except Exception as failure:  # e.g. Redis gone: these replies cannot reach their clients
                 logger.warning("could not publish a step", exc_info=True)
-                self._fail({self._live_of(e.key): None for e in emissions if self._live_of(e.key)}, failure)
+                self._fail(emissions, failure)
         for live in finished:
             live.done.set()
 
@@ -244,15 +244,9 @@ class ReplyLoop:
             for (live, _, _), found in zip(items, verdicts, strict=True):
                 live.reply.settle(found)
 
-    def _live_of(self, key: str) -> _Live | None:
-        with self._lock:
-            return self._live.get(key)
-
-    def _fail(self, lives: Collection[_Live | None], failure: BaseException) -> None:
+    def _fail(self, lives: Collection[_Live], failure: BaseException) -> None:
         error = f"The worker failed: {failure.__class__.__name__}"
         for live in lives:
-            if live is None:
-                continue
             if live.request is not None:
                 live.request.cancel()
             try:

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from inference.chat_template import sentencepiece_processor
+from tests.integration.test_moderation import BLOCK_MISSILES
 from tests.support.stack import Client, Stack
 
 pytestmark = pytest.mark.integration
@@ -45,16 +46,7 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         },
     )
     stack.start()
-    stack.import_rules(
-        [
-            {
-                "category": "violence_and_threats",
-                "action": "block",
-                "kind": "phrase",
-                "pattern": "launch the missiles",
-            }
-        ]
-    )
+    stack.import_rules([BLOCK_MISSILES])
     try:
         yield stack
     finally:

@@ -25,6 +25,13 @@ PLAN = (
     "First we gather the team, then we launch the missiles at dawn, and then we rest."
 )
 CONTACT = "You can write to jane.doe@example.com or call +33 6 12 34 56 78 today."
+# The rule the moderated stacks load: the plan's phrase is blocked.
+BLOCK_MISSILES = {
+    "category": "violence_and_threats",
+    "action": "block",
+    "kind": "phrase",
+    "pattern": "launch the missiles",
+}
 REPLIES = {"the plan": PLAN, "contact": CONTACT, "weather": "It is sunny and we gather the team outside."}
 
 
@@ -42,16 +49,7 @@ def moderated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         },
     )
     stack.start()
-    stack.import_rules(
-        [
-            {
-                "category": "violence_and_threats",
-                "action": "block",
-                "kind": "phrase",
-                "pattern": "launch the missiles",
-            }
-        ]
-    )
+    stack.import_rules([BLOCK_MISSILES])
     try:
         yield stack
     finally:

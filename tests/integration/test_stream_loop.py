@@ -19,6 +19,7 @@ import pytest
 import websockets
 
 from inference.chat_template import sentencepiece_processor
+from tests.integration.test_moderation import BLOCK_MISSILES
 from tests.integration.test_reply_stream import next_event
 from tests.support.stack import Client, Stack, free_port
 
@@ -45,16 +46,7 @@ def looped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack.start_worker()  # a second worker on the same Redis and queue
     stack.second_port = free_port()
     stack.start_daphne(stack.second_port)  # and a second Daphne: more fan-out
-    stack.import_rules(
-        [
-            {
-                "category": "violence_and_threats",
-                "action": "block",
-                "kind": "phrase",
-                "pattern": "launch the missiles",
-            }
-        ]
-    )
+    stack.import_rules([BLOCK_MISSILES])
     try:
         yield stack
     finally:

@@ -201,6 +201,12 @@ def group_channel(group: str) -> str:
     return f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}__group__{group}"
 
 
+def _channel_message(conversation_id: UUID | str, event: dict[str, Any]) -> tuple[str, bytes]:
+    """A client event as `publish` would send it, for a straight PUBLISH: the channel and the bytes."""
+    message = _serializer().serialize({"type": "chat.event", "event": event})
+    return group_channel(group_name(conversation_id)), message
+
+
 # One engine step's events, recorded and published in one command (a script runs atomically,
 # so a snapshot reads the text and `seq` of a whole step, never half of one). Per reply, in
 # KEYS: its text and seq keys; in ARGV after the TTL: its text, seq, channel and event.
@@ -229,18 +235,12 @@ def publish_step(emissions: Sequence[Emission]) -> None:
     snapshots stay safe); the events go straight to the groups' pub/sub
     channels, serialized as the channel layer does.
     """
-    layer = _serializer()
     keys: list[str] = []
     args: list[Any] = [LIVE_TTL_S]
     for emission in emissions:
         keys += [_key("reply", emission.key, "text"), _key("reply", emission.key, "seq")]
         event = events.token_event(emission.key, emission.seq, emission.text)
-        args += [
-            emission.text,
-            emission.seq,
-            group_channel(group_name(emission.channel)),
-            layer.serialize({"type": "chat.event", "event": event}),
-        ]
+        args += [emission.text, emission.seq, *_channel_message(emission.channel, event)]
     _step_script()(keys=keys, args=args)
 
 
@@ -248,11 +248,9 @@ def publish_many(events_by_conversation: Sequence[tuple[UUID | str, dict[str, An
     """Send many client events, each to its conversation's sockets, in one Redis round trip."""
     if not events_by_conversation:
         return
-    layer = _serializer()
     with redis_client().pipeline(transaction=False) as pipe:
         for conversation_id, event in events_by_conversation:
-            message = layer.serialize({"type": "chat.event", "event": event})
-            pipe.publish(group_channel(group_name(conversation_id)), message)
+            pipe.publish(*_channel_message(conversation_id, event))
         pipe.execute()
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from inference.moderation.base import Verdict
 from inference.params import SamplingParams
+from inference.reply_loop import Emission
 from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
 from webapp.chat import events, live, quotas
 from webapp.chat.models import Conversation, Message
@@ -146,6 +147,5 @@ def reply_finish(
 
 
 def reply_delta(*, conversation_id: str, message_id: str, seq: int, text: str) -> None:
-    """Record and publish one piece of a reply's text (no database write)."""
-    live.record_delta(message_id, seq, text)
-    live.publish(conversation_id, events.token_event(message_id, seq, text))
+    """Record and publish one piece of a reply's text (no database write), as the reply loop does a step's."""
+    live.publish_step([Emission(str(message_id), str(conversation_id), seq, text)])
