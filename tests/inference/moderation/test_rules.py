@@ -154,13 +154,25 @@ def test_rule_validation(kwargs: dict[str, str], reason: str) -> None:
         Rule(**args)  # type: ignore[arg-type]
 
 
-def test_accepted_regexes_stay_fast_on_hostile_text() -> None:
+def test_accepted_regexes_stay_linear_on_hostile_text() -> None:
+    """Catastrophic backtracking shows as super-linear growth: 10x the text must cost far less than 100x.
+
+    A ratio of the best of two runs, not a wall-clock bound, so a loaded
+    machine does not fail it (linear is ~10x, quadratic ~100x).
+    """
     patterns = [r".*x", r"\w{1,30}@\w{1,30}\.com", r"(?:cat|dog)s?", r"[ab]+c", r"\s+y\d{1,4}"]
     hook = RulesHook([Rule("law", "flag", "regex", p) for p in patterns])
-    started = time.perf_counter()
-    hook.check_output(CTX, "a" * 20_000)
-    hook.check_output(CTX, " " * 20_000)
-    assert time.perf_counter() - started < 2.0
+
+    def cost(size: int) -> float:
+        best = float("inf")
+        for _ in range(2):
+            started = time.perf_counter()
+            hook.check_output(CTX, "a" * size)
+            hook.check_output(CTX, " " * size)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    assert cost(20_000) < 40 * cost(2_000)
 
 
 def test_action_given_as_text_becomes_an_action() -> None:
