@@ -7,6 +7,8 @@ nothing. Anonymous visitors log in first; everybody below administrator gets 403
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import get_user_model
@@ -79,64 +81,50 @@ def person(request: HttpRequest, user_id: int) -> HttpResponse:
     return render(request, "manage/person.html", context)
 
 
-def _person_action(request: HttpRequest, user_id: int, act: object, done: str) -> HttpResponse:
-    user = _person(user_id)
-    try:
-        act(user)
-    except AccountInputError as error:
-        flash.error(request, f"{error.message} Nothing was changed.")
-    else:
-        flash.success(request, done.format(name=user.get_username()))
-    return redirect("manage:person", user_id=user.pk)
+def _person_action(
+    act: Callable[[HttpRequest, AbstractBaseUser], object], done: str
+) -> Callable[[HttpRequest, int], HttpResponse]:
+    """A POST on one person: `act` calls one service; back to their page with `done` or the refusal."""
+
+    @administrator_required
+    @require_POST
+    def view(request: HttpRequest, user_id: int) -> HttpResponse:
+        user = _person(user_id)
+        try:
+            result = act(request, user)
+        except AccountInputError as error:
+            flash.error(request, f"{error.message} Nothing was changed.")
+        else:
+            flash.success(request, done.format(name=user.get_username(), result=result))
+        return redirect("manage:person", user_id=user.pk)
+
+    return view
 
 
-@administrator_required
-@require_POST
-def person_role(request: HttpRequest, user_id: int) -> HttpResponse:
-    role = request.POST.get("role")
-
-    def act(user: AbstractBaseUser) -> None:
-        services.account_set_role(administrator=request.user, user=user, role=role)
-
-    return _person_action(request, user_id, act, f"{{name}} is now {str(role)[:20]}.")
-
-
-@administrator_required
-@require_POST
-def person_groups(request: HttpRequest, user_id: int) -> HttpResponse:
-    group_ids = request.POST.getlist("groups")
-
-    def act(user: AbstractBaseUser) -> None:
-        services.account_set_groups(administrator=request.user, user=user, group_ids=group_ids)
-
-    return _person_action(request, user_id, act, "The groups of {name} are saved.")
-
-
-@administrator_required
-@require_POST
-def person_deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
-    def act(user: AbstractBaseUser) -> None:
-        services.account_deactivate(administrator=request.user, user=user)
-
-    return _person_action(request, user_id, act, "{name} is deactivated; their open chats were closed.")
-
-
-@administrator_required
-@require_POST
-def person_reactivate(request: HttpRequest, user_id: int) -> HttpResponse:
-    def act(user: AbstractBaseUser) -> None:
-        services.account_reactivate(administrator=request.user, user=user)
-
-    return _person_action(request, user_id, act, "{name} can log in again.")
-
-
-@administrator_required
-@require_POST
-def person_approve(request: HttpRequest, user_id: int) -> HttpResponse:
-    def act(user: AbstractBaseUser) -> None:
-        services.account_approve(administrator=request.user, user=user)
-
-    return _person_action(request, user_id, act, "{name} is approved and can log in.")
+person_role = _person_action(
+    lambda request, user: services.account_set_role(
+        administrator=request.user, user=user, role=request.POST.get("role")
+    ),
+    "{name} is now {result}.",
+)
+person_groups = _person_action(
+    lambda request, user: services.account_set_groups(
+        administrator=request.user, user=user, group_ids=request.POST.getlist("groups")
+    ),
+    "The groups of {name} are saved.",
+)
+person_deactivate = _person_action(
+    lambda request, user: services.account_deactivate(administrator=request.user, user=user),
+    "{name} is deactivated; their open chats were closed.",
+)
+person_reactivate = _person_action(
+    lambda request, user: services.account_reactivate(administrator=request.user, user=user),
+    "{name} can log in again.",
+)
+person_approve = _person_action(
+    lambda request, user: services.account_approve(administrator=request.user, user=user),
+    "{name} is approved and can log in.",
+)
 
 
 @administrator_required
