@@ -44,12 +44,18 @@ def role_of(user: AbstractBaseUser | AnonymousUser | None) -> Role:
     if cached is not None:
         return cached
     stored = Account.objects.filter(user_id=user.pk).values_list("role", flat=True).first()
+    role = role_from(stored, user)
+    setattr(user, _CACHE, role)
+    return role
+
+
+def role_from(stored: str | None, user: AbstractBaseUser) -> Role:
+    """The role of an active person whose Account row says `stored` (None: no row), with Django's flags."""
     role = Role(stored) if stored else Role.USER
     if user.is_superuser:
-        role = Role.ADMINISTRATOR
-    elif user.is_staff and RANK[role] < RANK[Role.MODERATOR]:
-        role = Role.MODERATOR
-    setattr(user, _CACHE, role)
+        return Role.ADMINISTRATOR
+    if user.is_staff and RANK[role] < RANK[Role.MODERATOR]:
+        return Role.MODERATOR
     return role
 
 

@@ -12,7 +12,7 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from webapp.accounts.access import role_of
+from webapp.accounts.access import role_from
 from webapp.accounts.models import Account, Invitation, Role
 from webapp.chat.models import Message
 from webapp.moderation.models import AuditLogEntry, Sanction
@@ -96,7 +96,8 @@ def people_rows(users: list[AbstractBaseUser]) -> list[Person]:
         rows.append(
             Person(
                 user=user,
-                role=role_of(user) if user.is_active else Role(account.role if account else Role.USER),
+                # What the role will be while active: a deactivated person's is kept for their return.
+                role=role_from(account.role if account else None, user),
                 pending=bool(account and account.approval == Account.Approval.PENDING),
                 groups=sorted(groups[user.pk]),
                 messages_this_month=used.get("sent", 0),

@@ -66,6 +66,7 @@ async def test_deactivation_closes_the_person_s_chat_and_dashboard_sockets_at_on
     chat = await open_socket(await make_conversation(moderator), moderator)
     dashboard = await listen(moderator)
     theirs = await open_socket(await make_conversation(bystander), bystander)
+    assert await dashboard.receive_nothing(timeout=0.5)  # accepted before it joins the groups: let it join
     await database_sync_to_async(services.account_deactivate)(administrator=administrator, user=moderator)
     assert await receive(chat) == {"type": "error", "code": "deactivated", "message": DEACTIVATED_MESSAGE}
     assert await chat.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
@@ -77,6 +78,7 @@ async def test_deactivation_closes_the_person_s_chat_and_dashboard_sockets_at_on
 async def test_a_demoted_moderator_hears_nothing_more_and_is_closed() -> None:
     administrator, moderator = await make("administrator"), await make("moderator")
     dashboard = await listen(moderator)
+    assert await dashboard.receive_nothing(timeout=0.5)  # accepted before it joins the group: let it join
     await database_sync_to_async(services.account_set_role)(
         administrator=administrator, user=moderator, role="user"
     )
@@ -87,6 +89,7 @@ async def test_a_demoted_moderator_hears_nothing_more_and_is_closed() -> None:
 
 async def test_a_moderator_still_hears_items() -> None:
     dashboard = await listen(await make("moderator"))
+    assert await dashboard.receive_nothing(timeout=0.5)  # accepted before it joins the group: let it join
     await database_sync_to_async(moderation_live.notify_moderators)({"kind": "event", "id": 7})
     heard = json.loads(await dashboard.receive_from(timeout=5))
     assert heard == {"type": "moderation.item", "item": {"kind": "event", "id": 7}}

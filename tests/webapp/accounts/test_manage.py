@@ -82,6 +82,17 @@ def test_search_shows_role_groups_usage_sanctions_and_last_activity(admin, admin
     assert "dave" not in page.content.decode()  # the search left him out
 
 
+def test_the_list_takes_a_fixed_number_of_queries(admin, django_assert_max_num_queries) -> None:
+    group = Group.objects.create(name="many")
+    for index in range(30):
+        user = make(f"p{index}", "moderator" if index % 2 else None)
+        group.user_set.add(user)
+        Message.objects.create(conversation=Conversation.objects.create(owner=user), role="user", content="x")
+    with django_assert_max_num_queries(15):
+        page = admin.get("/manage/users/")
+    assert page.content.decode().count("<td>moderator</td>") == 15
+
+
 def test_a_pending_sign_up_is_listed_and_approved(admin, admin_user) -> None:
     waiting = make("wes", is_active=False)
     Account.objects.create(user=waiting, approval="pending")
