@@ -23,6 +23,7 @@ from functools import wraps
 from typing import TypeVar
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
@@ -77,6 +78,11 @@ def can_moderate(user: AbstractBaseUser | AnonymousUser | None) -> bool:
 def can_manage_users(user: AbstractBaseUser | AnonymousUser | None) -> bool:
     """The user management pages: roles, groups and limits, approvals, invitations."""
     return has_role(user, Role.ADMINISTRATOR)
+
+
+def is_active_id(user_id: object) -> bool:
+    """Whether the account may still act: a socket opened before a deactivation asks at each send."""
+    return get_user_model().objects.filter(pk=user_id, is_active=True).exists()
 
 
 def is_protected_from_sanctions(user: AbstractBaseUser) -> bool:

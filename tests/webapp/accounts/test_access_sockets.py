@@ -94,3 +94,18 @@ async def test_a_moderator_still_hears_items() -> None:
     heard = json.loads(await dashboard.receive_from(timeout=5))
     assert heard == {"type": "moderation.item", "item": {"kind": "event", "id": 7}}
     await dashboard.disconnect()
+
+
+async def test_a_deactivated_person_s_socket_that_missed_the_close_cannot_send(monkeypatch) -> None:
+    sent: list[object] = []
+    monkeypatch.setattr("webapp.chat.services.celery_app.send_task", lambda *a, **k: sent.append(a))
+    monkeypatch.setattr("webapp.chat.live.sessions_end", lambda *a, **k: None)  # a Redis blip
+    administrator, person = await make("administrator"), await make()
+    conversation = await make_conversation(person)
+    chat = await open_socket(conversation, person)
+    await database_sync_to_async(services.account_deactivate)(administrator=administrator, user=person)
+    await chat.send_to(text_data=json.dumps({"type": "send", "content": "still here?"}))
+    event = await receive(chat)
+    assert (event["type"], event["code"]) == ("error", "deactivated")
+    assert not await database_sync_to_async(conversation.messages.exists)() and sent == []
+    await chat.disconnect()
