@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from io import StringIO
 
 import pytest
@@ -9,6 +10,7 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Group
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from webapp.accounts import access
 from webapp.accounts.access import Limits, default_limits, limits_for, most_generous, role_of
@@ -148,8 +150,6 @@ def person_again(user):
 
 @pytest.mark.django_db
 def test_the_migration_gives_existing_staff_their_roles() -> None:
-    from importlib import import_module
-
     migration = import_module("webapp.accounts.migrations.0002_roles_for_existing_staff")
     admin, staff, plain = person("root", is_superuser=True), person("sam", is_staff=True), person("pat")
     migration.staff_roles(apps, None)
@@ -158,3 +158,14 @@ def test_the_migration_gives_existing_staff_their_roles() -> None:
     assert person_again(staff).is_staff  # they keep /admin/
     migration.forget_staff_roles(apps, None)
     assert not Account.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_superuser_edits_a_group_s_limits_in_the_admin() -> None:
+    client = Client()
+    client.force_login(person("root", is_superuser=True, is_staff=True))
+    group = Group.objects.create(name="trial")
+    page = client.get(f"/admin/auth/group/{group.pk}/change/")
+    assert page.status_code == 200 and "limits-0-messages_per_minute" in page.content.decode()
+    for url in ("/admin/accounts/account/", "/admin/accounts/invitation/"):
+        assert client.get(url).status_code == 200
