@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.accounts import selectors, services
-from webapp.accounts.access import administrator_required, default_limits
+from webapp.accounts.access import LIMIT_FIELDS, administrator_required, default_limits
 from webapp.accounts.models import Role
 from webapp.accounts.services import AccountInputError
 from webapp.accounts.signup import MAX_INVITATION_DAYS, SignupRefused, invitation_create
@@ -144,7 +144,7 @@ def group_update(request: HttpRequest, group_id: int) -> HttpResponse:
 
 
 def _save_group(request: HttpRequest, *, group: Group | None) -> HttpResponse:
-    limits = {name: request.POST.get(name) for name in services.LIMIT_FIELDS}
+    limits = {name: request.POST.get(name) for name in LIMIT_FIELDS}
     try:
         saved = services.group_save(
             administrator=request.user, group=group, name=request.POST.get("name"), limits=limits

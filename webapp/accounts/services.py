@@ -13,13 +13,12 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 from django.utils import timezone
 
-from webapp.accounts.access import forget_role, role_of
+from webapp.accounts.access import LIMIT_FIELDS, forget_role, role_of
 from webapp.accounts.audit import audit_record
 from webapp.accounts.models import Account, GroupLimits, Role
 from webapp.chat import live as chat_live
 
 DEACTIVATED_MESSAGE = "An administrator has deactivated this account; the chat is closed."
-LIMIT_FIELDS = ("messages_per_minute", "tokens_per_day", "max_tokens", "api_allowed", "exports_allowed")
 COUNT_FIELDS = ("messages_per_minute", "tokens_per_day", "max_tokens")
 MAX_COUNT = 2**31 - 1  # what PositiveIntegerField holds on every database
 MAX_GROUP_NAME = Group._meta.get_field("name").max_length

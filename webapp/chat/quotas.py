@@ -6,8 +6,9 @@ Three limits, each off when it is 0:
 - tokens a day: prompt plus completion tokens per UTC day, counted by the
   worker as replies end (`quota_exceeded`);
 - messages a minute: replies asked for in any 60 s (`rate_limited`).
-The last two are the person's (webapp.accounts.access.limits_for_id: their
-groups', else QUOTA_TOKENS_PER_DAY and RATE_LIMIT_MESSAGES_PER_MINUTE).
+The last two are the person's (webapp.accounts.access: their groups', else
+QUOTA_TOKENS_PER_DAY and RATE_LIMIT_MESSAGES_PER_MINUTE), read in the same
+query that refuses a deactivated person (`deactivated`).
 
 The counters live in Redis under REDIS_PREFIX, so every Daphne process and
 every worker share them. A refusal is a ChatInputError with `retry_after`.
@@ -23,7 +24,7 @@ import uuid
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from webapp.accounts.access import limits_for_id
+from webapp.accounts.access import active_limits_for_id
 
 # A module import: services imports this module too, and uses it only at call time.
 from webapp.chat import services
@@ -52,6 +53,10 @@ def _seconds_to_midnight(now: float) -> int:
 def check_reply_allowed(*, user_id: object) -> None:
     """Refuse a new reply for this user, or count it; run inside the transaction that queues it."""
     now = time.time()
+    limits = active_limits_for_id(user_id)
+    if limits is None:
+        # Deactivated since the socket opened, and the close it was sent went missing (a Redis blip).
+        raise services.ChatInputError("deactivated", "This account has been deactivated; nothing was sent.")
     if settings.MAX_LIVE_REPLIES_PER_USER:
         # The user's row lock serialises two sends racing in two conversations (PostgreSQL).
         get_user_model().objects.select_for_update().filter(pk=user_id).exists()
@@ -64,7 +69,6 @@ def check_reply_allowed(*, user_id: object) -> None:
                 "Another reply of yours is still being written.",
                 retry_after=BUSY_RETRY_S,
             )
-    limits = limits_for_id(user_id)
     if limits.tokens_per_day and tokens_used_today(user_id=user_id, now=now) >= limits.tokens_per_day:
         raise services.ChatInputError(
             "quota_exceeded",

@@ -16,7 +16,7 @@ from django.db import transaction
 
 from inference.chat_template import ContextOverflow, fit_chat
 from inference.params import ParamError, SamplingParams, parse_params
-from webapp.accounts.access import default_limits, is_active_id, limits_for_id
+from webapp.accounts.access import default_limits, limits_for_id
 from webapp.celery import app as celery_app
 from webapp.chat import events, live, quotas
 from webapp.chat.models import SETTINGS_FIELDS, Conversation, Message
@@ -334,8 +334,6 @@ def _lock_idle(conversation: Conversation) -> Conversation:
     # The row lock serialises two sends racing on one conversation (two tabs).
     locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
     check_not_sanctioned(locked.owner_id)  # a suspended or banned user's send stores nothing
-    if not is_active_id(locked.owner_id):  # the close a deactivation sends may have been lost
-        raise ChatInputError("deactivated", "This account has been deactivated; nothing was sent.")
     if live_reply(locked) is not None:
         raise ChatInputError("reply_in_progress", "A reply is still being written; stop it or wait.")
     quotas.check_reply_allowed(user_id=locked.owner_id)

@@ -107,6 +107,28 @@ def test_limits_for_reads_the_person_s_groups(settings) -> None:
     assert limits_for(bob) == default_limits() and limits_for(bob).messages_per_minute == 7
 
 
+@pytest.mark.django_db
+def test_the_send_path_s_one_query_agrees_with_limits_for_and_refuses_the_inactive(
+    django_assert_num_queries,
+) -> None:
+    wide, narrow = Group.objects.create(name="wide"), Group.objects.create(name="narrow")
+    GroupLimits.objects.create(group=wide, tokens_per_day=0, max_tokens=100)
+    GroupLimits.objects.create(group=narrow, messages_per_minute=1, api_allowed=False)
+    bare = Group.objects.create(name="bare")  # no limits row: adds nothing
+    people = [person("none"), person("one"), person("two"), person("bare-only")]
+    wide.user_set.add(people[1], people[2])
+    narrow.user_set.add(people[2])
+    bare.user_set.add(people[2], people[3])
+    for user in people:
+        with django_assert_num_queries(1):
+            merged = access.active_limits_for_id(user.pk)
+        assert merged == limits_for(user), user.username
+    people[2].is_active = False
+    people[2].save()
+    assert access.active_limits_for_id(people[2].pk) is None
+    assert access.active_limits_for_id(10**9) is None
+
+
 # --- set_role -----------------------------------------------------------------------------------
 
 
