@@ -19,6 +19,7 @@ class LoginForm(AuthenticationForm):
         "banned": "This account has been banned by a moderator, so it can no longer log in.",
         "pending": "Your account is waiting for an administrator's approval; you can log in once it is approved.",
         "deactivated": "This account has been deactivated by an administrator.",
+        "declined": "An administrator has declined this sign-up, so the account cannot log in.",
     }
 
     def clean(self) -> dict[str, object]:
@@ -39,8 +40,10 @@ class LoginForm(AuthenticationForm):
         user = users._default_manager.filter(**{users.USERNAME_FIELD: username}).first()
         if user is None or user.is_active or not user.check_password(password):
             return
-        pending = Account.objects.filter(user=user, approval=Account.Approval.PENDING).exists()
-        code = "pending" if pending else "deactivated"
+        approval = Account.objects.filter(user=user).values_list("approval", flat=True).first()
+        code = {Account.Approval.PENDING: "pending", Account.Approval.DECLINED: "declined"}.get(
+            approval, "deactivated"
+        )
         raise ValidationError(self.error_messages[code], code=code)
 
     def confirm_login_allowed(self, user: AbstractBaseUser) -> None:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("users/<int:user_id>/deactivate/", views.person_deactivate, name="person_deactivate"),
     path("users/<int:user_id>/reactivate/", views.person_reactivate, name="person_reactivate"),
     path("users/<int:user_id>/approve/", views.person_approve, name="person_approve"),
+    path("users/<int:user_id>/decline/", views.person_decline, name="person_decline"),
     path("groups/", views.groups, name="groups"),
     path("groups/<int:group_id>/", views.group_update, name="group_update"),
     path("invitations/", views.invitations, name="invitations"),

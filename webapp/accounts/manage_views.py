@@ -125,6 +125,10 @@ person_approve = _person_action(
     lambda request, user: services.account_approve(administrator=request.user, user=user),
     "{name} is approved and can log in.",
 )
+person_decline = _person_action(
+    lambda request, user: services.account_decline(administrator=request.user, user=user),
+    "{name}'s sign-up is declined.",
+)
 
 
 @administrator_required

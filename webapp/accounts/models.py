@@ -27,6 +27,7 @@ class Account(models.Model):
     class Approval(models.TextChoices):
         APPROVED = "approved"
         PENDING = "pending"  # signed up under SIGNUP_MODE=approval; is_active stays off until approved
+        DECLINED = "declined"  # an administrator said no: stays inactive, and is told so at log-in
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="account"

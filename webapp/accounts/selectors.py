@@ -18,7 +18,7 @@ from webapp.chat.models import Message
 from webapp.moderation.models import AuditLogEntry, Sanction
 from webapp.moderation.selectors import in_force
 
-STATUSES = ("all", "pending", "active", "deactivated")
+STATUSES = ("all", "pending", "active", "deactivated", "declined")
 MAX_QUERY_CHARS = 150
 
 
@@ -28,7 +28,7 @@ class Person:
 
     user: AbstractBaseUser
     role: Role
-    pending: bool
+    approval: str
     groups: list[str] = field(default_factory=list)
     messages_this_month: int = 0
     tokens_this_month: int = 0
@@ -36,9 +36,13 @@ class Person:
     last_activity: dt.datetime | None = None
 
     @property
+    def pending(self) -> bool:
+        return self.approval == Account.Approval.PENDING
+
+    @property
     def status(self) -> str:
-        if self.pending:
-            return "pending"
+        if self.approval != Account.Approval.APPROVED:
+            return self.approval  # pending or declined
         return "active" if self.user.is_active else "deactivated"
 
 
@@ -48,13 +52,13 @@ def people_matching(*, query: str = "", status: str = "all") -> QuerySet[Abstrac
     query = query.strip()[:MAX_QUERY_CHARS]
     if query:
         people = people.filter(Q(username__icontains=query) | Q(email__icontains=query))
-    pending = Q(account__approval=Account.Approval.PENDING)
-    if status == "pending":
-        people = people.filter(pending)
+    waiting = Q(account__approval__in=[Account.Approval.PENDING, Account.Approval.DECLINED])
+    if status in ("pending", "declined"):
+        people = people.filter(account__approval=status)
     elif status == "active":
         people = people.filter(is_active=True)
     elif status == "deactivated":
-        people = people.filter(is_active=False).exclude(pending)
+        people = people.filter(is_active=False).exclude(waiting)
     return people.order_by("-date_joined", "-id")
 
 
@@ -98,7 +102,7 @@ def people_rows(users: list[AbstractBaseUser]) -> list[Person]:
                 user=user,
                 # What the role will be while active: a deactivated person's is kept for their return.
                 role=role_from(account.role if account else None, user),
-                pending=bool(account and account.approval == Account.Approval.PENDING),
+                approval=account.approval if account else Account.Approval.APPROVED,
                 groups=sorted(groups[user.pk]),
                 messages_this_month=used.get("sent", 0),
                 tokens_this_month=used.get("tokens") or 0,

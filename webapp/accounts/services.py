@@ -156,8 +156,8 @@ def account_reactivate(*, administrator: AbstractBaseUser, user: AbstractBaseUse
     _check_other(administrator, user, "reactivate")
     with transaction.atomic():
         account = _account(user)
-        if account.approval == Account.Approval.PENDING:
-            raise AccountInputError("pending", "This sign-up waits for approval: approve it instead.")
+        if account.approval != Account.Approval.APPROVED:
+            raise AccountInputError("pending", "This sign-up was not approved: approve it instead.")
         if user.is_active:
             return user
         user.is_active = True
@@ -169,10 +169,10 @@ def account_reactivate(*, administrator: AbstractBaseUser, user: AbstractBaseUse
 
 
 def account_approve(*, administrator: AbstractBaseUser, user: AbstractBaseUser) -> Account:
-    """Approve a sign-up that waits (SIGNUP_MODE=approval): the person can log in from now."""
+    """Approve a sign-up that waits (SIGNUP_MODE=approval), or one declined before: the person can log in."""
     with transaction.atomic():
         account = _account(user)
-        if account.approval != Account.Approval.PENDING:
+        if account.approval == Account.Approval.APPROVED:
             raise AccountInputError("not_pending", "This account is not waiting for approval.")
         account.approval, account.approved_by, account.approved_at = (
             Account.Approval.APPROVED,
@@ -184,6 +184,20 @@ def account_approve(*, administrator: AbstractBaseUser, user: AbstractBaseUser) 
         user.save(update_fields=["is_active"])
         audit_record(
             actor=administrator, action="user_approve", target_type="user", target_id=user.pk, detail={}
+        )
+    return account
+
+
+def account_decline(*, administrator: AbstractBaseUser, user: AbstractBaseUser) -> Account:
+    """Say no to a sign-up that waits: the account stays inactive and is told so at log-in."""
+    with transaction.atomic():
+        account = _account(user)
+        if account.approval != Account.Approval.PENDING:
+            raise AccountInputError("not_pending", "This account is not waiting for approval.")
+        account.approval = Account.Approval.DECLINED
+        account.save(update_fields=["approval"])
+        audit_record(
+            actor=administrator, action="user_decline", target_type="user", target_id=user.pk, detail={}
         )
     return account
 

@@ -108,6 +108,25 @@ def test_a_pending_sign_up_is_listed_and_approved(admin, admin_user) -> None:
     assert len(audited("user_approve")) == 1
 
 
+def test_a_declined_sign_up_stays_out_is_told_so_and_can_still_be_approved(admin) -> None:
+    waiting = make("wes", is_active=False)
+    Account.objects.create(user=waiting, approval="pending")
+    assert admin.post(f"/manage/users/{waiting.pk}/decline/").status_code == 302
+    assert fresh(waiting).account.approval == "declined" and not fresh(waiting).is_active
+    assert len(audited("user_decline")) == 1
+    told = Client().post("/accounts/login/", {"username": "wes", "password": PASSWORD}).content.decode()
+    assert "declined this sign-up" in told
+    listing = admin.get("/manage/users/", {"status": "declined"}).content.decode()
+    assert f'id="person-{waiting.pk}"' in listing and "waiting for approval" not in listing
+    # Declined is not deactivated: reactivating is refused; approving (a change of mind) works.
+    admin.post(f"/manage/users/{waiting.pk}/reactivate/")
+    admin.post(f"/manage/users/{waiting.pk}/decline/")
+    assert "not approved" in flashes(admin, f"/manage/users/{waiting.pk}/") and not fresh(waiting).is_active
+    assert len(audited("user_decline")) == 1 and not audited("user_reactivate")
+    admin.post(f"/manage/users/{waiting.pk}/approve/")
+    assert fresh(waiting).is_active and len(audited("user_approve")) == 1
+
+
 # --- role, groups -------------------------------------------------------------------------------
 
 

@@ -71,7 +71,7 @@ class Migration(migrations.Migration):
                 (
                     "approval",
                     models.CharField(
-                        choices=[("approved", "Approved"), ("pending", "Pending")],
+                        choices=[("approved", "Approved"), ("pending", "Pending"), ("declined", "Declined")],
                         default="approved",
                         max_length=10,
                     ),
