@@ -13,6 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from webapp import secret_key
+from webapp.accounts.signup_settings import SignupSettingsError, check_signup_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -89,6 +90,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "webapp.accounts.context_processors.access",
             ],
         },
     },
@@ -147,6 +149,21 @@ WHITENOISE_USE_FINDERS = True
 # username from one address within the window, then HTTP 429 until it ends; 0 = off.
 LOGIN_FAILURES_LIMIT = env_int("LOGIN_FAILURES_LIMIT", 5)
 LOGIN_FAILURES_WINDOW_S = env_int("LOGIN_FAILURES_WINDOW_S", 300)
+
+# --- Sign-up and roles (docs/identity.md) -------------------------------------
+# open: anybody; closed: invitations only; approval: new accounts wait for an
+# administrator; domains: the e-mail address must be at one of SIGNUP_DOMAINS.
+try:
+    SIGNUP_MODE, SIGNUP_DOMAINS = check_signup_settings(
+        os.environ.get("SIGNUP_MODE", "open"), os.environ.get("SIGNUP_DOMAINS", "")
+    )
+except SignupSettingsError as error:
+    raise ImproperlyConfigured(str(error)) from None
+# How long an administrator's invitation link stays usable, in days.
+INVITATION_DAYS = env_int("INVITATION_DAYS", 7)
+# What people whose groups say nothing else may do (the counts are below, with the quotas).
+API_ALLOWED_DEFAULT = env_bool("API_ALLOWED_DEFAULT", True)
+EXPORTS_ALLOWED_DEFAULT = env_bool("EXPORTS_ALLOWED_DEFAULT", True)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("accounts/", include("webapp.accounts.urls")),
     path("c/", include("webapp.chat.urls")),
     path("moderation/", include("webapp.moderation.urls")),
+    path("manage/", include("webapp.accounts.manage_urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("", include("webapp.api.urls")),

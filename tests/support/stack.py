@@ -121,8 +121,13 @@ class Stack:
         )
         return self.worker
 
-    def start_daphne(self, port: int | None = None) -> subprocess.Popen:
-        """Daphne on this stack's port (again, after a test killed it), or one more on another port."""
+    def start_daphne(
+        self, port: int | None = None, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """Daphne on this stack's port (again, after a test killed it), or one more on another port.
+
+        `extra_env`: settings of this Daphne only (one with another SIGNUP_MODE, say).
+        """
         # Daphne as `make run` starts it: with the frame limit answered (webapp/daphne_server.py);
         # a tree from before that module (a benchmark's baseline) starts Daphne's own.
         own = (self.root / "webapp" / "daphne_server.py").exists()
@@ -136,6 +141,7 @@ class Stack:
                 str(port or self.port),
                 "webapp.asgi:application",
             ],
+            extra_env=extra_env,
         )
         return self.daphne
 
@@ -145,9 +151,10 @@ class Stack:
         process.wait(timeout=15)
         self.processes.remove(process)
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.tmp / f"{name}-{len(self.processes)}.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(argv, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        env = {**self.env, **(extra_env or {})}
+        process = subprocess.Popen(argv, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process
 

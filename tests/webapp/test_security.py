@@ -12,22 +12,26 @@ import secrets
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.webapp.test_processes import run_python
+from webapp.accounts.access import role_of
+from webapp.accounts.models import Account, Invitation, Role
 from webapp.api.models import ApiKey
 from webapp.api.services import api_key_create
 from webapp.chat.models import Conversation, Message
+from webapp.moderation.models import AuditLogEntry
 
 pytestmark = pytest.mark.django_db
 
-# Open to anybody: logging in and signing up, the health probe, the root redirect.
-PUBLIC = {"/accounts/login/", "/accounts/signup/", "/healthz", "/"}
+# Open to anybody: logging in and signing up (an invitation too), the health probe, the root redirect.
+PUBLIC = {"/accounts/login/", "/accounts/signup/", "/accounts/invitation/{token}/", "/healthz", "/"}
 # What a refusal may look like: a redirect to log in, or a 401/403/404/405.
 REFUSED = {302, 401, 403, 404, 405}
 # Every route's own parameters: the ids of Alice's things are filled in per test.
-SAMPLE_VALUES = {"export_format": "json"}
+SAMPLE_VALUES = {"export_format": "json", "token": "not-a-token"}
 # The OpenAI-compatible API takes a bearer key, never the session cookie, so CSRF cannot apply:
 # a logged-in browser's POST there is refused as unauthenticated (401).
 API_PREFIX = "/v1/"
@@ -59,11 +63,13 @@ def routes() -> list[str]:
 
 
 def fill(route: str, conversation: Conversation) -> str:
-    """The route with the ids of Alice's conversation, her reply in it, and her API key."""
+    """The route with the ids of Alice's conversation, her reply in it, her API key, herself and her group."""
     return route.format(
         conversation_id=conversation.id,
         message_id=conversation.messages.get(role="assistant").id,
         key_id=ApiKey.objects.get(owner=conversation.owner).id,
+        user_id=conversation.owner_id,
+        group_id=Group.objects.get(name="alice's group").id,
         **SAMPLE_VALUES,
     )
 
@@ -75,6 +81,7 @@ def alice_and_her_conversation() -> tuple[object, Conversation]:
     Message.objects.create(conversation=conversation, role="user", content="my secret plan")
     Message.objects.create(conversation=conversation, role="assistant", content="a secret answer")
     api_key_create(owner=alice, name="alice's key")
+    Group.objects.create(name="alice's group").user_set.add(alice)
     return alice, conversation
 
 
@@ -82,16 +89,24 @@ def untouched(conversation: Conversation) -> bool:
     """Alice's conversation, her reply and her key are as they were: nothing reported, nothing revoked."""
     conversation.refresh_from_db()
     reply = conversation.messages.get(role="assistant")
+    alice = get_user_model().objects.get(pk=conversation.owner_id)
     return (
         conversation.title == "Alice's secret"
         and conversation.messages.count() == 2
         and not reply.reports.exists()
         and ApiKey.objects.get(owner=conversation.owner).revoked_at is None
+        and alice.is_active
+        and role_of(alice) == Role.USER
+        and [g.name for g in alice.groups.all()] == ["alice's group"]
+        and not AuditLogEntry.objects.exists()
+        and not Invitation.objects.exists()
     )
 
 
-def logged_in_as(username: str, **flags: bool) -> Client:
+def logged_in_as(username: str, role: str | None = None, **flags: bool) -> Client:
     user = get_user_model().objects.create_user(username=username, password="a-long-Passw0rd!", **flags)
+    if role is not None:
+        Account.objects.create(user=user, role=role)
     client = Client()
     client.force_login(user)
     return client
@@ -136,6 +151,67 @@ def test_staff_may_export_but_not_open_or_change_another_person_s_conversation(
     assert staff.get(f"/c/{conversation.id}/").status_code == 404
     assert staff.post(f"/c/{conversation.id}/delete/").status_code == 404
     assert Conversation.objects.filter(id=conversation.id).exists()
+
+
+# --- roles ------------------------------------------------------------------------------------------
+
+MODERATION, MANAGEMENT = "/moderation/", "/manage/"
+# The least role each section needs; everything else is a person's own things, whatever their role.
+SECTIONS = {MODERATION: Role.MODERATOR, MANAGEMENT: Role.ADMINISTRATOR}
+RANK = {Role.USER: 0, Role.MODERATOR: 1, Role.ADMINISTRATOR: 2}
+
+
+def section_of(route: str) -> str | None:
+    return next((prefix for prefix in SECTIONS if route.startswith(prefix)), None)
+
+
+@pytest.mark.parametrize(
+    ("route", "role"),
+    [
+        (route, role)
+        for route in routes()
+        if section_of(route)
+        for role in (Role.USER, Role.MODERATOR)
+        if RANK[role] < RANK[SECTIONS[section_of(route)]]
+    ],
+)
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_each_role_is_refused_above_itself_and_nothing_changes(
+    route: str, role: Role, method: str, alice_and_her_conversation
+) -> None:
+    _, conversation = alice_and_her_conversation
+    client = logged_in_as("mallory", role=role.value)
+    fields = {"role": "administrator", "groups": [], "name": "pwned", "days": "7", "action": "ban"}
+    response = getattr(client, method)(fill(route, conversation), fields)
+    assert response.status_code == 403, (route, role, response.status_code)
+    assert untouched(conversation)
+
+
+@pytest.mark.parametrize(
+    ("role", "flags", "reaches"),
+    [
+        (None, {}, set()),
+        ("moderator", {}, {MODERATION}),
+        ("administrator", {}, {MODERATION, MANAGEMENT}),
+        (None, {"is_staff": True}, {MODERATION, "/admin/"}),  # staff from before roles keep what they had
+        (None, {"is_superuser": True, "is_staff": True}, {MODERATION, MANAGEMENT, "/admin/"}),
+    ],
+)
+def test_each_role_reaches_its_sections(role, flags, reaches, alice_and_her_conversation) -> None:
+    client = logged_in_as("sam", role=role, **flags)
+    pages = {MODERATION: "/moderation/", MANAGEMENT: "/manage/users/", "/admin/": "/admin/"}
+    for section, url in pages.items():
+        response = client.get(url)
+        if section in reaches:
+            assert response.status_code == 200, (section, response.status_code)
+        elif section == "/admin/":
+            # Django's admin sends anybody who is not staff to its own log-in: moderators and administrators too.
+            assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+        else:
+            assert response.status_code == 403, (section, response.status_code)
+    header = client.get("/c/").content.decode()
+    assert ('href="/moderation/"' in header) == (MODERATION in reaches)
+    assert ('href="/manage/users/"' in header) == (MANAGEMENT in reaches)
 
 
 # --- CSRF ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from webapp.accounts.forms import LoginForm
 
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
+    path("invitation/<str:token>/", views.signup_invited, name="signup_invited"),
     path("login/", views.ThrottledLoginView.as_view(authentication_form=LoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

@@ -1,25 +1,88 @@
-"""Sign-up; log-in (Django's view, throttled) and log-out (Django's)."""
+"""Sign-up (as SIGNUP_MODE allows) and by invitation; log-in (Django's view, throttled) and log-out (Django's)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import login
-from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
 
 from webapp.accounts import throttle
+from webapp.accounts.forms import SignupForm
+from webapp.accounts.signup import (
+    INVITATION,
+    InvitationRefused,
+    SignupRefused,
+    account_register,
+    invitation_check,
+    signup_open,
+)
+
+BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
+@require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("chat:index")
-    form = UserCreationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    if not signup_open():
+        return _refused(
+            request,
+            heading="Sign-up is closed",
+            refusal=SignupRefused("signup_closed", "New accounts come by invitation: ask an administrator."),
+            status=403,
+        )
+    return _signup_form(request, invitation_token=None)
+
+
+@require_http_methods(["GET", "POST"])
+def signup_invited(request: HttpRequest, token: str) -> HttpResponse:
+    """An invitation's link: the sign-up form, whatever SIGNUP_MODE says, once, before it expires."""
+    if request.user.is_authenticated:
         return redirect("chat:index")
-    return render(request, "accounts/signup.html", {"form": form}, status=400 if form.errors else 200)
+    try:
+        invitation_check(token)
+    except InvitationRefused as refused:
+        return _invitation_refused(request, refused)
+    return _signup_form(request, invitation_token=token)
+
+
+def _signup_form(request: HttpRequest, *, invitation_token: str | None) -> HttpResponse:
+    invited = invitation_token is not None
+    form = SignupForm(request.POST or None, invited=invited)
+    if request.method == "POST" and form.is_valid():
+        try:
+            registered = account_register(
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+                email=form.cleaned_data.get("email", ""),
+                source=INVITATION if invited else "signup",
+                invitation_token=invitation_token,
+            )
+        except InvitationRefused as refused:  # used by somebody else since the form was shown
+            return _invitation_refused(request, refused)
+        except SignupRefused as refused:
+            form.add_error(None, refused.message)
+        else:
+            if registered.pending:
+                return render(request, "accounts/pending.html", {"username": registered.user.get_username()})
+            login(request, registered.user, backend=BACKEND)
+            return redirect("chat:index")
+    context = {"form": form, "invited": invited, "approval": settings.SIGNUP_MODE == "approval"}
+    return render(request, "accounts/signup.html", context, status=400 if form.errors else 200)
+
+
+def _invitation_refused(request: HttpRequest, refused: InvitationRefused) -> HttpResponse:
+    status = 404 if refused.code == "invitation_unknown" else 410
+    return _refused(request, heading="This invitation cannot be used", refusal=refused, status=status)
+
+
+def _refused(request: HttpRequest, *, heading: str, refusal: SignupRefused, status: int) -> HttpResponse:
+    context = {"heading": heading, "code": refusal.code, "reason": refusal.message}
+    return render(request, "accounts/refused.html", context, status=status)
 
 
 class ThrottledLoginView(LoginView):

@@ -114,13 +114,15 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def parse_chat(payload: dict[str, Any]) -> ApiRequest:
+def parse_chat(payload: dict[str, Any], *, max_tokens_limit: int | None = None) -> ApiRequest:
     """Check a `/v1/chat/completions` body; raise ApiError naming the offending `param`."""
     _check_fields(payload, CHAT_FIELDS)
     if payload.get("max_completion_tokens") is not None:
         payload = {**payload, "max_tokens": payload["max_completion_tokens"]}
     system_prompt, turns = _parse_messages(payload.get("messages"))
-    request = _parse_common(payload, turns=turns, system_prompt=system_prompt, raw=False)
+    request = _parse_common(
+        payload, turns=turns, system_prompt=system_prompt, raw=False, max_tokens_limit=max_tokens_limit
+    )
     try:
         needed = len(encode_chat(turns, system_prompt or None)) + request.params.max_tokens
     except ValueError as error:
@@ -134,14 +136,20 @@ def parse_chat(payload: dict[str, Any]) -> ApiRequest:
     return request
 
 
-def parse_completion(payload: dict[str, Any]) -> ApiRequest:
+def parse_completion(payload: dict[str, Any], *, max_tokens_limit: int | None = None) -> ApiRequest:
     """Check a `/v1/completions` body: one `prompt` string, formatted by the caller."""
     _check_fields(payload, COMPLETION_FIELDS)
     prompt = payload.get("prompt")
     if not isinstance(prompt, str):
         raise invalid("prompt must be one string.", param="prompt")
     prompt = _checked(services.check_content, prompt, "prompt")
-    request = _parse_common(payload, turns=[{"role": "user", "content": prompt}], system_prompt="", raw=True)
+    request = _parse_common(
+        payload,
+        turns=[{"role": "user", "content": prompt}],
+        system_prompt="",
+        raw=True,
+        max_tokens_limit=max_tokens_limit,
+    )
     try:
         fit_raw(prompt, max_tokens=request.params.max_tokens, context_limit=settings.CONTEXT_LIMIT)
     except ContextOverflow as overflow:
@@ -167,7 +175,12 @@ def _check_fields(payload: dict[str, Any], allowed: tuple[str, ...]) -> None:
 
 
 def _parse_common(
-    payload: dict[str, Any], *, turns: list[dict[str, str]], system_prompt: str, raw: bool
+    payload: dict[str, Any],
+    *,
+    turns: list[dict[str, str]],
+    system_prompt: str,
+    raw: bool,
+    max_tokens_limit: int | None,
 ) -> ApiRequest:
     sampling = {
         name: payload[name]
@@ -175,7 +188,7 @@ def _parse_common(
         if payload.get(name) is not None
     }
     try:
-        params = services.check_params(sampling)
+        params = services.check_params(sampling, max_tokens_limit=max_tokens_limit)
     except ChatInputError as error:
         name = next((n for n in sampling if n in error.message), None)
         raise invalid(error.message, param=name) from None

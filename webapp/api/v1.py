@@ -25,6 +25,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from webapp.accounts.access import Limits, limits_for
 from webapp.api import schema, services
 from webapp.api.models import ApiKey
 from webapp.api.schema import ApiError, ApiRequest
@@ -48,7 +49,8 @@ def error_response(error: ApiError) -> JsonResponse:
     return response
 
 
-async def _authenticate(request: HttpRequest) -> ApiKey:
+async def _authenticate(request: HttpRequest) -> tuple[ApiKey, Limits]:
+    """The request's key and its owner's limits; 401 without a valid key, 403 where the API is not allowed."""
     api_key = await database_sync_to_async(services.api_key_authenticate)(
         authorization=request.headers.get("Authorization", "")
     )
@@ -58,7 +60,15 @@ async def _authenticate(request: HttpRequest) -> ApiKey:
             "Missing, invalid or revoked API key: send `Authorization: Bearer <key>`.",
             code="invalid_api_key",
         )
-    return api_key
+    limits = await database_sync_to_async(limits_for)(api_key.owner)
+    if not limits.api_allowed:
+        raise ApiError(
+            403,
+            "Your account's groups do not allow the API; ask an administrator.",
+            code="api_not_allowed",
+            error_type="permission_error",
+        )
+    return api_key, limits
 
 
 def served_model() -> str:
@@ -106,12 +116,12 @@ async def _answer(request: HttpRequest, parse: Callable[[dict[str, Any]], ApiReq
     try:
         if request.method != "POST":
             raise ApiError(405, "Use POST.", code="method_not_allowed")
-        api_key = await _authenticate(request)
+        api_key, limits = await _authenticate(request)
         try:
             body = request.body
         except RequestDataTooBig:
             raise ApiError(413, "The body is too large.", code="request_too_large") from None
-        api_request = await sync_to_async(parse)(schema.parse_body(body))
+        api_request = await sync_to_async(parse)(schema.parse_body(body), max_tokens_limit=limits.max_tokens)
         model = await sync_to_async(served_model)()
         if api_request.model != model:
             raise ApiError(

@@ -7,6 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from webapp.accounts.access import limits_for
 from webapp.api import services
 from webapp.api.models import ApiKey
 from webapp.api.selectors import keys_of
@@ -18,9 +19,12 @@ NEW_KEY = "api_new_key"
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_keys(request: HttpRequest) -> HttpResponse:
-    context: dict[str, object] = {}
+    context: dict[str, object] = {"api_allowed": limits_for(request.user).api_allowed}
     status = 200
-    if request.method == "POST":
+    if not context["api_allowed"]:
+        # The list stays, so that old keys can still be revoked; no new one is made.
+        context["error"], status = "Your account's groups do not allow API keys; ask an administrator.", 403
+    elif request.method == "POST":
         try:
             api_key, secret = services.api_key_create(owner=request.user, name=request.POST.get("name"))
         except services.ApiKeyError as error:
@@ -29,7 +33,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
             # Post/redirect/get: a reload shows the list, and never makes a second key.
             request.session[NEW_KEY] = {"name": api_key.name, "secret": secret}
             return redirect("api:keys")
-    else:
+    if request.method == "GET":
         # Shown once: popped from the session as it is shown.
         context["created"] = request.session.pop(NEW_KEY, None)
     context["keys"] = keys_of(request.user)

@@ -202,8 +202,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self._send_event(event)
 
     async def chat_session_end(self, message: dict[str, Any]) -> None:
-        """The person was banned: say so, then end this socket as a logged-out one would."""
-        await self._send_event(events.error_event("banned", BANNED_MESSAGE))
+        """The person was banned or deactivated: say so, then end this socket as a logged-out one would."""
+        code = message.get("code") or "banned"
+        await self._send_event(events.error_event(code, message.get("message") or BANNED_MESSAGE))
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def _send_event(self, event: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from webapp.accounts.access import limits_for
 from webapp.chat.exports import (
     FORMATS,
     ZIP_FORMATS,
@@ -48,6 +49,9 @@ def conversation_export(request: HttpRequest, conversation_id: str, export_forma
         conversation = access_conversation(request.user, conversation_id, allow_staff=True)
     except (ConversationNotFound, ConversationForbidden):
         raise Http404("No such conversation.") from None
+    if conversation.owner_id == request.user.pk and not limits_for(request.user).exports_allowed:
+        # A moderator's export of someone else's conversation is review, not the person's own export.
+        return exports_refused(request)
     body = render_conversation(conversation, messages_for_export(conversation), export_format)
     response = HttpResponse(body, content_type=FORMATS[export_format].content_type)
     disposition = attachment_disposition(conversation.title, FORMATS[export_format].extension)
@@ -63,6 +67,8 @@ def conversation_export(request: HttpRequest, conversation_id: str, export_forma
 @require_GET
 def export_all(request: HttpRequest) -> HttpResponse:
     """Without `format`: the page; with it: the zip of all my conversations in that format."""
+    if not limits_for(request.user).exports_allowed:
+        return exports_refused(request)
     export_format = request.GET.get("format")
     if export_format is None:
         conversations = conversations_for_user(request.user)
@@ -91,6 +97,8 @@ def export_all(request: HttpRequest) -> HttpResponse:
 @require_GET
 def export_started(request: HttpRequest) -> HttpResponse:
     """The page that starts the zip's download and says how much it will hold."""
+    if not limits_for(request.user).exports_allowed:
+        return exports_refused(request)
     export_format = request.GET.get("format")
     if export_format not in ZIP_FORMATS:
         raise Http404("No such export format.")
@@ -119,6 +127,16 @@ def import_page(request: HttpRequest) -> HttpResponse:
             except ImportRejected as rejected:
                 context["error"], status = f"Nothing was imported. {rejected.message}", 400
     return render(request, "chat/import.html", context, status=status)
+
+
+def exports_refused(request: HttpRequest) -> HttpResponse:
+    """403 with the reason, for people whose groups do not allow exports."""
+    context = {
+        "heading": "Exports are off",
+        "code": "exports_not_allowed",
+        "reason": "Your account's groups do not allow exports; ask an administrator.",
+    }
+    return render(request, "accounts/refused.html", context, status=403)
 
 
 def zip_download(request: HttpRequest, pieces: Iterator[bytes], *, filename: str) -> StreamingHttpResponse:

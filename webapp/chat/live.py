@@ -259,6 +259,10 @@ def publish(conversation_id: UUID | str, event: dict[str, Any]) -> None:
     group_send(group_name(conversation_id), {"type": "chat.event", "event": event})
 
 
-def sessions_end(user_id: int | str) -> None:
-    """Close every chat socket the person has open (a ban): 4401, as if logged out."""
-    group_send(user_group_name(user_id), {"type": "chat.session_end"})
+def sessions_end(user_id: int | str, *, code: str = "banned", message: str = "") -> None:
+    """Close every socket the person has open (a ban, a deactivation): 4401, as if logged out.
+
+    `code` and `message` are the `error` event each socket sends first; the
+    message defaults to the consumer's words for a ban.
+    """
+    group_send(user_group_name(user_id), {"type": "chat.session_end", "code": code, "message": message})

@@ -1,11 +1,14 @@
 """Rate limits and quotas per user, shared by the page and the API (docs/protocol.md, docs/api.md).
 
-Three limits, each off when its setting is 0:
+Three limits, each off when it is 0:
 - MAX_LIVE_REPLIES_PER_USER replies queued or streaming at once, over all
   of a person's conversations (`busy`);
-- QUOTA_TOKENS_PER_DAY prompt plus completion tokens per UTC day, counted
-  by the worker as replies end (`quota_exceeded`);
-- RATE_LIMIT_MESSAGES_PER_MINUTE replies asked for in any 60 s (`rate_limited`).
+- tokens a day: prompt plus completion tokens per UTC day, counted by the
+  worker as replies end (`quota_exceeded`);
+- messages a minute: replies asked for in any 60 s (`rate_limited`).
+The last two are the person's (webapp.accounts.access: their groups', else
+QUOTA_TOKENS_PER_DAY and RATE_LIMIT_MESSAGES_PER_MINUTE), read in the same
+query that refuses a deactivated person (`deactivated`).
 
 The counters live in Redis under REDIS_PREFIX, so every Daphne process and
 every worker share them. A refusal is a ChatInputError with `retry_after`.
@@ -20,6 +23,8 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+
+from webapp.accounts.access import active_limits_for_id
 
 # A module import: services imports this module too, and uses it only at call time.
 from webapp.chat import services
@@ -48,6 +53,10 @@ def _seconds_to_midnight(now: float) -> int:
 def check_reply_allowed(*, user_id: object) -> None:
     """Refuse a new reply for this user, or count it; run inside the transaction that queues it."""
     now = time.time()
+    limits = active_limits_for_id(user_id)
+    if limits is None:
+        # Deactivated since the socket opened, and the close it was sent went missing (a Redis blip).
+        raise services.ChatInputError("deactivated", "This account has been deactivated; nothing was sent.")
     if settings.MAX_LIVE_REPLIES_PER_USER:
         # The user's row lock serialises two sends racing in two conversations (PostgreSQL).
         get_user_model().objects.select_for_update().filter(pk=user_id).exists()
@@ -60,20 +69,17 @@ def check_reply_allowed(*, user_id: object) -> None:
                 "Another reply of yours is still being written.",
                 retry_after=BUSY_RETRY_S,
             )
-    if (
-        settings.QUOTA_TOKENS_PER_DAY
-        and tokens_used_today(user_id=user_id, now=now) >= settings.QUOTA_TOKENS_PER_DAY
-    ):
+    if limits.tokens_per_day and tokens_used_today(user_id=user_id, now=now) >= limits.tokens_per_day:
         raise services.ChatInputError(
             "quota_exceeded",
-            f"You have used your {settings.QUOTA_TOKENS_PER_DAY:,} tokens for today (UTC).",
+            f"You have used your {limits.tokens_per_day:,} tokens for today (UTC).",
             retry_after=_seconds_to_midnight(now),
         )
-    if settings.RATE_LIMIT_MESSAGES_PER_MINUTE:
-        _take_rate_slot(user_id, now)
+    if limits.messages_per_minute:
+        _take_rate_slot(user_id, now, limits.messages_per_minute)
 
 
-def _take_rate_slot(user_id: object, now: float) -> None:
+def _take_rate_slot(user_id: object, now: float, limit: int) -> None:
     """A sliding 60 s window: add this request, and take it back if it is one too many."""
     key, member = _key("rate", user_id), f"{now:.6f}:{uuid.uuid4().hex[:8]}"
     with redis_client().pipeline(transaction=True) as pipe:
@@ -83,7 +89,6 @@ def _take_rate_slot(user_id: object, now: float) -> None:
         pipe.zrange(key, 0, 0, withscores=True)
         pipe.expire(key, int(WINDOW_S) + 1)
         _, _, count, oldest, _ = pipe.execute()
-    limit = settings.RATE_LIMIT_MESSAGES_PER_MINUTE
     if count > limit:
         redis_client().zrem(key, member)
         retry_after = max(1, math.ceil(oldest[0][1] + WINDOW_S - now)) if oldest else int(WINDOW_S)

@@ -8,6 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
+from webapp.accounts.access import can_moderate
 from webapp.chat.models import Conversation, Message
 
 
@@ -24,8 +25,8 @@ def access_conversation(
 ) -> Conversation:
     """The only way to load a conversation for a user: views, sockets and exports all come here.
 
-    `allow_staff` lets staff read anybody's conversation (exports); nothing
-    that writes to a conversation passes it.
+    `allow_staff` lets moderators (webapp.accounts.access) read anybody's
+    conversation (exports); nothing that writes to a conversation passes it.
     """
     try:
         conversation = Conversation.objects.get(id=conversation_id)
@@ -33,7 +34,7 @@ def access_conversation(
         raise ConversationNotFound(str(conversation_id)) from None
     if not user.is_authenticated:
         raise ConversationForbidden(str(conversation_id))
-    if conversation.owner_id != user.pk and not (allow_staff and user.is_staff):
+    if conversation.owner_id != user.pk and not (allow_staff and can_moderate(user)):
         raise ConversationForbidden(str(conversation_id))
     return conversation
 

@@ -16,6 +16,7 @@ from django.db import transaction
 
 from inference.chat_template import ContextOverflow, fit_chat
 from inference.params import ParamError, SamplingParams, parse_params
+from webapp.accounts.access import default_limits, limits_for_id
 from webapp.celery import app as celery_app
 from webapp.chat import events, live, quotas
 from webapp.chat.models import SETTINGS_FIELDS, Conversation, Message
@@ -125,7 +126,7 @@ def check_settings(*, conversation: Conversation, raw_settings: object) -> dict[
     if not isinstance(merged["guardrail"], bool):
         raise ChatInputError("invalid_settings", "guardrail must be true or false.")
     sampling = {name: merged[name] for name in SAMPLING_SETTINGS if merged[name] is not None}
-    params = check_params(sampling)
+    params = check_params(sampling, max_tokens_limit=_max_tokens_limit(conversation))
     system_prompt = check_system_prompt(merged["system_prompt"])
     _check_fits(_join_system_prompt(merged["guardrail"], system_prompt), "x", params)
     return {
@@ -196,9 +197,14 @@ def _check_fits(system_prompt: str | None, content: str, params: SamplingParams)
         raise ChatInputError("context_overflow", str(overflow)) from None
 
 
-def check_params(raw_params: object, *, conversation: Conversation | None = None) -> SamplingParams:
-    """Validate a client's `params`; what it leaves out comes from the conversation's settings."""
-    limit = _max_tokens_limit()
+def check_params(
+    raw_params: object, *, conversation: Conversation | None = None, max_tokens_limit: int | None = None
+) -> SamplingParams:
+    """Validate a client's `params`; what it leaves out comes from the conversation's settings.
+
+    `max_tokens` is held to `max_tokens_limit`, else to the conversation's owner's limit.
+    """
+    limit = _max_tokens_limit(conversation) if max_tokens_limit is None else max_tokens_limit
     if conversation is not None and (raw_params is None or isinstance(raw_params, dict)):
         stored = {name: getattr(conversation, name) for name in SAMPLING_SETTINGS}
         # A limit lowered since the setting was stored must not refuse every send.
@@ -215,8 +221,11 @@ def check_params(raw_params: object, *, conversation: Conversation | None = None
         raise ChatInputError("invalid_params", str(error)) from None
 
 
-def _max_tokens_limit() -> int:
-    return min(settings.MAX_TOKENS_LIMIT, settings.CONTEXT_LIMIT - 1)
+def _max_tokens_limit(conversation: Conversation | None) -> int:
+    """The owner's largest `max_tokens` (their groups'), else the site's."""
+    if conversation is None:
+        return default_limits().max_tokens
+    return limits_for_id(conversation.owner_id).max_tokens
 
 
 def reply_send(

@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from webapp.accounts.access import limits_for
 from webapp.chat import services
 from webapp.chat.models import Conversation
 from webapp.chat.search import MAX_QUERY_CHARS, search_conversations
@@ -117,7 +118,7 @@ def _page_context(request: HttpRequest, *, conversation: Conversation | None) ->
             "max_message_chars": settings.MAX_MESSAGE_CHARS,
             "export_formats": EXPORT_FORMAT_LABELS,
             "max_system_prompt_chars": settings.MAX_SYSTEM_PROMPT_CHARS,
-            "max_tokens": min(settings.MAX_TOKENS_LIMIT, settings.CONTEXT_LIMIT - 1),
+            "max_tokens": limits_for(request.user).max_tokens,
             "default_max_tokens": settings.DEFAULT_MAX_TOKENS,
         },
     }

@@ -13,7 +13,12 @@ from webapp.moderation.models import CategoryPolicy, Rule, Sanction
 def sanctions_in_force(user: AbstractBaseUser | int) -> QuerySet[Sanction]:
     """Bans and suspensions not revoked nor expired (warnings do not restrict)."""
     user_id = user if isinstance(user, int) else user.pk
-    return Sanction.objects.filter(user_id=user_id, revoked_at__isnull=True).filter(
+    return in_force(Sanction.objects.filter(user_id=user_id))
+
+
+def in_force(sanctions: QuerySet[Sanction]) -> QuerySet[Sanction]:
+    """Of these sanctions, the bans and suspensions not revoked nor expired."""
+    return sanctions.filter(revoked_at__isnull=True).filter(
         Q(kind=Sanction.Kind.BAN) | Q(kind=Sanction.Kind.SUSPEND, until__gt=timezone.now())
     )
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from inference.moderation.base import CATEGORIES, Action, Stage, Verdict
 from inference.moderation.rules import Rule as RuleSpec
 from inference.moderation.rules import RuleError
+from webapp.accounts.access import is_protected_from_sanctions
 from webapp.chat import events as chat_events
 from webapp.chat import live as chat_live
 from webapp.chat.models import Message
@@ -267,8 +268,11 @@ def check_sanction(
         raise ModerationInputError("invalid_kind", "A sanction is warn, suspend or ban.")
     if user.pk == moderator.pk:
         raise ModerationInputError("self_sanction", "Moderators cannot sanction themselves.")
-    if user.is_staff or user.is_superuser:
-        raise ModerationInputError("staff_sanction", "Staff accounts are not sanctioned here; use the admin.")
+    if is_protected_from_sanctions(user):
+        raise ModerationInputError(
+            "staff_sanction",
+            "Moderators and administrators are not sanctioned here; change their role first.",
+        )
     if kind == Sanction.Kind.SUSPEND:
         if not isinstance(until, datetime) or timezone.is_naive(until):
             raise ModerationInputError("invalid_until", "A suspension needs an end time (with a time zone).")

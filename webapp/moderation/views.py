@@ -1,18 +1,13 @@
-"""The staff dashboard at /moderation/: the queue, actions on its items, rules, stats (docs/moderation.md).
+"""The moderation dashboard at /moderation/: the queue, actions on its items, rules, stats (docs/moderation.md).
 
 Thin: check the input with a form, call one selector or one write, render
-or redirect. Anonymous visitors are sent to log in; everybody else who is
-not staff gets 403 on every URL, whatever the method.
+or redirect. Anonymous visitors are sent to log in; everybody below the
+moderator role (webapp.accounts.access) gets 403 on every URL, whatever the method.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.contrib import messages as flash
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -20,6 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from inference.moderation.base import CATEGORIES, Action
+from webapp.accounts.access import moderator_required
 from webapp.moderation import services, stats
 from webapp.moderation.bulk import items_apply
 from webapp.moderation.forms import (
@@ -47,20 +43,7 @@ PAST_TENSE = {
 }
 
 
-def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Log in first; then staff only (403), checked before anything else runs."""
-
-    @wraps(view)
-    @login_required
-    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        if not request.user.is_staff:
-            raise PermissionDenied("The moderation dashboard is for staff.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
-@staff_required
+@moderator_required
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
     form = QueueFilterForm(request.GET)
@@ -91,7 +74,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     return render(request, "moderation/queue.html", context)
 
 
-@staff_required
+@moderator_required
 @require_POST
 def act(request: HttpRequest) -> HttpResponse:
     """One action on the items posted under `items`: an item's own button, or the checked boxes."""
@@ -117,7 +100,7 @@ def act(request: HttpRequest) -> HttpResponse:
     return _back(request, success=outcome.sentence(PAST_TENSE[action]))
 
 
-@staff_required
+@moderator_required
 @require_POST
 def rule_create(request: HttpRequest) -> HttpResponse:
     form = RuleForm(request.POST)
@@ -130,7 +113,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
     return _back(request, success=f"Rule saved: {rule.action} “{rule.pattern}” ({rule.category}).")
 
 
-@staff_required
+@moderator_required
 @require_http_methods(["GET", "POST"])
 def policies(request: HttpRequest) -> HttpResponse:
     """Every category's policy; POST sets one (running workers follow from their next reply)."""
@@ -148,7 +131,7 @@ def policies(request: HttpRequest) -> HttpResponse:
     return render(request, "moderation/policies.html", {"rows": rows, "actions": [a.value for a in Action]})
 
 
-@staff_required
+@moderator_required
 @require_GET
 def stats_page(request: HttpRequest) -> HttpResponse:
     form = StatsForm(request.GET)
