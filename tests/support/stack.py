@@ -121,6 +121,33 @@ class Stack:
         )
         return self.worker
 
+    def start_maintenance(self) -> subprocess.Popen:
+        """The maintenance worker with Celery beat, as scripts/supervisord.conf starts it (retention)."""
+        return self._spawn(
+            "maintenance",
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "webapp",
+                "worker",
+                "-B",
+                "-s",
+                str(self.tmp / "celerybeat-schedule"),
+                "-Q",
+                "maintenance",
+                "-P",
+                "solo",
+                "-I",
+                "webapp.chat.tasks",
+                "-n",
+                f"maintenance-{secrets.token_hex(4)}@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "INFO",
+            ],
+        )
+
     def start_daphne(self, port: int | None = None) -> subprocess.Popen:
         """Daphne on this stack's port (again, after a test killed it), or one more on another port."""
         # Daphne as `make run` starts it: with the frame limit answered (webapp/daphne_server.py);

@@ -1,14 +1,18 @@
-"""Sign-up; log-in (Django's view, throttled) and log-out (Django's)."""
+"""Sign-up; log-in (Django's view, throttled) and log-out (Django's); the account page."""
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib import messages as flash
 from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
 
-from webapp.accounts import throttle
+from webapp.accounts import selectors, services, throttle
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -53,3 +57,28 @@ class ThrottledLoginView(LoginView):
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         throttle.login_failures_clear(**self._who())
         return super().form_valid(form)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_settings(request: HttpRequest) -> HttpResponse:
+    """The account page: how long to keep my conversations (within the deployment's limit)."""
+    error = ""
+    if request.method == "POST":
+        try:
+            days = services.check_retention_days(request.POST.get("retention_days"))
+        except services.AccountInputError as refused:
+            error = str(refused)
+        else:
+            services.account_retention_set(user=request.user, retention_days=days)
+            flash.success(request, "Saved.")
+            return redirect("account")
+    context = {
+        "error": error,
+        "chosen": selectors.account_retention_days(request.user),
+        "choices": selectors.retention_choices(),
+        "deployment_days": settings.RETENTION_DAYS,
+        "effective_days": selectors.effective_retention_days(request.user),
+        "temporary_chat_hours": settings.TEMPORARY_CHAT_HOURS,
+    }
+    return render(request, "accounts/settings.html", context, status=400 if error else 200)

@@ -48,6 +48,8 @@ def conversation_export(request: HttpRequest, conversation_id: str, export_forma
         conversation = access_conversation(request.user, conversation_id, allow_staff=True)
     except (ConversationNotFound, ConversationForbidden):
         raise Http404("No such conversation.") from None
+    if conversation.is_temporary:
+        raise Http404("A temporary chat is never exported.")
     body = render_conversation(conversation, messages_for_export(conversation), export_format)
     response = HttpResponse(body, content_type=FORMATS[export_format].content_type)
     disposition = attachment_disposition(conversation.title, FORMATS[export_format].extension)

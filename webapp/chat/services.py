@@ -7,12 +7,14 @@ transaction commits, so no socket ever hears of a row that was rolled back.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
 from inference.chat_template import ContextOverflow, fit_chat
 from inference.params import ParamError, SamplingParams, parse_params
@@ -50,8 +52,14 @@ class ChatInputError(Exception):
 # --- conversations ----------------------------------------------------------
 
 
-def conversation_create(*, owner: AbstractBaseUser, system_prompt: str = "") -> Conversation:
-    return Conversation.objects.create(owner=owner, system_prompt=check_system_prompt(system_prompt))
+def conversation_create(
+    *, owner: AbstractBaseUser, system_prompt: str = "", temporary: bool = False
+) -> Conversation:
+    """A new conversation; a temporary one is unlisted, never exported, and deleted after TEMPORARY_CHAT_HOURS."""
+    expires_at = timezone.now() + timedelta(hours=settings.TEMPORARY_CHAT_HOURS) if temporary else None
+    return Conversation.objects.create(
+        owner=owner, system_prompt=check_system_prompt(system_prompt), expires_at=expires_at
+    )
 
 
 def conversation_rename(*, conversation: Conversation, title: object) -> Conversation:

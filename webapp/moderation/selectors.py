@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from inference.moderation.base import Action
-from webapp.moderation.models import CategoryPolicy, Rule, Sanction
+from webapp.moderation.models import CategoryPolicy, ModerationEvent, Report, ReviewStatus, Rule, Sanction
 
 
 def sanctions_in_force(user: AbstractBaseUser | int) -> QuerySet[Sanction]:
     """Bans and suspensions not revoked nor expired (warnings do not restrict)."""
     user_id = user if isinstance(user, int) else user.pk
-    return Sanction.objects.filter(user_id=user_id, revoked_at__isnull=True).filter(
-        Q(kind=Sanction.Kind.BAN) | Q(kind=Sanction.Kind.SUSPEND, until__gt=timezone.now())
+    return Sanction.objects.filter(user_id=user_id).filter(_in_force(timezone.now()))
+
+
+def _in_force(now: datetime) -> Q:
+    return Q(revoked_at__isnull=True) & (
+        Q(kind=Sanction.Kind.BAN) | Q(kind=Sanction.Kind.SUSPEND, until__gt=now)
     )
+
+
+def legal_hold(*, now: datetime) -> Q:
+    """A filter on conversations: those the moderators still need, which nothing may delete yet.
+
+    A conversation is held while any of its messages has an open moderation
+    event or an open report, and while its owner is banned or suspended;
+    closing the item (dismiss, confirm) or the sanction (revoked, ended) lifts it.
+    """
+    open_event = ModerationEvent.objects.filter(
+        message__conversation=OuterRef("pk"), status=ReviewStatus.OPEN
+    )
+    open_report = Report.objects.filter(message__conversation=OuterRef("pk"), status=ReviewStatus.OPEN)
+    sanctioned = Sanction.objects.filter(_in_force(now), user=OuterRef("owner"))
+    return Q(Exists(open_event)) | Q(Exists(open_report)) | Q(Exists(sanctioned))
 
 
 def active_sanction(user: AbstractBaseUser | int) -> Sanction | None:

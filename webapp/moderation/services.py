@@ -135,7 +135,13 @@ def report_create(*, reporter: AbstractBaseUser, message: Message, reason: objec
         return existing
     try:
         with transaction.atomic():
-            report = Report.objects.create(reporter=reporter, message=message, reason=reason, detail=detail)
+            report = Report.objects.create(
+                reporter=reporter,
+                message=message,
+                reason=reason,
+                detail=detail,
+                excerpt=message.content[:EXCERPT_CHARS],
+            )
     except IntegrityError:  # the same report, sent twice at once: the other one won
         return Report.objects.get(reporter=reporter, message=message, status=ReviewStatus.OPEN)
     item = {

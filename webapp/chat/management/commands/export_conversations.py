@@ -44,7 +44,8 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: Any) -> None:
         # Checked before anything is written, so a dataset is never half-annotated.
         events = _moderation_events() if options["with_moderation"] else None
-        conversations = Conversation.objects.all()
+        # Temporary chats are never exported, not even into a dataset.
+        conversations = Conversation.objects.filter(expires_at__isnull=True)
         if options["user"]:
             owner = (
                 get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: options["user"]}).first()

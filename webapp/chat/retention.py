@@ -1,0 +1,147 @@
+"""Retention: which conversations are due for deletion, and deleting them in batches.
+
+A conversation is due when it is a temporary chat past its `expires_at`, or
+when nobody has touched it (`updated_at`: no new message, rename or setting)
+for longer than the deployment keeps conversations (RETENTION_DAYS) or than
+its owner chose on their account page, whichever is shorter. A due
+conversation on legal hold (webapp.moderation.selectors.legal_hold) or with
+a reply still queued or streaming is kept until a later run.
+
+Deleting a conversation deletes its messages (and the rows hanging off them:
+the API link, hidden-reply marks); moderation events and reports outlive it,
+their message link set to null, with the text they were about in their
+excerpt. Nothing else is derived from a conversation: search reads the
+messages themselves, exports are streamed from them (a zip being written
+skips what is gone when it gets there), and the Redis keys of a reply
+expire on their own (live.LIVE_TTL_S).
+
+`retention_apply` runs from Celery beat (webapp/chat/tasks.py) and from
+`manage.py apply_retention`; running it twice deletes nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from webapp.accounts.models import AccountSettings
+from webapp.chat.models import Conversation, Message
+from webapp.moderation.selectors import legal_hold
+
+logger = logging.getLogger(__name__)
+
+# Conversation ids a dry run lists; it counts them all.
+DRY_RUN_LISTED = 100
+
+
+@dataclass
+class RetentionReport:
+    """What one run deleted, or with `dry_run` would delete, and what it kept on hold."""
+
+    dry_run: bool
+    temporary: int = 0  # temporary chats past their time
+    expired: int = 0  # conversations untouched for longer than their retention
+    messages: int = 0
+    held: int = 0  # due, but on legal hold
+    batches: int = 0
+    conversation_ids: list[str] = field(default_factory=list)
+
+    @property
+    def conversations(self) -> int:
+        return self.temporary + self.expired
+
+    def summary(self) -> str:
+        verb = "would delete" if self.dry_run else "deleted"
+        return (
+            f"retention {verb} {self.conversations} conversations ({self.temporary} temporary, "
+            f"{self.expired} past retention) with {self.messages} messages; "
+            f"{self.held} kept on legal hold"
+        )
+
+
+def due_for_deletion(*, now: datetime) -> Q:
+    """A filter on conversations: temporary chats past their time and conversations past retention."""
+    due = Q(expires_at__lte=now)
+    limit = settings.RETENTION_DAYS
+    if limit:
+        due |= Q(updated_at__lt=now - timedelta(days=limit))
+    # One term per distinct choice people made: a handful, whatever the number of people.
+    chosen = (
+        AccountSettings.objects.filter(retention_days__isnull=False)
+        .values_list("retention_days", flat=True)
+        .distinct()
+    )
+    for days in chosen:
+        if not limit or days < limit:  # a longer choice never outlasts the deployment's limit
+            due |= Q(owner__account_settings__retention_days=days, updated_at__lt=now - timedelta(days=days))
+    return due
+
+
+def deletable_conversations(*, now: datetime) -> QuerySet[Conversation]:
+    """The due conversations that may go now: not on legal hold, no reply in progress; oldest first."""
+    live = Message.objects.filter(conversation=OuterRef("pk"), status__in=Message.LIVE_STATUSES)
+    return (
+        Conversation.objects.filter(due_for_deletion(now=now))
+        .exclude(legal_hold(now=now))
+        .exclude(Exists(live))
+        .order_by("updated_at", "id")
+    )
+
+
+def held_conversations(*, now: datetime) -> QuerySet[Conversation]:
+    """The due conversations that legal hold keeps."""
+    return Conversation.objects.filter(due_for_deletion(now=now)).filter(legal_hold(now=now))
+
+
+def retention_apply(
+    *, now: datetime | None = None, batch_size: int | None = None, dry_run: bool = False
+) -> RetentionReport:
+    """Delete every deletable conversation, `batch_size` per transaction; log each one and a summary."""
+    now = now or timezone.now()
+    batch_size = batch_size or settings.RETENTION_BATCH_SIZE
+    report = RetentionReport(dry_run=dry_run, held=held_conversations(now=now).count())
+    if dry_run:
+        deletable = deletable_conversations(now=now)
+        report.temporary = deletable.filter(expires_at__isnull=False).count()
+        report.expired = deletable.filter(expires_at__isnull=True).count()
+        report.messages = Message.objects.filter(conversation__in=deletable).count()
+        report.conversation_ids = [str(pk) for pk in deletable.values_list("id", flat=True)[:DRY_RUN_LISTED]]
+    else:
+        while _delete_batch(now=now, batch_size=batch_size, report=report):
+            report.batches += 1
+    logger.info(report.summary())
+    return report
+
+
+def _delete_batch(*, now: datetime, batch_size: int, report: RetentionReport) -> bool:
+    """Delete one batch; False when nothing was left to delete."""
+    # Chosen inside the transaction that deletes them, so a report filed a moment ago holds.
+    with transaction.atomic():
+        batch = list(
+            deletable_conversations(now=now).values("id", "owner_id", "expires_at", "updated_at")[:batch_size]
+        )
+        if not batch:
+            return False
+        ids = [row["id"] for row in batch]
+        messages = Message.objects.filter(conversation_id__in=ids).count()
+        Conversation.objects.filter(id__in=ids).delete()
+    for row in batch:
+        reason = "temporary chat ended" if row["expires_at"] is not None else "past retention"
+        logger.info(
+            "retention deleted conversation %s of user %s (%s; last touched %s)",
+            row["id"],
+            row["owner_id"],
+            reason,
+            row["updated_at"].isoformat(),
+        )
+    report.temporary += sum(1 for row in batch if row["expires_at"] is not None)
+    report.expired += sum(1 for row in batch if row["expires_at"] is None)
+    report.messages += messages
+    report.conversation_ids += [str(pk) for pk in ids]
+    return True
