@@ -44,10 +44,15 @@ def conversations_for_user(user: AbstractBaseUser) -> QuerySet[Conversation]:
     Left out: API requests not to be stored, and temporary chats (`expires_at` set).
     """
     return (
-        Conversation.objects.filter(owner=user, expires_at__isnull=True)
+        without_temporary(Conversation.objects.filter(owner=user))
         .exclude(api_link__stored=False)
         .order_by("-updated_at")
     )
+
+
+def without_temporary(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Leave out temporary chats: every list, search and export (the person's, staff's, datasets') does."""
+    return conversations.filter(expires_at__isnull=True)
 
 
 def visible(messages: QuerySet[Message]) -> QuerySet[Message]:

@@ -230,7 +230,11 @@ def _review(
             action=action,
             target=item,
             target_type=target_type,
-            detail={"from": previous, "to": status.value, "message_id": str(item.message_id)},
+            detail={
+                "from": previous,
+                "to": status.value,
+                "message_id": item.message_id and str(item.message_id),
+            },
         )
     return item
 
