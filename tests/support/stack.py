@@ -121,8 +121,9 @@ class Stack:
         )
         return self.worker
 
-    def start_maintenance(self) -> subprocess.Popen:
-        """The maintenance worker with Celery beat, as scripts/supervisord.conf starts it (retention)."""
+    def start_maintenance(self, **env: str) -> subprocess.Popen:
+        """The maintenance worker with Celery beat, as scripts/supervisord.conf starts it (retention);
+        `env` adds settings for it alone (a short RETENTION_INTERVAL_S)."""
         return self._spawn(
             "maintenance",
             [
@@ -146,6 +147,7 @@ class Stack:
                 "--loglevel",
                 "INFO",
             ],
+            env,
         )
 
     def start_daphne(self, port: int | None = None) -> subprocess.Popen:
@@ -172,9 +174,11 @@ class Stack:
         process.wait(timeout=15)
         self.processes.remove(process)
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.tmp / f"{name}-{len(self.processes)}.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(argv, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, cwd=self.root, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
         self.processes.append(process)
         return process
 
