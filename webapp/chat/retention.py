@@ -1,7 +1,8 @@
 """Retention: which conversations are due for deletion, and deleting them in batches.
 
-A conversation is due when it is a temporary chat past its `expires_at`, or
-when nobody has touched it (`updated_at`: no new message, rename or setting)
+A conversation is due when it is a temporary chat past its `expires_at`, an
+API request not to be stored (API_STORE_CONVERSATIONS off: kept after its
+response only because moderation caught something), or when nobody has touched it (`updated_at`: no new message, rename or setting)
 for longer than the deployment keeps conversations (RETENTION_DAYS) or than
 its owner chose on their account page, whichever is shorter. A due
 conversation on legal hold (webapp.moderation.selectors.legal_hold) or with
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from webapp.accounts.models import AccountSettings
@@ -45,7 +46,7 @@ class RetentionReport:
     """What one run deleted, or with `dry_run` would delete, and what it kept on hold."""
 
     dry_run: bool
-    temporary: int = 0  # temporary chats past their time
+    temporary: int = 0  # temporary chats past their time, and API requests not to be stored
     expired: int = 0  # conversations untouched for longer than their retention
     messages: int = 0
     held: int = 0  # due, but on legal hold
@@ -67,7 +68,7 @@ class RetentionReport:
 
 def due_for_deletion(*, now: datetime) -> Q:
     """A filter on conversations: temporary chats past their time and conversations past retention."""
-    due = Q(expires_at__lte=now)
+    due = Q(expires_at__lte=now) | Q(api_link__stored=False)
     limit = settings.RETENTION_DAYS
     if limit:
         due |= Q(updated_at__lt=now - timedelta(days=limit))
@@ -108,8 +109,9 @@ def retention_apply(
     report = RetentionReport(dry_run=dry_run, held=held_conversations(now=now).count())
     if dry_run:
         deletable = deletable_conversations(now=now)
-        report.temporary = deletable.filter(expires_at__isnull=False).count()
-        report.expired = deletable.filter(expires_at__isnull=True).count()
+        temporary = _temporary()
+        report.temporary = deletable.filter(temporary).count()
+        report.expired = deletable.exclude(temporary).count()
         report.messages = Message.objects.filter(conversation__in=deletable).count()
         report.conversation_ids = [str(pk) for pk in deletable.values_list("id", flat=True)[:DRY_RUN_LISTED]]
     else:
@@ -119,12 +121,19 @@ def retention_apply(
     return report
 
 
+def _temporary() -> Q:
+    """Conversations never meant to stay: temporary chats, API requests not to be stored."""
+    return Q(expires_at__isnull=False) | Q(api_link__stored=False)
+
+
 def _delete_batch(*, now: datetime, batch_size: int, report: RetentionReport) -> bool:
     """Delete one batch; False when nothing was left to delete."""
     # Chosen inside the transaction that deletes them, so a report filed a moment ago holds.
     with transaction.atomic():
         batch = list(
-            deletable_conversations(now=now).values("id", "owner_id", "expires_at", "updated_at")[:batch_size]
+            deletable_conversations(now=now)
+            .annotate(temporary=Case(When(_temporary(), then=Value(True)), default=Value(False)))
+            .values("id", "owner_id", "temporary", "expires_at", "updated_at")[:batch_size]
         )
         if not batch:
             return False
@@ -132,7 +141,10 @@ def _delete_batch(*, now: datetime, batch_size: int, report: RetentionReport) ->
         messages = Message.objects.filter(conversation_id__in=ids).count()
         Conversation.objects.filter(id__in=ids).delete()
     for row in batch:
-        reason = "temporary chat ended" if row["expires_at"] is not None else "past retention"
+        if row["expires_at"] is not None:
+            reason = "temporary chat ended"
+        else:
+            reason = "API request not to be stored" if row["temporary"] else "past retention"
         logger.info(
             "retention deleted conversation %s of user %s (%s; last touched %s)",
             row["id"],
@@ -140,8 +152,8 @@ def _delete_batch(*, now: datetime, batch_size: int, report: RetentionReport) ->
             reason,
             row["updated_at"].isoformat(),
         )
-    report.temporary += sum(1 for row in batch if row["expires_at"] is not None)
-    report.expired += sum(1 for row in batch if row["expires_at"] is None)
+    report.temporary += sum(1 for row in batch if row["temporary"])
+    report.expired += sum(1 for row in batch if not row["temporary"])
     report.messages += messages
     report.conversation_ids += [str(pk) for pk in ids]
     return True

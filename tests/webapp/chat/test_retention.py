@@ -255,3 +255,20 @@ def test_the_beat_schedule_sends_the_task_to_the_maintenance_queue() -> None:
         entry["task"] == "webapp.chat.apply_retention" and entry["schedule"] == settings.RETENTION_INTERVAL_S
     )
     assert app.amqp.router.route({}, entry["task"])["queue"].name == "maintenance"
+
+
+def test_an_api_request_not_to_be_stored_goes_once_moderators_close_what_kept_it(bob, moderator) -> None:
+    from webapp.api.models import ApiConversation
+    from webapp.moderation.services import item_dismiss
+
+    unstored, stored = chat(bob), chat(bob)
+    ApiConversation.objects.create(conversation=unstored, stored=False)
+    ApiConversation.objects.create(conversation=stored, stored=True)
+    event = event_on(the_reply(unstored))  # why the API kept it after its response
+    assert retention_apply().held == 1 and exists(unstored)
+
+    item_dismiss(moderator=moderator, event=event)
+    report = retention_apply()
+    assert not exists(unstored) and exists(stored)  # a stored one follows retention like any other
+    assert (report.temporary, report.expired) == (1, 0)
+    assert ModerationEvent.objects.get().excerpt == "An answer."
