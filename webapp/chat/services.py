@@ -331,7 +331,11 @@ def reply_stop(*, conversation: Conversation) -> Message:
 
 def _lock_idle(conversation: Conversation) -> Conversation:
     # The row lock serialises two sends racing on one conversation (two tabs).
-    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    try:
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    except Conversation.DoesNotExist:
+        # Deleted under an open page: by its owner in another tab, or by retention (a temporary chat's end).
+        raise ChatInputError("conversation_deleted", "This conversation has been deleted.") from None
     check_not_sanctioned(locked.owner_id)  # a suspended or banned user's send stores nothing
     if live_reply(locked) is not None:
         raise ChatInputError("reply_in_progress", "A reply is still being written; stop it or wait.")

@@ -136,3 +136,16 @@ def test_somebody_else_cannot_open_it(secret) -> None:
     intruder = Client()
     intruder.force_login(get_user_model().objects.create_user(username="mallory"))
     assert intruder.get(f"/c/{secret.id}/").status_code == 404
+
+
+def test_a_send_after_it_was_deleted_under_an_open_page_is_a_clear_error(alice) -> None:
+    from inference.params import SamplingParams
+    from webapp.chat import services
+    from webapp.chat.retention import retention_apply
+
+    conversation = Conversation.objects.create(owner=alice, expires_at=timezone.now() - timedelta(seconds=1))
+    retention_apply()  # the page (and its socket's copy of the conversation) is still open
+    with pytest.raises(services.ChatInputError) as refused:
+        services.reply_send(conversation=conversation, content="still there?", params=SamplingParams())
+    assert refused.value.code == "conversation_deleted"
+    assert not Message.objects.exists() and not Conversation.objects.exists()
