@@ -212,6 +212,7 @@ def test_run_starts_a_private_redis_daphne_and_a_worker_and_ctrl_c_stops_them(tm
         ):
             assert any(program in p for p in started), started
         output = run.output()
+        assert "beat: Starting..." in output  # the retention schedule (the maintenance program)
         assert f"starting on 0.0.0.0:{run.port} for http://{{127.0.0.1,chat.lan}}:{run.port}/" in output
         for host, status in (("chat.lan", 200), ("intruder.example", 400)):
             request = urllib.request.Request(f"{run.base_url}/accounts/login/", headers={"Host": host})

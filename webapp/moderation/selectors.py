@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from inference.moderation.base import Action
@@ -30,13 +30,16 @@ def legal_hold(*, now: datetime) -> Q:
     A conversation is held while any of its messages has an open moderation
     event or an open report, and while its owner is banned or suspended;
     closing the item (dismiss, confirm) or the sanction (revoked, ended) lifts it.
+    Each is one uncorrelated subquery over the few open items, read once per
+    query rather than once per conversation.
     """
-    open_event = ModerationEvent.objects.filter(
-        message__conversation=OuterRef("pk"), status=ReviewStatus.OPEN
+    open_events = ModerationEvent.objects.filter(status=ReviewStatus.OPEN, message__isnull=False)
+    open_reports = Report.objects.filter(status=ReviewStatus.OPEN, message__isnull=False)
+    return (
+        Q(id__in=open_events.values("message__conversation_id"))
+        | Q(id__in=open_reports.values("message__conversation_id"))
+        | Q(owner_id__in=Sanction.objects.filter(_in_force(now)).values("user_id"))
     )
-    open_report = Report.objects.filter(message__conversation=OuterRef("pk"), status=ReviewStatus.OPEN)
-    sanctioned = Sanction.objects.filter(_in_force(now), user=OuterRef("owner"))
-    return Q(Exists(open_event)) | Q(Exists(open_report)) | Q(Exists(sanctioned))
 
 
 def active_sanction(user: AbstractBaseUser | int) -> Sanction | None:
