@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.test_chat_page import sign_up
+from tests.browser.test_chat_ux import axe_violations
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.browser
@@ -35,3 +36,11 @@ def test_a_temporary_chat_shows_its_banner_and_stays_out_of_the_sidebar(page: Pa
     expect(page.locator(".message.user")).to_have_text(re.compile("Something to forget"))
     expect(page.locator("#conversation-list li[data-conversation-id]")).to_have_count(0)
     expect(page.locator("#conversation-list")).to_contain_text("No conversations yet.")
+
+    # The banner, the button and the account page read well in both themes.
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        assert axe_violations(page) == [], f"temporary chat, {scheme}"
+    page.get_by_role("link", name="Account").click()
+    expect(page.get_by_label("Delete conversations untouched for")).to_be_visible()
+    assert axe_violations(page) == [], "account page"
