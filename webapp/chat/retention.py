@@ -32,6 +32,7 @@ from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from webapp.accounts.models import AccountSettings
+from webapp.api.models import ApiConversation
 from webapp.chat.models import Conversation, Message
 from webapp.moderation.selectors import legal_hold
 
@@ -67,12 +68,20 @@ class RetentionReport:
 
 
 def due_for_deletion(*, now: datetime) -> Q:
-    """A filter on conversations: temporary chats past their time and conversations past retention."""
-    due = Q(expires_at__lte=now) | Q(api_link__stored=False)
+    """A filter on conversations: temporary chats past their time and conversations past retention.
+
+    Each reason is its own `id IN (subquery)` over an index (expires_at,
+    updated_at, the API link), so the database reads only the candidates,
+    never every conversation, even when nothing is due.
+    """
+    reasons = [
+        Conversation.objects.filter(expires_at__lte=now).values("id"),
+        ApiConversation.objects.filter(stored=False).values("conversation_id"),
+    ]
     limit = settings.RETENTION_DAYS
     if limit:
-        due |= Q(updated_at__lt=now - timedelta(days=limit))
-    # One term per distinct choice people made: a handful, whatever the number of people.
+        reasons.append(Conversation.objects.filter(updated_at__lt=now - timedelta(days=limit)).values("id"))
+    # One reason per distinct choice people made: a handful, whatever the number of people.
     chosen = (
         AccountSettings.objects.filter(retention_days__isnull=False)
         .values_list("retention_days", flat=True)
@@ -80,7 +89,15 @@ def due_for_deletion(*, now: datetime) -> Q:
     )
     for days in chosen:
         if not limit or days < limit:  # a longer choice never outlasts the deployment's limit
-            due |= Q(owner__account_settings__retention_days=days, updated_at__lt=now - timedelta(days=days))
+            choosers = AccountSettings.objects.filter(retention_days=days).values("user_id")
+            reasons.append(
+                Conversation.objects.filter(
+                    owner_id__in=choosers, updated_at__lt=now - timedelta(days=days)
+                ).values("id")
+            )
+    due = Q(id__in=reasons[0])
+    for reason in reasons[1:]:
+        due |= Q(id__in=reason)
     return due
 
 
