@@ -12,9 +12,8 @@ Deleting a conversation deletes its messages (and the rows hanging off them:
 the API link, hidden-reply marks); moderation events and reports outlive it,
 their message link set to null, with the text they were about in their
 excerpt. Nothing else is derived from a conversation: search reads the
-messages themselves, exports are streamed from them (a zip being written
-skips what is gone when it gets there), and the Redis keys of a reply
-expire on their own (live.LIVE_TTL_S).
+messages themselves, exports are streamed from them with no job or file
+stored, and the Redis keys of a reply expire on their own (live.LIVE_TTL_S).
 
 `retention_apply` runs from Celery beat (webapp/chat/tasks.py) and from
 `manage.py apply_retention`; running it twice deletes nothing more.

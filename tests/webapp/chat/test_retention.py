@@ -16,6 +16,7 @@ from django.utils import timezone
 from webapp.accounts.models import AccountSettings
 from webapp.chat.models import Conversation, Message
 from webapp.chat.retention import retention_apply
+from webapp.chat.search import search_conversations
 from webapp.chat.tasks import apply_retention
 from webapp.moderation.models import ModerationEvent, ReviewStatus, Sanction
 
@@ -87,6 +88,8 @@ def test_conversations_untouched_past_the_limit_go_with_their_messages(bob, sett
     assert not Message.objects.filter(conversation_id=old.pk).exists()
     assert (report.expired, report.temporary, report.messages) == (1, 0, 2)
     assert report.conversation_ids == [str(old.pk)]
+    # Search reads the messages themselves: nothing of the old one is found any more.
+    assert [hit.conversation_id for hit in search_conversations(bob, "answer")] == [recent.pk]
 
 
 def test_a_persons_shorter_choice_applies_to_them_alone(bob, settings) -> None:
