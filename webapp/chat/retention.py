@@ -31,7 +31,6 @@ from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from webapp.accounts.models import AccountSettings
-from webapp.api.models import ApiConversation
 from webapp.chat.models import Conversation, Message
 from webapp.moderation.selectors import legal_hold
 
@@ -66,20 +65,12 @@ class RetentionReport:
         )
 
 
-def due_for_deletion(*, now: datetime) -> Q:
-    """A filter on conversations: temporary chats past their time and conversations past retention.
-
-    Each reason is its own `id IN (subquery)` over an index (expires_at,
-    updated_at, the API link), so the database reads only the candidates,
-    never every conversation, even when nothing is due.
-    """
-    reasons = [
-        Conversation.objects.filter(expires_at__lte=now).values("id"),
-        ApiConversation.objects.filter(stored=False).values("conversation_id"),
-    ]
+def _reasons(now: datetime) -> list[Q]:
+    """Each reason a conversation may be due, as a filter on one row."""
+    reasons = [Q(expires_at__lte=now), Q(api_link__stored=False)]
     limit = settings.RETENTION_DAYS
     if limit:
-        reasons.append(Conversation.objects.filter(updated_at__lt=now - timedelta(days=limit)).values("id"))
+        reasons.append(Q(updated_at__lt=now - timedelta(days=limit)))
     # One reason per distinct choice people made: a handful, whatever the number of people.
     chosen = (
         AccountSettings.objects.filter(retention_days__isnull=False)
@@ -89,25 +80,33 @@ def due_for_deletion(*, now: datetime) -> Q:
     for days in chosen:
         if not limit or days < limit:  # a longer choice never outlasts the deployment's limit
             choosers = AccountSettings.objects.filter(retention_days=days).values("user_id")
-            reasons.append(
-                Conversation.objects.filter(
-                    owner_id__in=choosers, updated_at__lt=now - timedelta(days=days)
-                ).values("id")
-            )
-    due = Q(id__in=reasons[0])
-    for reason in reasons[1:]:
-        due |= Q(id__in=reason)
+            reasons.append(Q(owner_id__in=choosers, updated_at__lt=now - timedelta(days=days)))
+    return reasons
+
+
+def due_for_deletion(*, now: datetime) -> Q:
+    """A filter on conversations: temporary chats past their time and conversations past retention.
+
+    Each reason is its own `id IN (subquery)` over its index (expires_at,
+    updated_at, the API link), so the database reads only the candidates,
+    never every conversation, even when nothing is due.
+    """
+    due = Q()
+    for reason in _reasons(now):
+        due |= Q(id__in=Conversation.objects.filter(reason).values("id"))
     return due
+
+
+def _may_go(conversations: QuerySet[Conversation], *, now: datetime) -> QuerySet[Conversation]:
+    """Leave out what legal hold keeps and what has a reply still queued or streaming."""
+    live = Message.objects.filter(conversation=OuterRef("pk"), status__in=Message.LIVE_STATUSES)
+    return conversations.exclude(legal_hold(now=now)).exclude(Exists(live))
 
 
 def deletable_conversations(*, now: datetime) -> QuerySet[Conversation]:
     """The due conversations that may go now: not on legal hold, no reply in progress; oldest first."""
-    live = Message.objects.filter(conversation=OuterRef("pk"), status__in=Message.LIVE_STATUSES)
-    return (
-        Conversation.objects.filter(due_for_deletion(now=now))
-        .exclude(legal_hold(now=now))
-        .exclude(Exists(live))
-        .order_by("updated_at", "id")
+    return _may_go(Conversation.objects.filter(due_for_deletion(now=now)), now=now).order_by(
+        "updated_at", "id"
     )
 
 
@@ -144,15 +143,21 @@ def _temporary() -> Q:
 
 def _delete_batch(*, now: datetime, batch_size: int, report: RetentionReport) -> bool:
     """Delete one batch; False when nothing was left to delete."""
-    # Chosen inside the transaction that deletes them, so a report filed a moment ago holds.
+    # Found before the transaction, so that the write lock (all of SQLite's) is held only to
+    # check each of them again, row by row, and delete: a report filed or a message sent
+    # a moment ago still keeps its conversation.
+    candidates = list(deletable_conversations(now=now).values_list("id", flat=True)[:batch_size])
+    if not candidates:
+        return False
+    due = Q()
+    for reason in _reasons(now):
+        due |= reason
     with transaction.atomic():
         batch = list(
-            deletable_conversations(now=now)
+            _may_go(Conversation.objects.filter(due, id__in=candidates), now=now)
             .annotate(temporary=Case(When(_temporary(), then=Value(True)), default=Value(False)))
-            .values("id", "owner_id", "temporary", "expires_at", "updated_at")[:batch_size]
+            .values("id", "owner_id", "temporary", "expires_at", "updated_at")
         )
-        if not batch:
-            return False
         ids = [row["id"] for row in batch]
         messages = Message.objects.filter(conversation_id__in=ids).count()
         Conversation.objects.filter(id__in=ids).delete()
@@ -172,4 +177,5 @@ def _delete_batch(*, now: datetime, batch_size: int, report: RetentionReport) ->
     report.expired += sum(1 for row in batch if not row["temporary"])
     report.messages += messages
     report.conversation_ids += [str(pk) for pk in ids]
-    return True
+    # None of them could go after all (all touched meanwhile): stop; the next run looks again.
+    return bool(batch)

@@ -275,3 +275,27 @@ def test_an_api_request_not_to_be_stored_goes_once_moderators_close_what_kept_it
     assert not exists(unstored) and exists(stored)  # a stored one follows retention like any other
     assert (report.temporary, report.expired) == (1, 0)
     assert ModerationEvent.objects.get().excerpt == "An answer."
+
+
+@pytest.mark.parametrize("meanwhile", ["a message", "a report"])
+def test_what_changed_between_finding_and_deleting_is_checked_again(
+    bob, settings, monkeypatch, meanwhile
+) -> None:
+    from webapp.chat import retention
+    from webapp.moderation.services import report_create
+
+    settings.RETENTION_DAYS = 30
+    old = chat(bob, untouched_days=31)
+    find = retention.deletable_conversations
+
+    def found_then_changed(*, now):
+        found = list(find(now=now).values_list("id", flat=True))
+        if meanwhile == "a message":  # the owner came back to it
+            Conversation.objects.filter(pk=old.pk).update(updated_at=timezone.now())
+        else:
+            report_create(reporter=bob, message=the_reply(old), reason="harmful", detail="")
+        return Conversation.objects.filter(id__in=found).order_by("updated_at", "id")
+
+    monkeypatch.setattr(retention, "deletable_conversations", found_then_changed)
+    report = retention.retention_apply()
+    assert exists(old) and report.conversations == 0
