@@ -313,7 +313,7 @@ RETENTION_CHOICES_DAYS = [int(days) for days in env_list("RETENTION_CHOICES_DAYS
 TEMPORARY_CHAT_HOURS = env_int("TEMPORARY_CHAT_HOURS", 24)
 # The schedule (Celery beat): seconds between two runs, 0 for none; conversations per batch.
 RETENTION_INTERVAL_S = env_int("RETENTION_INTERVAL_S", 900)
-RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 500)
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 200)
 if RETENTION_DAYS < 0 or TEMPORARY_CHAT_HOURS < 1 or RETENTION_BATCH_SIZE < 1 or RETENTION_INTERVAL_S < 0:
     raise ImproperlyConfigured(
         "RETENTION_DAYS and RETENTION_INTERVAL_S must be 0 or more, TEMPORARY_CHAT_HOURS and "

@@ -38,7 +38,7 @@ def settings_with(**env: str) -> subprocess.CompletedProcess:
 def test_the_defaults_keep_for_ever_and_end_temporary_chats_after_a_day() -> None:
     result = settings_with()
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "0 [30, 90, 365] 24 900 500 ['apply-retention']"
+    assert result.stdout.strip() == "0 [30, 90, 365] 24 900 200 ['apply-retention']"
     # No interval: no schedule (the command still runs retention by hand).
     assert settings_with(RETENTION_INTERVAL_S="0").stdout.strip().endswith("[]")
 
