@@ -2,9 +2,10 @@
 
 A conversation is due when it is a temporary chat past its `expires_at`, an
 API request not to be stored (API_STORE_CONVERSATIONS off: kept after its
-response only because moderation caught something), or when nobody has touched it (`updated_at`: no new message, rename or setting)
-for longer than the deployment keeps conversations (RETENTION_DAYS) or than
-its owner chose on their account page, whichever is shorter. A due
+response only because moderation caught something), or when nobody has
+touched it (`updated_at`: no new message, rename or setting) for longer than
+the deployment keeps conversations (RETENTION_DAYS) or than its owner chose
+on their account page, whichever is shorter. A due
 conversation on legal hold (webapp.moderation.selectors.legal_hold) or with
 a reply still queued or streaming is kept until a later run.
 

@@ -149,8 +149,9 @@ class QueuePage:
 def events_for_queue(filters: QueueFilters) -> QuerySet[ModerationEvent]:
     # "Not allow" rather than "one of three": an IN list leads SQLite to the (action, created_at)
     # index and a sort of every matching row; this way the newest-first index is walked.
+    # `user`: whose it was, once the conversation is deleted (QueueItem.user).
     events = ModerationEvent.objects.exclude(action=Action.ALLOW.value).select_related(
-        "message__conversation__owner", "message__moderation_hidden", API_KEY_PATH
+        "user", "message__conversation__owner", "message__moderation_hidden", API_KEY_PATH
     )
     if filters.status:
         events = events.filter(status=filters.status)

@@ -59,6 +59,22 @@ def test_the_queue_shows_them_with_what_was_said(records, conversation, staff) -
     assert "The secret is 42, unredacted." in html and "What was said (staff only)" in html
 
 
+def test_the_queue_page_costs_the_same_queries_with_deleted_conversations(records, conversation, bob) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.webapp.moderation.dashboard_support import make_event, make_exchange
+
+    for _ in range(3):
+        make_event(make_exchange(bob))
+    with CaptureQueriesContext(connection) as before:
+        [item.user for item in queue_page(QueueFilters()).items]
+    conversation_delete(conversation=conversation)
+    with CaptureQueriesContext(connection) as after:
+        users = [item.user.get_username() for item in queue_page(QueueFilters()).items]
+    assert users == ["bob"] * 5 and len(after) == len(before)
+
+
 def test_filtering_by_the_person_still_finds_them(records, conversation, bob) -> None:
     conversation_delete(conversation=conversation)
     assert len(queue_page(QueueFilters(user=bob)).items) == 2
