@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: make sure Redis answers, make the secret key on first start, migrate, then
-# start supervisord (scripts/supervisord.conf), which runs Daphne, one inference worker
-# and, if it had to be started, a private redis-server, and restarts whichever dies.
+# start supervisord (scripts/supervisord.conf), which runs Daphne, one inference worker, the
+# maintenance worker with Celery beat (retention) and, if it had to be started, a private
+# redis-server, and restarts whichever dies.
 # Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."

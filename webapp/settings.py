@@ -320,6 +320,39 @@ IMPORT_MAX_MESSAGES = env_int("IMPORT_MAX_MESSAGES", 10_000)
 # their errors) may be longer, since MAX_TOKENS_LIMIT tokens can run past it.
 IMPORT_MAX_REPLY_CHARS = env_int("IMPORT_MAX_REPLY_CHARS", 100_000)
 
+# --- Retention (docs/operations.md: Retention) --------------------------------
+# Conversations untouched (no new message) for longer than this many days are deleted,
+# with their messages; 0 keeps them for ever. Each person may choose a shorter time on
+# their account page (RETENTION_CHOICES_DAYS, those under this limit).
+RETENTION_DAYS = env_int("RETENTION_DAYS", 0)
+RETENTION_CHOICES_DAYS = [int(days) for days in env_list("RETENTION_CHOICES_DAYS", ["30", "90", "365"])]
+# A temporary chat (unlisted, unsearched, never exported) is deleted this long after it starts.
+TEMPORARY_CHAT_HOURS = env_int("TEMPORARY_CHAT_HOURS", 24)
+# The schedule (Celery beat): seconds between two runs, 0 for none; conversations per batch.
+RETENTION_INTERVAL_S = env_int("RETENTION_INTERVAL_S", 900)
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 200)
+if RETENTION_DAYS < 0 or TEMPORARY_CHAT_HOURS < 1 or RETENTION_BATCH_SIZE < 1 or RETENTION_INTERVAL_S < 0:
+    raise ImproperlyConfigured(
+        "RETENTION_DAYS and RETENTION_INTERVAL_S must be 0 or more, TEMPORARY_CHAT_HOURS and "
+        "RETENTION_BATCH_SIZE 1 or more."
+    )
+if any(days < 1 for days in RETENTION_CHOICES_DAYS):
+    raise ImproperlyConfigured("RETENTION_CHOICES_DAYS must list whole numbers of days, 1 or more.")
+# Beat sends the job to the `maintenance` queue, which only the maintenance worker reads
+# (scripts/supervisord.conf), never the inference workers.
+CELERY_TASK_ROUTES["webapp.chat.*"] = {"queue": "maintenance"}
+CELERY_BEAT_SCHEDULE = (
+    {
+        "apply-retention": {
+            "task": "webapp.chat.apply_retention",
+            "schedule": float(RETENTION_INTERVAL_S),
+            "options": {"queue": "maintenance", "expires": float(RETENTION_INTERVAL_S)},
+        }
+    }
+    if RETENTION_INTERVAL_S
+    else {}
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -203,9 +203,16 @@ def test_run_starts_a_private_redis_daphne_and_a_worker_and_ctrl_c_stops_them(tm
         health = run.wait_ready()
         assert health["database"] == "ok" and health["model"]["model"] == "tiny-random-mistral"
         started = session_processes(run.process.pid)
-        for program in ("supervisord", "redis-server", "daphne_server -b 0.0.0.0", "celery"):
+        for program in (
+            "supervisord",
+            "redis-server",
+            "daphne_server -b 0.0.0.0",
+            "-Q inference",
+            "-Q maintenance",
+        ):
             assert any(program in p for p in started), started
         output = run.output()
+        assert "beat: Starting..." in output  # the retention schedule (the maintenance program)
         assert f"starting on 0.0.0.0:{run.port} for http://{{127.0.0.1,chat.lan}}:{run.port}/" in output
         for host, status in (("chat.lan", 200), ("intruder.example", 400)):
             request = urllib.request.Request(f"{run.base_url}/accounts/login/", headers={"Host": host})
@@ -294,11 +301,11 @@ async def test_run_restarts_a_killed_worker_daphne_and_redis_and_the_page_is_ser
             start = await next_event(ws, "start")
             await next_event(ws, "token")
 
-            killed = run.kill("celery")
+            killed = run.kill("-Q inference")
             # The reply in flight ends `failed` on the same socket: Daphne kept serving.
             _, done = await collect_reply(ws)
             assert done["message_id"] == start["message_id"] and done["status"] == "failed"
-            run.wait_restarted("celery", killed)
+            run.wait_restarted("-Q inference", killed)
             assert "exited: worker (terminated by SIGKILL; not expected)" in run.output()
             run.wait_ready()
 

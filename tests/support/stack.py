@@ -121,6 +121,35 @@ class Stack:
         )
         return self.worker
 
+    def start_maintenance(self, **env: str) -> subprocess.Popen:
+        """The maintenance worker with Celery beat, as scripts/supervisord.conf starts it (retention);
+        `env` adds settings for it alone (a short RETENTION_INTERVAL_S)."""
+        return self._spawn(
+            "maintenance",
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "webapp",
+                "worker",
+                "-B",
+                "-s",
+                str(self.tmp / "celerybeat-schedule"),
+                "-Q",
+                "maintenance",
+                "-P",
+                "solo",
+                "-I",
+                "webapp.chat.tasks",
+                "-n",
+                f"maintenance-{secrets.token_hex(4)}@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "INFO",
+            ],
+            env,
+        )
+
     def start_daphne(
         self, port: int | None = None, extra_env: dict[str, str] | None = None
     ) -> subprocess.Popen:

@@ -1,4 +1,4 @@
-"""Who a person is to the site (role, approval), what their groups allow, and invitations (docs/identity.md)."""
+"""Who a person is to the site (role, approval), what their groups allow, invitations (docs/identity.md), and what they set for their own account."""
 
 from __future__ import annotations
 
@@ -87,3 +87,21 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"invitation {self.pk} ({self.note or 'no note'})"
+
+
+class AccountSettings(models.Model):
+    """A person's own choices; a person who never chose has no row and gets the defaults."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_settings"
+    )
+    # Delete my conversations untouched for this many days; null: as long as the deployment
+    # keeps them (RETENTION_DAYS). Never longer than that in effect (webapp/chat/retention.py).
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "account settings"
+
+    def __str__(self) -> str:
+        return f"settings of {self.user_id}"

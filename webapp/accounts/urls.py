@@ -9,4 +9,5 @@ urlpatterns = [
     path("invitation/<str:token>/", views.signup_invited, name="signup_invited"),
     path("login/", views.ThrottledLoginView.as_view(authentication_form=LoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("settings/", views.account_settings, name="account"),
 ]

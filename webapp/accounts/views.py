@@ -1,16 +1,18 @@
-"""Sign-up (as SIGNUP_MODE allows) and by invitation; log-in (Django's view, throttled) and log-out (Django's)."""
+"""Sign-up (as SIGNUP_MODE allows) and by invitation; log-in (Django's view, throttled), log-out (Django's); the account page."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages as flash
 from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from webapp.accounts import throttle
+from webapp.accounts import retention_choice, throttle
 from webapp.accounts.forms import SignupForm
 from webapp.accounts.signup import (
     INVITATION,
@@ -116,3 +118,28 @@ class ThrottledLoginView(LoginView):
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         throttle.login_failures_clear(**self._who())
         return super().form_valid(form)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_settings(request: HttpRequest) -> HttpResponse:
+    """The account page: how long to keep my conversations (within the deployment's limit)."""
+    error = ""
+    if request.method == "POST":
+        try:
+            days = retention_choice.check_retention_days(request.POST.get("retention_days"))
+        except retention_choice.AccountInputError as refused:
+            error = str(refused)
+        else:
+            retention_choice.account_retention_set(user=request.user, retention_days=days)
+            flash.success(request, "Saved.")
+            return redirect("account")
+    context = {
+        "error": error,
+        "chosen": retention_choice.account_retention_days(request.user),
+        "choices": retention_choice.retention_choices(),
+        "deployment_days": settings.RETENTION_DAYS,
+        "effective_days": retention_choice.effective_retention_days(request.user),
+        "temporary_chat_hours": settings.TEMPORARY_CHAT_HOURS,
+    }
+    return render(request, "accounts/settings.html", context, status=400 if error else 200)

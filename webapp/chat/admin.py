@@ -8,6 +8,7 @@ from django.utils import timezone
 from webapp.chat.export_views import zip_download
 from webapp.chat.exports import export_zip
 from webapp.chat.models import Conversation, Message
+from webapp.chat.selectors import without_temporary
 
 
 class MessageInline(admin.TabularInline):
@@ -20,21 +21,21 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("title", "owner", "created_at", "updated_at")
+    list_display = ("title", "owner", "created_at", "updated_at", "expires_at")
     list_filter = ("created_at",)
     search_fields = ("title", "owner__username")
     raw_id_fields = ("owner",)
     inlines = [MessageInline]
     actions = ["export_selected"]
 
-    @admin.action(description="Export selected conversations (zip of JSON)")
+    @admin.action(description="Export selected conversations (zip of JSON; temporary chats left out)")
     def export_selected(
         self, request: HttpRequest, queryset: QuerySet[Conversation]
     ) -> StreamingHttpResponse:
         exported_at = timezone.now()
         return zip_download(
             request,
-            export_zip(queryset, "json", exported_at=exported_at),
+            export_zip(without_temporary(queryset), "json", exported_at=exported_at),
             filename=f"conversations-{exported_at:%Y-%m-%d-%H%M%S}-json.zip",
         )
 

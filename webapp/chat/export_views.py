@@ -49,6 +49,8 @@ def conversation_export(request: HttpRequest, conversation_id: str, export_forma
         conversation = access_conversation(request.user, conversation_id, allow_staff=True)
     except (ConversationNotFound, ConversationForbidden):
         raise Http404("No such conversation.") from None
+    if conversation.is_temporary:
+        raise Http404("A temporary chat is never exported.")
     if conversation.owner_id == request.user.pk and not limits_for(request.user).exports_allowed:
         # A moderator's export of someone else's conversation is review, not the person's own export.
         return exports_refused(request)

@@ -38,6 +38,8 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Bumped by every new message, so the sidebar can list newest first.
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    # Set only on a temporary chat: unlisted, never exported, deleted from then on (webapp/chat/retention.py).
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-updated_at"]
@@ -45,6 +47,10 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or "New chat"
+
+    @property
+    def is_temporary(self) -> bool:
+        return self.expires_at is not None
 
     def chat_settings(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in SETTINGS_FIELDS}

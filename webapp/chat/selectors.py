@@ -40,8 +40,20 @@ def access_conversation(
 
 
 def conversations_for_user(user: AbstractBaseUser) -> QuerySet[Conversation]:
-    """A person's conversations for lists and exports; API requests not to be stored are left out."""
-    return Conversation.objects.filter(owner=user).exclude(api_link__stored=False).order_by("-updated_at")
+    """A person's conversations for lists, search and exports.
+
+    Left out: API requests not to be stored, and temporary chats (`expires_at` set).
+    """
+    return (
+        without_temporary(Conversation.objects.filter(owner=user))
+        .exclude(api_link__stored=False)
+        .order_by("-updated_at")
+    )
+
+
+def without_temporary(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Leave out temporary chats: every list, search and export (the person's, staff's, datasets') does."""
+    return conversations.filter(expires_at__isnull=True)
 
 
 def visible(messages: QuerySet[Message]) -> QuerySet[Message]:

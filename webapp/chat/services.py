@@ -7,12 +7,14 @@ transaction commits, so no socket ever hears of a row that was rolled back.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
 from inference.chat_template import ContextOverflow, fit_chat
 from inference.params import ParamError, SamplingParams, parse_params
@@ -51,8 +53,14 @@ class ChatInputError(Exception):
 # --- conversations ----------------------------------------------------------
 
 
-def conversation_create(*, owner: AbstractBaseUser, system_prompt: str = "") -> Conversation:
-    return Conversation.objects.create(owner=owner, system_prompt=check_system_prompt(system_prompt))
+def conversation_create(
+    *, owner: AbstractBaseUser, system_prompt: str = "", temporary: bool = False
+) -> Conversation:
+    """A new conversation; a temporary one is unlisted, never exported, and deleted after TEMPORARY_CHAT_HOURS."""
+    expires_at = timezone.now() + timedelta(hours=settings.TEMPORARY_CHAT_HOURS) if temporary else None
+    return Conversation.objects.create(
+        owner=owner, system_prompt=check_system_prompt(system_prompt), expires_at=expires_at
+    )
 
 
 def conversation_rename(*, conversation: Conversation, title: object) -> Conversation:
@@ -332,7 +340,11 @@ def reply_stop(*, conversation: Conversation) -> Message:
 
 def _lock_idle(conversation: Conversation) -> Conversation:
     # The row lock serialises two sends racing on one conversation (two tabs).
-    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    try:
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    except Conversation.DoesNotExist:
+        # Deleted under an open page: by its owner in another tab, or by retention (a temporary chat's end).
+        raise ChatInputError("conversation_deleted", "This conversation has been deleted.") from None
     check_not_sanctioned(locked.owner_id)  # a suspended or banned user's send stores nothing
     if live_reply(locked) is not None:
         raise ChatInputError("reply_in_progress", "A reply is still being written; stop it or wait.")

@@ -44,7 +44,9 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def conversation_new(request: HttpRequest) -> HttpResponse:
-    conversation = services.conversation_create(owner=request.user)
+    # The sidebar's "Temporary chat" button posts temporary=1.
+    temporary = request.POST.get("temporary") == "1"
+    conversation = services.conversation_create(owner=request.user, temporary=temporary)
     return redirect("chat:conversation", conversation_id=conversation.id)
 
 
@@ -112,6 +114,7 @@ def _page_context(request: HttpRequest, *, conversation: Conversation | None) ->
         "more_conversations": len(recent) > SIDEBAR_LIMIT,
         "model": model_summary(live_workers()),
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
+        "temporary_chat_hours": settings.TEMPORARY_CHAT_HOURS,
         "export_formats": EXPORT_FORMAT_LABELS,
         "chat_settings": conversation.chat_settings() if conversation else None,
         "limits": {

@@ -47,7 +47,8 @@ def items_apply(
                 review(moderator=moderator, **{item.kind: item.record})
             return Outcome(len(items), "item")
         if action == "hide":
-            replies = {item.message.pk: item.message for item in items}
+            # An item whose conversation was deleted has no reply left to hide.
+            replies = {item.message.pk: item.message for item in items if item.message is not None}
             for reply in replies.values():
                 services.reply_hide(moderator=moderator, message=reply)
             return Outcome(len(replies), "reply")

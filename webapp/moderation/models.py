@@ -46,7 +46,11 @@ class ReviewStatus(models.TextChoices):
 class ModerationEvent(models.Model):
     """One verdict other than `allow` on a reply: at its input, while it streamed, or at its end."""
 
-    message = models.ForeignKey("chat.Message", on_delete=models.CASCADE, related_name="moderation_events")
+    # SET_NULL: the event outlives its conversation (deleted by its owner or by retention) and
+    # keeps what was said in `excerpt`; while it is open, retention keeps the conversation.
+    message = models.ForeignKey(
+        "chat.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="moderation_events"
+    )
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     hook = models.CharField(max_length=200)
     stage = models.CharField(max_length=10, choices=[(s.value, s.value) for s in Stage])
@@ -97,7 +101,12 @@ class Report(models.Model):
         OTHER = "other", "Something else"
 
     reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports")
-    message = models.ForeignKey("chat.Message", on_delete=models.CASCADE, related_name="reports")
+    # SET_NULL, as for events: the report keeps the reply's text in `excerpt`.
+    message = models.ForeignKey(
+        "chat.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="reports"
+    )
+    # The reported reply as it stood when reported (staff only).
+    excerpt = models.TextField(blank=True)
     reason = models.CharField(max_length=20, choices=Reason.choices)
     detail = models.TextField(blank=True, max_length=1000)
     status = models.CharField(max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.OPEN)

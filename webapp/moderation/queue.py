@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Case, F, Max, QuerySet, Value, When
+from django.db.models import Case, F, Max, Q, QuerySet, Value, When
 from django.db.models.expressions import RowRange, Window
 
 from inference.moderation.base import Action
@@ -105,24 +105,35 @@ class QueueItem:
         return Cursor(self.record.created_at, self.kind, self.record.pk)
 
     @property
-    def message(self) -> Message:
+    def message(self) -> Message | None:
+        """None once the conversation was deleted (by its owner, or by retention): see `original`."""
         return self.record.message
 
     @property
     def user(self) -> AbstractBaseUser:
         """Whose conversation it is: the person a sanction would apply to."""
-        return self.record.message.conversation.owner
+        if self.message is not None:
+            return self.message.conversation.owner
+        # What the record kept: the event's user is the owner, and people report only their own chats.
+        return self.record.user if self.kind == "event" else self.record.reporter
 
     @property
     def api_key(self) -> ApiKey | None:
         """The API key whose request made the conversation; None for the chat page's own."""
+        if self.message is None:
+            return None
         # A missing reverse one-to-one raises a DoesNotExist that is also an AttributeError.
-        link = getattr(self.record.message.conversation, "api_link", None)
+        link = getattr(self.message.conversation, "api_link", None)
         return link.api_key if link is not None else None
 
     @property
     def original(self) -> str:
-        """The text the hook saw, unredacted, when it differs from what is stored (staff only)."""
+        """The text the hook saw, unredacted, when it differs from what is stored (staff only).
+
+        With the conversation deleted, the excerpt is all that is left of it.
+        """
+        if self.message is None:
+            return self.record.excerpt
         shown = (self.flagged or self.message).content
         if self.kind == "event" and self.record.excerpt and self.record.excerpt != shown:
             return self.record.excerpt
@@ -138,8 +149,9 @@ class QueuePage:
 def events_for_queue(filters: QueueFilters) -> QuerySet[ModerationEvent]:
     # "Not allow" rather than "one of three": an IN list leads SQLite to the (action, created_at)
     # index and a sort of every matching row; this way the newest-first index is walked.
+    # `user`: whose it was, once the conversation is deleted (QueueItem.user).
     events = ModerationEvent.objects.exclude(action=Action.ALLOW.value).select_related(
-        "message__conversation__owner", "message__moderation_hidden", API_KEY_PATH
+        "user", "message__conversation__owner", "message__moderation_hidden", API_KEY_PATH
     )
     if filters.status:
         events = events.filter(status=filters.status)
@@ -159,7 +171,9 @@ def reports_for_queue(filters: QueueFilters) -> QuerySet[Report]:
     if filters.status:
         reports = reports.filter(status=filters.status)
     if filters.user is not None:
-        reports = reports.filter(message__conversation__owner=filters.user)
+        reports = reports.filter(
+            Q(message__conversation__owner=filters.user) | Q(message__isnull=True, reporter=filters.user)
+        )
     return _in_dates(reports, filters)
 
 
@@ -214,6 +228,7 @@ def attach_context(items: list[QueueItem]) -> None:
     A sliding window marks every message within reach of an item's message, so
     the database returns only those, however long the conversations are.
     """
+    items = [item for item in items if item.message is not None]  # a deleted conversation has no context
     targets = {item.message.pk for item in items}
     if not targets:
         return

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from inference.moderation.base import Action
-from webapp.moderation.models import CategoryPolicy, Rule, Sanction
+from webapp.moderation.models import CategoryPolicy, ModerationEvent, Report, ReviewStatus, Rule, Sanction
 
 
 def sanctions_in_force(user: AbstractBaseUser | int) -> QuerySet[Sanction]:
@@ -18,8 +20,30 @@ def sanctions_in_force(user: AbstractBaseUser | int) -> QuerySet[Sanction]:
 
 def in_force(sanctions: QuerySet[Sanction]) -> QuerySet[Sanction]:
     """Of these sanctions, the bans and suspensions not revoked nor expired."""
-    return sanctions.filter(revoked_at__isnull=True).filter(
-        Q(kind=Sanction.Kind.BAN) | Q(kind=Sanction.Kind.SUSPEND, until__gt=timezone.now())
+    return sanctions.filter(_in_force(timezone.now()))
+
+
+def _in_force(now: datetime) -> Q:
+    return Q(revoked_at__isnull=True) & (
+        Q(kind=Sanction.Kind.BAN) | Q(kind=Sanction.Kind.SUSPEND, until__gt=now)
+    )
+
+
+def legal_hold(*, now: datetime) -> Q:
+    """A filter on conversations: those the moderators still need, which nothing may delete yet.
+
+    A conversation is held while any of its messages has an open moderation
+    event or an open report, and while its owner is banned or suspended;
+    closing the item (dismiss, confirm) or the sanction (revoked, ended) lifts it.
+    Each is one uncorrelated subquery over the few open items, read once per
+    query rather than once per conversation.
+    """
+    open_events = ModerationEvent.objects.filter(status=ReviewStatus.OPEN, message__isnull=False)
+    open_reports = Report.objects.filter(status=ReviewStatus.OPEN, message__isnull=False)
+    return (
+        Q(id__in=open_events.values("message__conversation_id"))
+        | Q(id__in=open_reports.values("message__conversation_id"))
+        | Q(owner_id__in=Sanction.objects.filter(_in_force(now)).values("user_id"))
     )
 
 

@@ -136,7 +136,13 @@ def report_create(*, reporter: AbstractBaseUser, message: Message, reason: objec
         return existing
     try:
         with transaction.atomic():
-            report = Report.objects.create(reporter=reporter, message=message, reason=reason, detail=detail)
+            report = Report.objects.create(
+                reporter=reporter,
+                message=message,
+                reason=reason,
+                detail=detail,
+                excerpt=message.content[:EXCERPT_CHARS],
+            )
     except IntegrityError:  # the same report, sent twice at once: the other one won
         return Report.objects.get(reporter=reporter, message=message, status=ReviewStatus.OPEN)
     item = {
@@ -225,7 +231,11 @@ def _review(
             action=action,
             target=item,
             target_type=target_type,
-            detail={"from": previous, "to": status.value, "message_id": str(item.message_id)},
+            detail={
+                "from": previous,
+                "to": status.value,
+                "message_id": item.message_id and str(item.message_id),
+            },
         )
     return item
 

@@ -19,6 +19,7 @@ from webapp.chat.exports import (
     finetune_pairs,
 )
 from webapp.chat.models import Conversation, Message
+from webapp.chat.selectors import without_temporary
 
 
 class Command(BaseCommand):
@@ -44,7 +45,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: Any) -> None:
         # Checked before anything is written, so a dataset is never half-annotated.
         events = _moderation_events() if options["with_moderation"] else None
-        conversations = Conversation.objects.all()
+        conversations = without_temporary(Conversation.objects.all())
         if options["user"]:
             owner = (
                 get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: options["user"]}).first()
