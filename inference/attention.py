@@ -126,12 +126,20 @@ def prefill_attention(
     # A padding query sees nothing; let it see key 0 rather than have SDPA produce
     # NaN for an empty row (its output is dropped below anyway).
     mask[..., 0] |= query_positions < 0
+    grouped = heads != keys.shape[2]
+    if grouped and q.is_cuda:
+        # SDPA's memory-efficient CUDA kernel takes a mask but not `enable_gqa` (torch
+        # <= 2.11 falls back to the math kernel, [B, H, Q, L] scores in memory): repeat
+        # K/V here instead, a copy of one layer's gathered prefix.
+        keys = keys.repeat_interleave(heads // keys.shape[2], dim=2)
+        values = values.repeat_interleave(heads // values.shape[2], dim=2)
+        grouped = False
     out = F.scaled_dot_product_attention(
         padded.transpose(1, 2),  # [B, H, Q, D]
         keys.transpose(1, 2),  # [B, KVH, L, D]
         values.transpose(1, 2),
         attn_mask=mask[:, None],
         scale=scale,
-        enable_gqa=heads != keys.shape[2],
+        enable_gqa=grouped,
     )
     return out.transpose(1, 2)[row, column]
