@@ -37,6 +37,11 @@ def store_kv(
     v_cache.view(-1, kv_heads, head_dim)[slot_mapping] = v.to(v_cache.dtype)
 
 
+def blocks_needed(max_context_len: int, block_size: int, width: int) -> int:
+    """Columns of a ``width``-wide block table that hold a step's first ``max_context_len`` positions."""
+    return max(1, min(-(-max_context_len // block_size), width))
+
+
 def token_rows(query_start: torch.Tensor, num_tokens: int) -> torch.Tensor:
     """The row of each of the step's ``num_tokens`` tokens (``[T]`` long, on the device).
 
@@ -48,14 +53,14 @@ def token_rows(query_start: torch.Tensor, num_tokens: int) -> torch.Tensor:
     return rows.clamp_(max=query_start.shape[0] - 2)
 
 
-def _gather_keys(
-    cache: torch.Tensor, block_tables: torch.Tensor, num_blocks: int | None = None
-) -> torch.Tensor:
-    """Each row's cached tokens in order: ``[rows, num_blocks * block_size, kv_heads, head_dim]``."""
-    tables = block_tables if num_blocks is None else block_tables[:, :num_blocks]
-    rows, blocks = tables.shape
-    gathered = cache[tables.long()]  # [rows, blocks, block_size, kv_heads, head_dim]
-    return gathered.reshape(rows, blocks * cache.shape[1], *cache.shape[2:])
+def _gather_keys(cache: torch.Tensor, block_tables: torch.Tensor) -> torch.Tensor:
+    """Each row's cached tokens in order: ``[rows, blocks * block_size, kv_heads, head_dim]``.
+
+    `index_select` over whole blocks: on the CPU twice as fast as advanced indexing.
+    """
+    rows, blocks = block_tables.shape
+    gathered = cache.index_select(0, block_tables.reshape(-1))
+    return gathered.view(rows, blocks * cache.shape[1], *cache.shape[2:])
 
 
 def paged_decode_attention(
@@ -69,22 +74,27 @@ def paged_decode_attention(
     """One query per row (``q``: ``[B, H, D]``) over its first ``context_lens[b]`` cached tokens.
 
     Returns ``[B, H, D]`` in ``q``'s dtype; a row with ``context_lens == 0`` (padding)
-    gets zeros. Computed in float32. Reads every block of ``block_tables`` (its
-    static width), masking what lies past each row's length.
+    gets zeros. Reads every block of ``block_tables`` (pass only as many columns as
+    the longest row needs), masking what lies past each row's length, in one
+    `scaled_dot_product_attention` with ``enable_gqa``.
     """
     rows, heads, head_dim = q.shape
-    kv_heads = k_cache.shape[2]
-    keys = _gather_keys(k_cache, block_tables).float()  # [B, L, KVH, D]
-    values = _gather_keys(v_cache, block_tables).float()
-    grouped = q.float().view(rows, kv_heads, heads // kv_heads, head_dim)  # [B, KVH, G, D]
-    scores = torch.einsum("bhgd,blhd->bhgl", grouped, keys) * scale
-    positions = torch.arange(keys.shape[1], device=q.device)
-    valid = (positions[None, :] < context_lens[:, None])[:, None, None, :]  # [B, 1, 1, L]
-    scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
-    # With nothing valid the softmax is uniform over garbage; `* valid` zeroes it.
-    probs = torch.softmax(scores, dim=-1) * valid
-    out = torch.einsum("bhgl,blhd->bhgd", probs, values)
-    return out.reshape(rows, heads, head_dim).to(q.dtype)
+    keys = _gather_keys(k_cache, block_tables).transpose(1, 2).to(q.dtype)  # [B, KVH, L, D]
+    values = _gather_keys(v_cache, block_tables).transpose(1, 2).to(q.dtype)
+    positions = torch.arange(keys.shape[2], device=q.device)
+    valid = positions[None, :] < context_lens[:, None]  # [B, L]
+    # An empty row would softmax over nothing (NaN): let it see key 0, then zero it.
+    empty = context_lens <= 0
+    mask = valid | ((positions[None, :] == 0) & empty[:, None])
+    out = F.scaled_dot_product_attention(
+        q[:, :, None],  # [B, H, 1, D]
+        keys,
+        values,
+        attn_mask=mask[:, None, None, :],
+        scale=scale,
+        enable_gqa=heads != keys.shape[1],
+    )[:, :, 0]
+    return out.masked_fill(empty[:, None, None], 0.0)
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,7 @@ class PrefillPlan:
     ) -> PrefillPlan:
         tokens, rows = positions.shape[0], context_lens.shape[0]
         device = positions.device
-        num_blocks = min(-(-max_context_len // block_size), block_tables.shape[1])
+        num_blocks = blocks_needed(max_context_len, block_size, block_tables.shape[1])
         row = token_rows(query_start, tokens).long()
         column = torch.arange(tokens, device=device) - query_start.long()[row]
         query_positions = torch.full((rows, max_query_len), -1, dtype=torch.long, device=device)

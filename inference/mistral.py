@@ -13,6 +13,7 @@ graph. Plain torch, no Django: weights come from a loaded transformers model
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from inference.attention import PrefillPlan, paged_decode_attention, store_kv, token_rows
+from inference.attention import PrefillPlan, blocks_needed, paged_decode_attention, store_kv, token_rows
 from inference.forward_batch import ForwardBatch
 from inference.paged_kv import PagedKV, kv_shape
 from inference.triton_attention import decode_kernel_for
@@ -113,27 +114,40 @@ class StepPlan:
 
     A decode step attends each token as a row of its own: its row's blocks, and
     its own length (position + 1), so the trailing padding tokens of a captured
-    step need no special case. A prefill step has its `PrefillPlan`.
+    step need no special case. The Triton kernel (CUDA) gets the block tables'
+    whole width, so a captured graph serves any length up to it; the torch path
+    (CPU) only the columns ``max_context_len`` needs. A prefill step has its
+    `PrefillPlan`.
     """
 
     batch: ForwardBatch
-    decode_tables: torch.Tensor | None = None  # [T, max_blocks]
+    decode: Callable[..., torch.Tensor] | None = None
+    decode_tables: torch.Tensor | None = None  # [T, blocks]
     decode_lengths: torch.Tensor | None = None  # [T]
     prefill: PrefillPlan | None = None
 
     @classmethod
-    def of(cls, batch: ForwardBatch, block_size: int) -> StepPlan:
+    def of(cls, batch: ForwardBatch, kv: PagedKV) -> StepPlan:
+        tables = batch.block_tables
         if batch.is_decode:
             rows = token_rows(batch.query_start, batch.input_ids.shape[0]).long()
-            return cls(batch, decode_tables=batch.block_tables[rows], decode_lengths=batch.positions + 1)
+            kernel = decode_kernel_for(kv.keys[0].device, kv.keys[0].shape[-1], kv.block_size)
+            if kernel is None:
+                tables = tables[:, : blocks_needed(batch.max_context_len, kv.block_size, tables.shape[1])]
+            return cls(
+                batch,
+                decode=kernel or paged_decode_attention,
+                decode_tables=tables[rows],
+                decode_lengths=batch.positions + 1,
+            )
         prefill = PrefillPlan.build(
             query_start=batch.query_start,
             positions=batch.positions,
-            block_tables=batch.block_tables,
+            block_tables=tables,
             context_lens=batch.context_lens,
             max_query_len=batch.max_query_len,
             max_context_len=batch.max_context_len,
-            block_size=block_size,
+            block_size=kv.block_size,
         )
         return cls(batch, prefill=prefill)
 
@@ -142,9 +156,8 @@ class StepPlan:
     ) -> torch.Tensor:
         if self.prefill is not None:
             return self.prefill.attend(q, k_cache, v_cache, scale)
-        assert self.decode_tables is not None and self.decode_lengths is not None
-        decode = decode_kernel_for(q, k_cache.shape[1]) or paged_decode_attention
-        return decode(q, k_cache, v_cache, self.decode_tables, self.decode_lengths, scale)
+        assert self.decode is not None and self.decode_tables is not None and self.decode_lengths is not None
+        return self.decode(q, k_cache, v_cache, self.decode_tables, self.decode_lengths, scale)
 
 
 class DecoderLayer(nn.Module):
@@ -306,7 +319,7 @@ class MistralForward(nn.Module):
         """
         if check:
             self.check(batch, kv)
-        plan = StepPlan.of(batch, kv.block_size)
+        plan = StepPlan.of(batch, kv)
         hidden = F.embedding(batch.input_ids, self.embed)
         rope = rope_tables(batch.positions, self.inv_freq, hidden.dtype)
         for index, layer in enumerate(self.layers):

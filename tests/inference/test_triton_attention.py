@@ -113,9 +113,9 @@ def test_bfloat16_matches_within_bfloat16_rounding() -> None:
 
 def test_shapes_it_cannot_take_are_refused_or_routed_to_torch() -> None:
     q = torch.randn(1, 4, 64)
-    assert not triton_attention.supports(q, 8) and not triton_attention.supports(q, 24)
-    assert not triton_attention.supports(torch.randn(1, 4, 48), 16)
-    assert triton_attention.decode_kernel_for(q, 16) is None  # a CPU query: the torch path
+    assert not triton_attention.supports(64, 8) and not triton_attention.supports(64, 24)
+    assert not triton_attention.supports(48, 16) and triton_attention.supports(128, 16)
+    assert triton_attention.decode_kernel_for(torch.device("cpu"), 64, 16) is None  # the torch path
     k_cache = torch.zeros(2, 8, 1, 64)
     with pytest.raises(ValueError, match="unsupported shapes"):
         triton_attention.paged_decode_attention_triton(
