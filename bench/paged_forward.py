@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,27 +26,13 @@ import torch  # noqa: E402
 from transformers import DynamicCache, PreTrainedModel  # noqa: E402
 
 from bench.common import fmt, format_table, machine_description  # noqa: E402
+from bench.decode_step import _timed  # noqa: E402
 from bench.engine import _DTYPES, build_model  # noqa: E402
 from inference.forward_batch import ForwardBatch  # noqa: E402
 from inference.mistral import MistralForward  # noqa: E402
 from inference.paged_kv import PagedKV  # noqa: E402
 
 BLOCK_SIZE = 16
-
-
-def _timed(device: torch.device, steps: int, step: Callable[[], object]) -> float:
-    """Median milliseconds of ``step()`` over ``steps`` calls, after two untimed ones."""
-    times = []
-    for i in range(steps + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= 2:
-            times.append((time.perf_counter() - start) * 1000)
-    return sorted(times)[len(times) // 2]
 
 
 class PagedRows:
