@@ -22,7 +22,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from inference.attention import PrefillPlan, blocks_needed, paged_decode_attention, store_kv, token_rows
-from inference.forward_batch import ForwardBatch
+from inference.forward_batch import PAD_SLOT, ForwardBatch
 from inference.paged_kv import PagedKV, kv_shape
 from inference.triton_attention import decode_kernel_for
 
@@ -306,9 +306,10 @@ class MistralForward(nn.Module):
             raise ValueError(f"block_tables hold fewer than max_context_len={batch.max_context_len} tokens")
         if kv.num_layers != s.num_layers or tuple(kv.keys[0].shape[2:]) != (s.num_kv_heads, s.head_dim):
             raise ValueError("the KV cache was allocated for another model shape")
-        low, high = int(batch.input_ids.min()), int(batch.input_ids.max())
-        if low < 0 or high >= s.vocab_size:
-            raise ValueError(f"token ids must lie in [0, {s.vocab_size}), got {low}..{high}")
+        _check_range("token ids", batch.input_ids, 0, s.vocab_size)
+        _check_range("positions", batch.positions, 0, batch.max_context_len)
+        _check_range("slots", batch.slot_mapping, PAD_SLOT, kv.num_slots)
+        _check_range("blocks", batch.block_tables, 0, kv.num_blocks)
 
     @torch.inference_mode()
     def forward(self, batch: ForwardBatch, kv: PagedKV, *, check: bool = True) -> torch.Tensor:
@@ -326,3 +327,12 @@ class MistralForward(nn.Module):
             hidden = layer(hidden, rope, plan, kv.layer(index))
         last = (batch.query_start[1:].long() - 1).clamp(min=0)
         return F.linear(self.norm(hidden[last]), self.lm_head).float()
+
+
+def _check_range(what: str, values: torch.Tensor, low: int, end: int) -> None:
+    """Raise ValueError unless every value lies in [low, end)."""
+    if values.numel() == 0:
+        return
+    least, most = int(values.min()), int(values.max())
+    if least < low or most >= end:
+        raise ValueError(f"{what} must lie in [{low}, {end}), got {least}..{most}")

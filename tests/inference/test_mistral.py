@@ -191,6 +191,11 @@ def test_an_unchecked_step_never_reads_the_device_back(ours: MistralForward) -> 
         (lambda batch: setattr(batch, "max_context_len", 40000), "longer than the model's 32768"),
         (lambda batch: setattr(batch, "max_context_len", 13), "block_tables hold fewer"),
         (lambda batch: setattr(batch, "positions", batch.positions[:-1]), "must all be [T]"),
+        (lambda batch: batch.positions.__setitem__(1, 6), "positions must lie in"),
+        (lambda batch: batch.slot_mapping.__setitem__(1, 32 * BLOCK), "slots must lie in"),
+        (lambda batch: batch.slot_mapping.__setitem__(1, -2), "slots must lie in"),
+        (lambda batch: batch.block_tables.__setitem__((0, 1), 32), "blocks must lie in"),
+        (lambda batch: setattr(batch, "input_ids", batch.input_ids[:0]), "at least one token"),
     ],
 )
 def test_bad_steps_are_refused_and_change_nothing(
