@@ -116,8 +116,8 @@ class StepPlan:
     its own length (position + 1), so the trailing padding tokens of a captured
     step need no special case. The Triton kernel (CUDA) gets the block tables'
     whole width, so a captured graph serves any length up to it; the torch path
-    (CPU) only the columns ``max_context_len`` needs. A prefill step has its
-    `PrefillPlan`.
+    (CPU) only the columns ``max_context_len`` needs. A step with a prefill has
+    its `PrefillPlan` (which reads the rows' lengths back to the host once).
     """
 
     batch: ForwardBatch
@@ -129,27 +129,26 @@ class StepPlan:
     @classmethod
     def of(cls, batch: ForwardBatch, kv: PagedKV) -> StepPlan:
         tables = batch.block_tables
-        if batch.is_decode:
-            rows = token_rows(batch.query_start, batch.input_ids.shape[0]).long()
-            kernel = decode_kernel_for(kv.keys[0].device, kv.keys[0].shape[-1], kv.block_size)
-            if kernel is None:
-                tables = tables[:, : blocks_needed(batch.max_context_len, kv.block_size, tables.shape[1])]
-            return cls(
-                batch,
-                decode=kernel or paged_decode_attention,
-                decode_tables=tables[rows],
-                decode_lengths=batch.positions + 1,
+        kernel = decode_kernel_for(kv.keys[0].device, kv.keys[0].shape[-1], kv.block_size)
+        if not batch.is_decode:
+            prefill = PrefillPlan.build(
+                query_start=batch.query_start,
+                positions=batch.positions,
+                block_tables=tables,
+                context_lens=batch.context_lens,
+                block_size=kv.block_size,
+                decode=kernel,
             )
-        prefill = PrefillPlan.build(
-            query_start=batch.query_start,
-            positions=batch.positions,
-            block_tables=tables,
-            context_lens=batch.context_lens,
-            max_query_len=batch.max_query_len,
-            max_context_len=batch.max_context_len,
-            block_size=kv.block_size,
+            return cls(batch, prefill=prefill)
+        if kernel is None:
+            tables = tables[:, : blocks_needed(batch.max_context_len, kv.block_size, tables.shape[1])]
+        rows = token_rows(batch.query_start, batch.input_ids.shape[0]).long()
+        return cls(
+            batch,
+            decode=kernel or paged_decode_attention,
+            decode_tables=tables[rows],
+            decode_lengths=batch.positions + 1,
         )
-        return cls(batch, prefill=prefill)
 
     def attend(
         self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float

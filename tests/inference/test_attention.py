@@ -96,8 +96,6 @@ def test_prefill_attends_to_the_cached_prefix_and_causally_within_the_chunk(
         positions=positions,
         block_tables=tables,
         context_lens=torch.tensor(lengths, dtype=torch.int32),
-        max_query_len=9,
-        max_context_len=13,
         scale=8**-0.5,
     )
     for row in range(3):
@@ -119,3 +117,23 @@ def test_store_kv_writes_each_slot_and_sends_padding_to_the_last_slot() -> None:
 def test_token_rows_maps_tokens_to_rows_including_empty_and_padding() -> None:
     query_start = torch.tensor([0, 2, 2, 5, 5], dtype=torch.int32)  # rows of 2, 0, 3, 0 tokens
     assert token_rows(query_start, 7).tolist() == [0, 0, 2, 2, 2, 3, 3]
+
+
+def test_prefill_gives_zeros_to_padding_and_leaves_other_rows_alone() -> None:
+    # Row 0: 3 new tokens after 2 cached; row 1: none (padding); then one unowned token.
+    k_cache, v_cache, tables, keys, values = scattered_cache(
+        [5, 1], block_size=4, kv_heads=2, head_dim=8, seed=6
+    )
+    q = torch.randn(4, 4, 8, generator=torch.Generator().manual_seed(3))
+    out = prefill_attention(
+        q,
+        k_cache,
+        v_cache,
+        query_start=torch.tensor([0, 3, 3], dtype=torch.int32),
+        positions=torch.tensor([2, 3, 4, 0]),
+        block_tables=tables,
+        context_lens=torch.tensor([5, 0], dtype=torch.int32),
+        scale=8**-0.5,
+    )
+    torch.testing.assert_close(out[:3], naive(q[:3], keys[0], values[0], torch.tensor([2, 3, 4])))
+    assert not out[3].any()
