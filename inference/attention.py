@@ -132,7 +132,11 @@ class PrefillPlan:
     chunk_row: torch.Tensor  # [C]: each one's index among the chunk rows
     chunk_column: torch.Tensor  # [C]: its index among its row's new tokens
     chunk_tables: torch.Tensor  # [R, blocks]
-    mask: torch.Tensor  # [R, 1, longest chunk, blocks * block_size] bool
+    mask: torch.Tensor  # [R, 1, longest chunk, blocks * block_size] bool (no keys when fresh)
+    # Every chunk row a whole fresh prompt of one length (a burst of equal prompts,
+    # or one prompt with no cached prefix): plain causal attention, no mask, which
+    # SDPA's flash kernels run with GQA and no [Q, L] mask in memory.
+    fresh: bool = False
 
     @classmethod
     def build(
@@ -164,11 +168,13 @@ class PrefillPlan:
         )
         query_positions[chunk_row, chunk_column] = positions[_on(device, chunk_tokens)].long()
         chunk_tables = tables(chunks)
-        keys = torch.arange(chunk_tables.shape[1] * block_size, device=device)
+        fresh = len({new[r] for r in chunks}) == 1 and all(lengths[r] == new[r] for r in chunks)
+        keys = torch.arange(0 if fresh else chunk_tables.shape[1] * block_size, device=device)
         mask = (keys[None, None, :] <= query_positions[:, :, None]) & (
             keys[None, None, :] < context_lens[_on(device, chunks)][:, None, None]
         )
         return cls(
+            fresh=fresh,
             decode=decode or paged_decode_attention,
             single_tokens=_on(device, [starts[r] for r in single]),
             single_tables=tables(single),
@@ -200,9 +206,19 @@ class PrefillPlan:
         rows, longest = self.mask.shape[0], self.mask.shape[2]
         keys = _gather_keys(k_cache, self.chunk_tables).to(q.dtype)  # [R, L, KVH, D]
         values = _gather_keys(v_cache, self.chunk_tables).to(q.dtype)
+        grouped = heads != keys.shape[2]
+        if self.fresh:  # no padding, keys = the chunk itself: [R, Q, ...] views
+            out = F.scaled_dot_product_attention(
+                q.view(rows, longest, heads, head_dim).transpose(1, 2),
+                keys[:, :longest].transpose(1, 2),
+                values[:, :longest].transpose(1, 2),
+                is_causal=True,
+                scale=scale,
+                enable_gqa=grouped,
+            )
+            return out.transpose(1, 2).reshape(-1, heads, head_dim)
         padded = q.new_zeros(rows, longest, heads, head_dim)
         padded[self.chunk_row, self.chunk_column] = q
-        grouped = heads != keys.shape[2]
         if grouped and q.is_cuda:
             # SDPA's memory-efficient CUDA kernel takes a mask but not `enable_gqa` (torch
             # <= 2.11 falls back to the math kernel, [R, H, Q, L] scores in memory): repeat

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.attention import paged_decode_attention, prefill_attention, store_kv, token_rows
+from inference.attention import PrefillPlan, paged_decode_attention, prefill_attention, store_kv, token_rows
 from inference.forward_batch import PAD_SLOT
 
 
@@ -137,3 +137,25 @@ def test_prefill_gives_zeros_to_padding_and_leaves_other_rows_alone() -> None:
     )
     torch.testing.assert_close(out[:3], naive(q[:3], keys[0], values[0], torch.tensor([2, 3, 4])))
     assert not out[3].any()
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(4, 4), (4, 2)])
+def test_prefill_of_fresh_prompts_of_one_length_is_plain_causal(heads: int, kv_heads: int) -> None:
+    k_cache, v_cache, tables, keys, values = scattered_cache(
+        [6, 6, 6], block_size=4, kv_heads=kv_heads, head_dim=8, seed=7
+    )
+    q = torch.randn(18, heads, 8, generator=torch.Generator().manual_seed(4))
+    query_start = torch.tensor([0, 6, 12, 18], dtype=torch.int32)
+    plan = PrefillPlan.build(
+        query_start=query_start,
+        positions=torch.arange(6).repeat(3),
+        block_tables=tables,
+        context_lens=torch.tensor([6, 6, 6], dtype=torch.int32),
+        block_size=4,
+    )
+    assert plan.fresh  # the maskless path is the one under test
+    out = plan.attend(q, k_cache, v_cache, 8**-0.5)
+    for row in range(3):
+        start = row * 6
+        expected = naive(q[start : start + 6], keys[row], values[row], torch.arange(6))
+        torch.testing.assert_close(out[start : start + 6], expected, atol=1e-5, rtol=1e-5)
