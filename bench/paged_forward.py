@@ -29,7 +29,8 @@ import torch  # noqa: E402
 from transformers import DynamicCache, PreTrainedModel  # noqa: E402
 
 from bench.common import fmt, format_table, machine_description  # noqa: E402
-from bench.engine import _DTYPES, build_model  # noqa: E402
+from bench.decode_step import add_model_arguments, device_and_dtype  # noqa: E402
+from bench.engine import build_model  # noqa: E402
 from inference.forward_batch import ForwardBatch  # noqa: E402
 from inference.mistral import MistralForward  # noqa: E402
 from inference.paged_kv import PagedKV  # noqa: E402
@@ -116,19 +117,13 @@ class HFRows:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("tiny", "mistral-7b"), default="tiny")
-    parser.add_argument("--device", help="default: cpu for tiny, cuda for mistral-7b")
-    parser.add_argument("--dtype", choices=tuple(_DTYPES), help="default: float32 on cpu, bfloat16 on cuda")
-    parser.add_argument("--batches", default="1,16,64")
-    parser.add_argument("--contexts", default="128,1024")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per case (median)")
+    add_model_arguments(parser, batches="1,16,64", contexts="128,1024")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device_name = args.device or ("cuda" if args.model == "mistral-7b" else "cpu")
-    dtype = _DTYPES[args.dtype or ("bfloat16" if device_name == "cuda" else "float32")]
+    device_name, dtype = device_and_dtype(args)
     print(machine_description(), flush=True)
     model, _ = build_model(args.model, device_name, dtype)
     model.config._attn_implementation = "eager"  # transformers' eager attention, as the old engine's baseline
