@@ -27,11 +27,19 @@ and the table shows both rows per point. Points are `N` or `N@MS` (step ms).
     .venv/bin/python bench/stack.py --points 64 --profile /tmp/stack-prof  # py-spy, see below
 
 `--row-ms` sets `SCRIPTED_ROW_S`, an engine cost per live row per step
-(a step then takes step + N x row). `--profile DIR` runs `py-spy record
+(a step then takes step + N x row). `--spread-ms S` spreads the N sends
+evenly over S ms instead of sending them in the same millisecond (people
+do not all press Enter at once); the wall time then starts at the first
+send, so read TTFT from those rows, not the rate. `--daphnes 2` starts one
+more Daphne per stack on a port of its own and puts every other socket on
+it (the documented way to add fan-out capacity); Daphne's CPU is then both
+processes'. The stacks run as `make run` does: DEBUG off (a throwaway key),
+plain HTTP. `--profile DIR` runs `py-spy record
 --format raw --gil --nonblocking` on the worker and on Daphne during the
-largest point (collapsed stacks of the thread holding the GIL: open them in
-speedscope.app or flamegraph.pl) and prints the worker's top frames; the row
-is marked, as sampling costs some CPU. py-spy is not a project requirement:
+largest point, from the first send to the last `done` (collapsed stacks of
+the thread holding the GIL: open them in speedscope.app or flamegraph.pl)
+and prints the worker's and Daphne's top frames; the row is marked, as
+sampling costs some CPU. py-spy is not a project requirement:
 `.venv/bin/python -m pip install py-spy`.
 
 The people are made in one `manage.py shell` with a fast password hasher
@@ -51,10 +59,12 @@ import resource
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -68,7 +78,7 @@ import websockets  # noqa: E402
 
 from bench.common import cpu_seconds, fmt, format_table, machine_description, percentile, top_frames  # noqa: E402
 from inference.chat_template import sentencepiece_processor  # noqa: E402
-from tests.support.stack import VENV_BIN, Client, Stack  # noqa: E402
+from tests.support.stack import VENV_BIN, Client, Stack, free_port  # noqa: E402
 
 REPLY_TIMEOUT_S = 120.0  # no event for this long: the reply is lost
 DRAIN_S = 0.5
@@ -83,7 +93,7 @@ SENTENCES = (
 )
 HEADERS = (
     "tree", "N", "step ms", "demanded tok/s", "delivered tok/s", "delivered %",
-    "TTFT p50 - step ms", "TTFT p99 - step ms", "start p50 ms", "queue p50 ms", "worker TTFT p50 ms",
+    "spread ms", "TTFT p50 - step ms", "TTFT p99 - step ms", "start p50 ms", "queue p50 ms", "worker TTFT p50 ms",
     "worker CPU s/1k tok", "Daphne CPU s/1k tok",
     "client CPU s/1k tok", "lost", "dup/corrupt", "wall s",
 )  # fmt: skip
@@ -129,6 +139,8 @@ class Tree:
     stack: Stack
     people: list[Client] = field(default_factory=list)
     step_s: float = 0.0
+    # Each Daphne of the stack: its port and process (the sockets take them in turn).
+    daphnes: list[tuple[int, subprocess.Popen]] = field(default_factory=list)
 
 
 def parse_points(text: str, step_ms: float, row_ms: float) -> list[Point]:
@@ -195,33 +207,51 @@ async def drain(socket: websockets.ClientConnection, reply: Reply) -> None:
         pass
 
 
-async def open_chat(person: Client) -> tuple[str, websockets.ClientConnection]:
-    """A new conversation of this person's, and a websocket on it."""
+async def open_chat(person: Client, port: int) -> tuple[str, websockets.ClientConnection]:
+    """A new conversation of this person's, and a websocket on it through the Daphne at `port`."""
     conversation = person.new_conversation()
-    url, headers = person.socket_url(conversation), person.socket_headers()
-    socket = await websockets.connect(url, additional_headers=headers, max_size=None, open_timeout=60)
+    url = f"ws://127.0.0.1:{port}/ws/conversations/{conversation}/"
+    socket = await websockets.connect(
+        url, additional_headers=person.socket_headers(), max_size=None, open_timeout=60
+    )
     return conversation, socket
 
 
+async def send_at(socket: websockets.ClientConnection, reply: Reply, message: str, delay_s: float) -> None:
+    if delay_s:
+        await asyncio.sleep(delay_s)
+    reply.sent = time.perf_counter()
+    await socket.send(message)
+
+
 async def converse(
-    tree: Tree, chats: int, max_tokens: int
+    tree: Tree,
+    chats: int,
+    max_tokens: int,
+    *,
+    spread_s: float = 0.0,
+    on_send: Callable[[], None] = lambda: None,
 ) -> tuple[list[Reply], tuple[str, ...], dict[str, float]]:
-    """N sockets, one conversation each, send at once; CPU read right before and after."""
+    """N sockets, one conversation each, send at once (or spread over `spread_s`); CPU read right
+    before the first send and after the last `done`; `on_send` is called just before the first send."""
     # One by one: Daphne drops a handshake its consumer has not accepted within 5 s.
-    conversations, sockets = zip(*[await open_chat(person) for person in tree.people[:chats]], strict=True)
+    ports = [port for port, _ in tree.daphnes]
+    opened = [await open_chat(person, ports[i % len(ports)]) for i, person in enumerate(tree.people[:chats])]
+    conversations, sockets = zip(*opened, strict=True)
     replies = [Reply() for _ in sockets]
     message = json.dumps({"type": "send", "content": PROMPT, "params": {"max_tokens": max_tokens}})
-    pids = (tree.stack.worker.pid, tree.stack.daphne.pid)
-    before = [cpu_seconds(pid) for pid in pids], client_cpu()
-    for socket, reply in zip(sockets, replies, strict=True):
-        reply.sent = time.perf_counter()
-        await socket.send(message)
-    await asyncio.gather(*(receive(s, r) for s, r in zip(sockets, replies, strict=True)))
-    after = [cpu_seconds(pid) for pid in pids], client_cpu()
+    daphnes = [process.pid for _, process in tree.daphnes]
+    on_send()
+    before = cpu_seconds(tree.stack.worker.pid), [cpu_seconds(pid) for pid in daphnes], client_cpu()
+    pairs = list(zip(sockets, replies, strict=True))
+    receiving = [asyncio.ensure_future(receive(s, r)) for s, r in pairs]
+    await asyncio.gather(*(send_at(s, r, message, spread_s * i / chats) for i, (s, r) in enumerate(pairs)))
+    await asyncio.gather(*receiving)
+    after = cpu_seconds(tree.stack.worker.pid), [cpu_seconds(pid) for pid in daphnes], client_cpu()
     cpu = {
-        "worker": cpu_spent(before[0][0], after[0][0]),
-        "daphne": cpu_spent(before[0][1], after[0][1]),
-        "client": after[1] - before[1],
+        "worker": cpu_spent(before[0], after[0]),
+        "daphne": sum(cpu_spent(b, a) for b, a in zip(before[1], after[1], strict=True)),
+        "client": after[2] - before[2],
     }
     await asyncio.gather(*(drain(s, r) for s, r in zip(sockets, replies, strict=True)))
     await asyncio.gather(*(s.close() for s in sockets))
@@ -240,7 +270,7 @@ def stored_replies(stack: Stack, conversations: tuple[str, ...]) -> dict[str, li
 
 
 def start_profile(tree: Tree, chats: int, directory: Path) -> list[tuple[subprocess.Popen, Path]]:
-    """`py-spy record` on the worker and on Daphne, until `stop_profile`."""
+    """`py-spy record` on the worker and on (the first) Daphne, until `stop_profile`."""
     spy = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
     if spy is None:
         raise SystemExit("--profile needs py-spy: .venv/bin/python -m pip install py-spy")
@@ -267,7 +297,7 @@ def stop_profile(profilers: list[tuple[subprocess.Popen, Path]]) -> None:
         if profiler.returncode or not output.exists():
             log = output.with_suffix(".log").read_text()[-600:]
             print(f"py-spy exited {profiler.returncode}: {log}", file=sys.stderr)
-        elif "-worker-" in output.name:
+        else:
             print(f"\n{output}: top frames by own samples\n{top_frames(output)}")
 
 
@@ -279,14 +309,24 @@ def set_step(tree: Tree, step_s: float, max_tokens: int) -> None:
             tree.stack.env["SCRIPTED_DELAY_S"] = str(step_s)
             tree.stack.start_worker()
         tree.step_s = step_s
-        asyncio.run(converse(tree, 1, max_tokens))  # untimed: imports, first jobs, a live worker
+        # Untimed: imports, first jobs, a live worker; a socket on each Daphne.
+        asyncio.run(converse(tree, len(tree.daphnes), max_tokens))
 
 
-def measure(tree: Tree, point: Point, tokens: int, profile: Path | None, profiled: bool) -> list[str]:
+def measure(
+    tree: Tree, point: Point, tokens: int, spread_s: float, profile: Path | None, profiled: bool
+) -> list[str]:
     """One point on one tree: the table row."""
     set_step(tree, point.step_s, tokens + 16)
-    profilers = start_profile(tree, point.chats, profile) if profile and profiled else []
-    replies, conversations, cpu = asyncio.run(converse(tree, point.chats, tokens + 16))
+    profilers: list[tuple[subprocess.Popen, Path]] = []
+
+    def on_send() -> None:
+        if profile and profiled:
+            profilers.extend(start_profile(tree, point.chats, profile))
+
+    replies, conversations, cpu = asyncio.run(
+        converse(tree, point.chats, tokens + 16, spread_s=spread_s, on_send=on_send)
+    )
     if profilers:
         stop_profile(profilers)
     stored = stored_replies(tree.stack, conversations)
@@ -309,6 +349,7 @@ def measure(tree: Tree, point: Point, tokens: int, profile: Path | None, profile
         fmt(demanded, 0),
         fmt(delivered / wall, 0),
         fmt(100 * delivered / wall / demanded, 0),
+        fmt(spread_s * 1000, 0),
         fmt(percentile(ttft, 50), 0),
         fmt(percentile(ttft, 99), 0),
         fmt(percentile([(r.started - r.sent) * 1000 for r in replies if r.started is not None], 50), 0),
@@ -350,7 +391,22 @@ print(json.dumps(keys))"""
     return clients
 
 
-def open_trees(roots: dict[str, Path], env: dict[str, str], people: int, exits: ExitStack) -> list[Tree]:
+def wait_listening(port: int, timeout_s: float = 60.0) -> None:
+    """Until something accepts connections on `port` (a Daphne just started)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def open_trees(
+    roots: dict[str, Path], env: dict[str, str], people: int, daphnes: int, exits: ExitStack
+) -> list[Tree]:
     """Each tree's stack, started and its people signed up side by side (sign-up hashes: slow)."""
     trees = []
     for label, root in roots.items():
@@ -362,6 +418,11 @@ def open_trees(roots: dict[str, Path], env: dict[str, str], people: int, exits: 
         started = time.perf_counter()
         try:
             tree.stack.start()
+            tree.daphnes = [(tree.stack.port, tree.stack.daphne)]
+            for _ in range(daphnes - 1):
+                port = free_port()
+                tree.daphnes.append((port, tree.stack.start_daphne(port)))
+                wait_listening(port)
         except BaseException:
             print(tree.stack.logs(), file=sys.stderr)
             raise
@@ -397,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-ms", type=float, default=10.0, help="engine step where a point names none")
     parser.add_argument("--row-ms", type=float, default=0.0, help="SCRIPTED_ROW_S: engine cost per live row")
     parser.add_argument("--reply-tokens", type=int, default=250, help="each reply at least this long")
+    parser.add_argument("--spread-ms", type=float, default=0.0, help="spread the N sends over this many ms")
+    parser.add_argument("--daphnes", type=int, default=1, help="Daphne processes per stack")
     parser.add_argument("--baseline", metavar="REV", help="also run git revision REV, side by side")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the largest point into DIR")
     parser.add_argument("--markdown", action="store_true")
@@ -415,6 +478,13 @@ def main(argv: list[str] | None = None) -> int:
         "RATE_LIMIT_MESSAGES_PER_MINUTE": "0",
         "MAX_LIVE_REPLIES_PER_USER": "0",
         "QUOTA_TOKENS_PER_DAY": "1000000000",
+        # As `make run` serves: DEBUG off (no query log), plain HTTP on loopback.
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(40),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "0",
+        "SESSION_COOKIE_SECURE": "0",
+        "SECURE_HSTS_SECONDS": "0",
     }
     print(f"machine: {machine_description()}")
     rows: list[list[str]] = []
@@ -423,19 +493,24 @@ def main(argv: list[str] | None = None) -> int:
         roots = (
             {f"baseline {args.baseline}": baseline_checkout(args.baseline, exits)} if args.baseline else {}
         )
-        trees = open_trees({**roots, current_label(): ROOT}, env, most, exits)
+        trees = open_trees({**roots, current_label(): ROOT}, env, most, args.daphnes, exits)
         database = "PostgreSQL" if trees[0].stack.database_url.startswith("postgres") else "SQLite"
-        print(f"scripted engine, {tokens}-token replies, MAX_BATCH={most}, {database}, Redis 127.0.0.1")
+        print(
+            f"scripted engine, {tokens}-token replies, MAX_BATCH={most}, {database}, Redis 127.0.0.1, "
+            f"{args.daphnes} Daphne(s) per stack"
+        )
         for index, point in enumerate(points):
             # Alternate which tree goes first, so a drift in the machine's load favours neither.
             measured = {}
             for tree in trees if index % 2 == 0 else trees[::-1]:
-                measured[tree.label] = measure(tree, point, tokens, args.profile, point.chats == most)
+                measured[tree.label] = measure(
+                    tree, point, tokens, args.spread_ms / 1000, args.profile, point.chats == most
+                )
                 print(format_table(HEADERS, [measured[tree.label]], markdown=False), flush=True)
             rows += [measured[tree.label] for tree in trees]
     print(f"\nwhole run: {time.perf_counter() - started:.0f} s; load average now {os.getloadavg()[0]:.2f}")
     print(format_table(HEADERS, rows, markdown=args.markdown))
-    return 0 if all(row[11] == "0" and row[12] == "0" for row in rows) else 1
+    return 0 if all(row[-3] == "0" and row[-2] == "0" for row in rows) else 1
 
 
 if __name__ == "__main__":
