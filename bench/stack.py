@@ -30,10 +30,11 @@ and the table shows both rows per point. Points are `N` or `N@MS` (step ms).
 (a step then takes step + N x row). `--spread-ms S` spreads the N sends
 evenly over S ms instead of sending them in the same millisecond (people
 do not all press Enter at once); the wall time then starts at the first
-send, so read TTFT from those rows, not the rate. `--daphnes 2` starts one
-more Daphne per stack on a port of its own and puts every other socket on
-it (the documented way to add fan-out capacity); Daphne's CPU is then both
-processes'. The stacks run as `make run` does: DEBUG off (a throwaway key),
+send, so read TTFT from those rows, not the rate. `--daphnes 1,2` starts
+two Daphnes per stack, each on a port of its own, and runs each point with
+the sockets on the first one, then spread over both in turn (more Daphne
+processes: the documented way to add fan-out capacity); Daphne's CPU is
+then both processes'. The stacks run as `make run` does: DEBUG off (a throwaway key),
 plain HTTP. `--profile DIR` runs `py-spy record
 --format raw --gil --nonblocking` on the worker and on Daphne during the
 largest point, from the first send to the last `done` (collapsed stacks of
@@ -92,7 +93,7 @@ SENTENCES = (
     "By noon the shade had shifted to the far wall, where the mint grew thick and green.",
 )
 HEADERS = (
-    "tree", "N", "step ms", "demanded tok/s", "delivered tok/s", "delivered %",
+    "tree", "N", "Daphnes", "step ms", "demanded tok/s", "delivered tok/s", "delivered %",
     "spread ms", "TTFT p50 - step ms", "TTFT p99 - step ms", "start p50 ms", "queue p50 ms", "worker TTFT p50 ms",
     "worker CPU s/1k tok", "Daphne CPU s/1k tok",
     "client CPU s/1k tok", "lost", "dup/corrupt", "wall s",
@@ -230,24 +231,26 @@ async def converse(
     max_tokens: int,
     *,
     spread_s: float = 0.0,
+    daphnes: int = 1,
     on_send: Callable[[], None] = lambda: None,
 ) -> tuple[list[Reply], tuple[str, ...], dict[str, float]]:
-    """N sockets, one conversation each, send at once (or spread over `spread_s`); CPU read right
-    before the first send and after the last `done`; `on_send` is called just before the first send."""
+    """N sockets, one conversation each, on the first `daphnes` Daphnes in turn, send at once (or
+    spread over `spread_s`); CPU read right before the first send and after the last `done`;
+    `on_send` is called just before the first send."""
+    used = tree.daphnes[:daphnes]
     # One by one: Daphne drops a handshake its consumer has not accepted within 5 s.
-    ports = [port for port, _ in tree.daphnes]
-    opened = [await open_chat(person, ports[i % len(ports)]) for i, person in enumerate(tree.people[:chats])]
+    opened = [await open_chat(person, used[i % len(used)][0]) for i, person in enumerate(tree.people[:chats])]
     conversations, sockets = zip(*opened, strict=True)
     replies = [Reply() for _ in sockets]
     message = json.dumps({"type": "send", "content": PROMPT, "params": {"max_tokens": max_tokens}})
-    daphnes = [process.pid for _, process in tree.daphnes]
+    daphne_pids = [process.pid for _, process in used]
     on_send()
-    before = cpu_seconds(tree.stack.worker.pid), [cpu_seconds(pid) for pid in daphnes], client_cpu()
+    before = cpu_seconds(tree.stack.worker.pid), [cpu_seconds(pid) for pid in daphne_pids], client_cpu()
     pairs = list(zip(sockets, replies, strict=True))
     receiving = [asyncio.ensure_future(receive(s, r)) for s, r in pairs]
     await asyncio.gather(*(send_at(s, r, message, spread_s * i / chats) for i, (s, r) in enumerate(pairs)))
     await asyncio.gather(*receiving)
-    after = cpu_seconds(tree.stack.worker.pid), [cpu_seconds(pid) for pid in daphnes], client_cpu()
+    after = cpu_seconds(tree.stack.worker.pid), [cpu_seconds(pid) for pid in daphne_pids], client_cpu()
     cpu = {
         "worker": cpu_spent(before[0], after[0]),
         "daphne": sum(cpu_spent(b, a) for b, a in zip(before[1], after[1], strict=True)),
@@ -310,11 +313,11 @@ def set_step(tree: Tree, step_s: float, max_tokens: int) -> None:
             tree.stack.start_worker()
         tree.step_s = step_s
         # Untimed: imports, first jobs, a live worker; a socket on each Daphne.
-        asyncio.run(converse(tree, len(tree.daphnes), max_tokens))
+        asyncio.run(converse(tree, len(tree.daphnes), max_tokens, daphnes=len(tree.daphnes)))
 
 
 def measure(
-    tree: Tree, point: Point, tokens: int, spread_s: float, profile: Path | None, profiled: bool
+    tree: Tree, point: Point, daphnes: int, tokens: int, spread_s: float, profile: Path | None, profiled: bool
 ) -> list[str]:
     """One point on one tree: the table row."""
     set_step(tree, point.step_s, tokens + 16)
@@ -325,7 +328,7 @@ def measure(
             profilers.extend(start_profile(tree, point.chats, profile))
 
     replies, conversations, cpu = asyncio.run(
-        converse(tree, point.chats, tokens + 16, spread_s=spread_s, on_send=on_send)
+        converse(tree, point.chats, tokens + 16, spread_s=spread_s, daphnes=daphnes, on_send=on_send)
     )
     if profilers:
         stop_profile(profilers)
@@ -345,6 +348,7 @@ def measure(
     return [
         tree.label + (" (profiled)" if profilers else ""),
         str(point.chats),
+        str(daphnes),
         fmt(point.step_s * 1000, 0),
         fmt(demanded, 0),
         fmt(delivered / wall, 0),
@@ -459,13 +463,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row-ms", type=float, default=0.0, help="SCRIPTED_ROW_S: engine cost per live row")
     parser.add_argument("--reply-tokens", type=int, default=250, help="each reply at least this long")
     parser.add_argument("--spread-ms", type=float, default=0.0, help="spread the N sends over this many ms")
-    parser.add_argument("--daphnes", type=int, default=1, help="Daphne processes per stack")
+    parser.add_argument(
+        "--daphnes", default="1", help="Daphne processes to spread the sockets over, e.g. 1,2"
+    )
     parser.add_argument("--baseline", metavar="REV", help="also run git revision REV, side by side")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the largest point into DIR")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
 
     points = parse_points(args.points, args.step_ms, args.row_ms)
+    daphne_counts = sorted({int(count) for count in args.daphnes.split(",")})
     most = max(p.chats for p in points)
     reply, tokens = scripted_reply(args.reply_tokens)
     env = {
@@ -493,18 +500,20 @@ def main(argv: list[str] | None = None) -> int:
         roots = (
             {f"baseline {args.baseline}": baseline_checkout(args.baseline, exits)} if args.baseline else {}
         )
-        trees = open_trees({**roots, current_label(): ROOT}, env, most, args.daphnes, exits)
+        trees = open_trees({**roots, current_label(): ROOT}, env, most, max(daphne_counts), exits)
         database = "PostgreSQL" if trees[0].stack.database_url.startswith("postgres") else "SQLite"
         print(
             f"scripted engine, {tokens}-token replies, MAX_BATCH={most}, {database}, Redis 127.0.0.1, "
-            f"{args.daphnes} Daphne(s) per stack"
+            f"{max(daphne_counts)} Daphne(s) per stack"
         )
-        for index, point in enumerate(points):
+        runs = [(point, count) for point in points for count in daphne_counts]
+        for index, (point, count) in enumerate(runs):
             # Alternate which tree goes first, so a drift in the machine's load favours neither.
             measured = {}
             for tree in trees if index % 2 == 0 else trees[::-1]:
+                profiled = point.chats == most and count == daphne_counts[-1]
                 measured[tree.label] = measure(
-                    tree, point, tokens, args.spread_ms / 1000, args.profile, point.chats == most
+                    tree, point, count, tokens, args.spread_ms / 1000, args.profile, profiled
                 )
                 print(format_table(HEADERS, [measured[tree.label]], markdown=False), flush=True)
             rows += [measured[tree.label] for tree in trees]
