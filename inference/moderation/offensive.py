@@ -210,13 +210,21 @@ def scored_pieces_many(texts: Sequence[str]) -> list[list[tuple[str, float]]]:
     """
     split = [pieces(text[:MAX_CHARS]) for text in texts]
     folded = [[normalized(part) for part in parts] for parts in split]
-    candidates = [c for parts, norm in zip(split, folded, strict=True) for c in (*parts, *norm)]
-    scores = iter(_classifier()(candidates) if candidates else ())
-    out: list[list[tuple[str, float]]] = []
+    # Each distinct text scored once: the vectorizer lower-cases, so a piece that folding only
+    # lower-cased (most prose) scores as it is, and needs no second score.
+    index: dict[str, int] = {}
     for parts, norm in zip(split, folded, strict=True):
-        raw, fold = [next(scores) for _ in parts], [next(scores) for _ in norm]
-        out.append([(norm[i], float(max(raw[i], fold[i]))) for i in range(len(parts))])
-    return out
+        for part, folded_part in zip(parts, norm, strict=True):
+            index.setdefault(part.lower(), len(index))
+            index.setdefault(folded_part.lower(), len(index))
+    scores = _classifier()(list(index)) if index else ()
+    return [
+        [
+            (folded_part, float(max(scores[index[part.lower()]], scores[index[folded_part.lower()]])))
+            for part, folded_part in zip(parts, norm, strict=True)
+        ]
+        for parts, norm in zip(split, folded, strict=True)
+    ]
 
 
 def offensive_probability(text: str) -> float:

@@ -291,3 +291,20 @@ def test_the_own_analyzer_gives_the_vectorizers_words_for_any_text(text: str) ->
     from inference.moderation.offensive import _words
 
     assert _words(library.vectorizer)(text) == library.vectorizer.build_analyzer()(text)
+
+
+def test_each_distinct_text_is_scored_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prose that folding only lower-cases is not scored twice (the vectorizer lower-cases anyway)."""
+    from inference.moderation import offensive
+
+    scored: list[str] = []
+    real = offensive._classifier()
+
+    def counting(texts):
+        scored.extend(texts)
+        return real(texts)
+
+    monkeypatch.setattr(offensive, "_classifier", lambda: counting)
+    out = offensive.scored_pieces_many(["The kettle warmed.", "the kettle warmed.", "y0u 1d10t"])
+    assert sorted(scored) == ["the kettle warmed.", "y0u 1d10t", "you idiot"]
+    assert out[2][0][1] == pytest.approx(1.0, abs=0.05) and out[0] == out[1]
