@@ -19,8 +19,9 @@ of `--reply-tokens` or more tokens. Measured at the clients:
   stored reply too many or unlike the streamed one).
 
 `--baseline REV` checks REV out into a temporary git worktree and starts a
-second stack from it (same venv); the points run alternately on both trees,
-and the table shows both rows per point. Points are `N` or `N@MS` (step ms).
+second stack from it (same venv, and this tree's scripted engine, so that
+both face the same engine); the points run alternately on both trees, and
+the table shows both rows per point. Points are `N` or `N@MS` (step ms).
 
     .venv/bin/python bench/stack.py                                   # 1,16,64,128@5 on this tree
     .venv/bin/python bench/stack.py --baseline e859c23 --points 1,16,64 --markdown
@@ -81,6 +82,7 @@ from bench.common import cpu_seconds, fmt, format_table, machine_description, pe
 from inference.chat_template import sentencepiece_processor  # noqa: E402
 from tests.support.stack import VENV_BIN, Client, Stack, free_port  # noqa: E402
 
+ENGINE_FILE = Path("tests/support/scripted_engine.py")
 REPLY_TIMEOUT_S = 120.0  # no event for this long: the reply is lost
 DRAIN_S = 0.5
 TRIGGER = "garden walk"
@@ -448,11 +450,13 @@ def current_label() -> str:
 
 
 def baseline_checkout(revision: str, exits: ExitStack) -> Path:
-    """REV in a temporary detached git worktree, removed at the end."""
+    """REV in a temporary detached git worktree, removed at the end, with this tree's scripted
+    engine: both trees then face the same stand-in for a GPU, and the rows compare the path after it."""
     path = Path(tempfile.mkdtemp(prefix="bench-stack-baseline-"))
     path.rmdir()
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), revision], check=True)
     exits.callback(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)])
+    shutil.copyfile(ROOT / ENGINE_FILE, path / ENGINE_FILE)
     return path
 
 
