@@ -8,7 +8,10 @@ their own, send at the same moment; every reply is the same scripted text
 of `--reply-tokens` or more tokens. Measured at the clients:
 
 - delivered tokens/s: the completion tokens of every `done`, over the wall
-  time from the first send to the last `done`, against the engine's rate;
+  time from the first send to the last `done`, against the engine's rate
+  (so it counts the wait for the first token too); and `stream %`, each
+  reply's own rate from its first `token` to its `done` against one token a
+  step (the path keeping up once a reply streams);
 - TTFT p50/p99: send -> first `token` event, minus the engine's own (one step);
 - CPU seconds per 1,000 delivered tokens of the worker, of Daphne (process
   trees, /proc/<pid>/stat utime+stime, read just before the sends and just
@@ -96,7 +99,7 @@ SENTENCES = (
 )
 HEADERS = (
     "tree", "N", "Daphnes", "step ms", "demanded tok/s", "delivered tok/s", "delivered %",
-    "spread ms", "TTFT p50 - step ms", "TTFT p99 - step ms", "start p50 ms", "queue p50 ms", "worker TTFT p50 ms",
+    "spread ms", "stream % p50", "TTFT p50 - step ms", "TTFT p99 - step ms", "start p50 ms", "queue p50 ms", "worker TTFT p50 ms",
     "worker CPU s/1k tok", "Daphne CPU s/1k tok",
     "client CPU s/1k tok", "lost", "dup/corrupt", "wall s",
 )  # fmt: skip
@@ -346,6 +349,12 @@ def measure(
     wall = max((r.done for r in finished), default=time.perf_counter()) - min(r.sent for r in replies)
     ttft = [(r.first - r.sent - point.engine_step_s) * 1000 for r in replies if r.first is not None]
     demanded = point.chats / point.engine_step_s
+    # Each reply's own rate once its first token is out, against the engine's one token a step.
+    streaming = [
+        100 * (r.completion_tokens - 1) / (r.done - r.first) * point.engine_step_s
+        for r in finished
+        if r.first is not None and r.done > r.first and r.completion_tokens > 1
+    ]
     per_1k = 1000 / delivered if delivered else float("nan")
     return [
         tree.label + (" (profiled)" if profilers else ""),
@@ -356,6 +365,7 @@ def measure(
         fmt(delivered / wall, 0),
         fmt(100 * delivered / wall / demanded, 0),
         fmt(spread_s * 1000, 0),
+        fmt(percentile(streaming, 50), 0),
         fmt(percentile(ttft, 50), 0),
         fmt(percentile(ttft, 99), 0),
         fmt(percentile([(r.started - r.sent) * 1000 for r in replies if r.started is not None], 50), 0),
