@@ -276,3 +276,31 @@ def test_the_scripted_engine_steps_every_live_row_together(rows: int) -> None:
     assert all(len(step) <= rows for step in steps)
     assert max(len(step) for step in steps) == rows
     assert all(r.generated == len(expected) for r in requests)
+
+
+@pytest.mark.parametrize(("host_ms", "every_ms"), [(4, 10), (15, 15)])
+def test_the_scripted_engine_keeps_its_step_cadence_whatever_the_host_spends(
+    host_ms: int, every_ms: int
+) -> None:
+    """A step every SCRIPTED_DELAY_S, as a GPU runs one step ahead of its host: the host's work
+    between steps (here 4 ms of a 10 ms step) is not added to the step; more than a step's
+    worth (15 ms) and the engine waits for the host, never bursting to catch up."""
+    now = [100.0]
+    ends: list[float] = []
+    done = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        assert seconds >= 0
+        now[0] += seconds
+
+    def sink(batch: list) -> None:
+        ends.append(now[0])
+        now[0] += host_ms / 1000  # the host's work on this step's ids
+        if any(row.finished for row in batch):
+            done.set()
+
+    engine = ScriptedEngine({"": "one two three four five six"}, 0.010, 4, clock=lambda: now[0], sleep=sleep)
+    engine.submit([1, 733, 16289, 28793], SamplingParams(max_tokens=100), sink=sink)
+    assert done.wait(30)
+    gaps = [round((b - a) * 1000, 6) for a, b in zip(ends, ends[1:], strict=False)]
+    assert len(gaps) >= 5 and gaps == [every_ms] * len(gaps)

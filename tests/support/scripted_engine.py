@@ -6,7 +6,11 @@ whose trigger appears in the prompt. Like a GPU engine, one scheduler thread
 runs a step every `SCRIPTED_DELAY_S` seconds (plus `SCRIPTED_ROW_S` per live
 row, to mimic attention over long contexts), sleeping without the GIL as a
 CUDA step does, and each step gives every live row its next id, handed over
-once per step (`inference.steps`). Everything after the engine (decoding,
+once per step (`inference.steps`). The steps keep a cadence: a step ends
+one step's time after the last one ended, or at once if the host took longer
+than that to come back for it (it ran meanwhile, one step ahead, as a GPU
+runs ahead of its host), so the host's own work between steps does not slow
+the engine below one step every `SCRIPTED_DELAY_S`. Everything after the engine (decoding,
 the moderation gate, coalescing, publishing, storage) is the real code.
 """
 
@@ -30,8 +34,19 @@ VOCAB = 32000
 
 
 class ScriptedEngine:
-    def __init__(self, replies: dict[str, str], delay_s: float, max_batch: int, row_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        replies: dict[str, str],
+        delay_s: float,
+        max_batch: int,
+        row_s: float = 0.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.replies = replies
+        self._clock = clock
+        self._sleep = sleep
         self.delay_s = delay_s
         self.row_s = row_s
         self.max_batch = max_batch
@@ -86,15 +101,20 @@ class ScriptedEngine:
         return EngineLoad(active=len(self._batch), waiting=len(self._waiting), max_batch=self.max_batch)
 
     def _run(self) -> None:
+        ended = self._clock()  # when the last step ended
         while True:
             out = StepOutput()
             with self._wakeup:
-                while not self._waiting and not self._batch:
-                    self._wakeup.wait()
+                if not self._waiting and not self._batch:
+                    while not self._waiting and not self._batch:
+                        self._wakeup.wait()
+                    ended = self._clock()  # idle: the first step starts now
                 while self._waiting and len(self._batch) < self.max_batch:
                     self._batch.append(self._waiting.popleft())
                 rows = len(self._batch)
-            time.sleep(self.delay_s + self.row_s * rows)
+            # A deadline, not a duration: the host's work since the last step ran alongside this one.
+            ended = max(ended + self.delay_s + self.row_s * rows, self._clock())
+            self._sleep(max(0.0, ended - self._clock()))
             for request in self._batch:
                 script = self._scripts[request]
                 if request.cancelled.is_set() or request.generated >= len(script):

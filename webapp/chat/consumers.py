@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -64,6 +65,17 @@ def max_frame_bytes() -> int:
 class ConversationConsumer(AsyncWebsocketConsumer):
     conversation: Conversation
     group: str
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first closes stale database connections of its
+        # one sync thread, a hop to that thread for every message: every token
+        # event a socket forwards. This consumer touches the database only
+        # through `in_pool`, whose calls close their own thread's stale
+        # connections before and after, so the hop bought nothing.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         # Accept first, then close with a code: a close before accepting

@@ -5,9 +5,10 @@ Three things live here and nowhere else:
   gets when it connects mid-reply;
 - the stop flag a socket sets, pushed to the workers on a pub/sub channel
   (and kept as a key they can poll, in case a push is lost);
-- the publishers that put events on a conversation's channel-layer group:
-  one event at a time from any thread, or a whole engine step's `token`
-  events, with their live state, in one Redis round trip (`publish_step`).
+- the publishers that put events on a conversation's channel-layer group,
+  each a straight PUBLISH from the calling thread: one event at a time, or
+  a whole engine step's `token` events, with their live state, in one Redis
+  round trip (`publish_step`).
 
 Nothing in this module keeps per-conversation state in process memory:
 several Daphne processes and several workers share one Redis.
@@ -15,11 +16,10 @@ several Daphne processes and several workers share one Redis.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 # Live keys outlive any real reply but not a crashed worker's leftovers.
 LIVE_TTL_S = 6 * 3600
-PUBLISH_TIMEOUT_S = 10.0
 
 
 def group_name(conversation_id: UUID | str) -> str:
@@ -147,47 +146,16 @@ def listen_for_stops(on_stop: Callable[[str], None], stopping: threading.Event) 
 # --- publishing -------------------------------------------------------------
 
 
-class _Publisher:
-    """Runs group sends on one event loop in one daemon thread of this process.
-
-    Worker threads have no event loop; `async_to_sync` from each of them
-    would open a loop per call and leak Redis connections (channels_redis
-    #332, #125). One long-lived loop with one layer instance does not.
-    """
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._layer = channel_layers.make_backend("default")
-        threading.Thread(target=self._loop.run_forever, name="event-publisher", daemon=True).start()
-
-    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        # Waiting for each send keeps one sender's events in order.
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(PUBLISH_TIMEOUT_S)
-
-    def group_send(self, group: str, message: dict[str, Any]) -> None:
-        try:
-            self.run(self._layer.group_send(group, message))
-        except redis.exceptions.ConnectionError:
-            # After a Redis restart the layer's pooled connection is stale: the
-            # first send finds it closed and drops it; the second reconnects.
-            self.run(self._layer.group_send(group, message))
-
-
-_publisher: _Publisher | None = None
-_publisher_lock = threading.Lock()
-
-
-def _get_publisher() -> _Publisher:
-    global _publisher
-    with _publisher_lock:
-        if _publisher is None:
-            _publisher = _Publisher()
-        return _publisher
-
-
 def group_send(group: str, message: dict[str, Any]) -> None:
-    """Send one Channels message to a group from any thread, through this process's publisher."""
-    _get_publisher().group_send(group, message)
+    """Send one Channels message to a group from any thread: one PUBLISH, as the layer's own
+    `group_send` does, but in this thread, with no event loop to hop to.
+
+    Called from Daphne's socket pool and the worker's job threads, each send
+    was a hop to one publisher thread's event loop and back, on the path of
+    every `send`'s `message` and `start`. The client retries a stale connection
+    after a Redis restart (redis-py's default retry), as for the step script.
+    """
+    redis_client().publish(group_channel(group), _serializer().serialize(message))
 
 
 @functools.cache
@@ -202,7 +170,7 @@ def group_channel(group: str) -> str:
 
 
 def _channel_message(conversation_id: UUID | str, event: dict[str, Any]) -> tuple[str, bytes]:
-    """A client event as `publish` would send it, for a straight PUBLISH: the channel and the bytes."""
+    """A client event as `publish` sends it: the group's channel and the bytes."""
     message = _serializer().serialize({"type": "chat.event", "event": event})
     return group_channel(group_name(conversation_id)), message
 

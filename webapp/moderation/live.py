@@ -20,5 +20,5 @@ MESSAGE_TYPE = "moderation.item"  # the consumer's handler: moderation_item
 
 def notify_moderators(event: dict[str, Any]) -> None:
     """Send `event` to every moderator's open dashboard."""
-    # The chat publisher: one event loop per process, safe from worker threads (see webapp.chat.live).
+    # The chat publisher: one PUBLISH from the calling thread, safe from any (see webapp.chat.live).
     live.group_send(GROUP, {"type": MESSAGE_TYPE, "event": event})

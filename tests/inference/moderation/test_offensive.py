@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference.moderation.base import PROFANITY, Action, ModerationContext
 from inference.moderation.chain import HookPolicy, ModerationChain
@@ -260,3 +262,49 @@ def test_the_own_tfidf_equals_the_vectorizers_transform() -> None:
     ours, theirs = _tfidf(library.vectorizer)(texts), library.vectorizer.transform(texts)
     assert ours.shape == theirs.shape
     assert abs(ours - theirs).max() < 1e-12
+
+
+def test_the_own_analyzer_gives_the_vectorizers_words() -> None:
+    from profanity_check import profanity_check as library
+
+    from inference.moderation.offensive import _words
+
+    texts = [
+        *OFFENSIVE,
+        *BENIGN,
+        *DISGUISED,
+        "",
+        "The THE the",
+        "Ünïcode WÖRDS, and 123 n_m, İstanbul",
+        "a b",
+    ]
+    texts += ["they're at the   well-known\tcafé; ÀÉÎ ǅ ﬁne", "x" * 50 + " " + "y"]
+    analyzer = library.vectorizer.build_analyzer()
+    assert [_words(library.vectorizer)(text) for text in texts] == [analyzer(text) for text in texts]
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_the_own_analyzer_gives_the_vectorizers_words_for_any_text(text: str) -> None:
+    from profanity_check import profanity_check as library
+
+    from inference.moderation.offensive import _words
+
+    assert _words(library.vectorizer)(text) == library.vectorizer.build_analyzer()(text)
+
+
+def test_each_distinct_text_is_scored_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prose that folding only lower-cases is not scored twice (the vectorizer lower-cases anyway)."""
+    from inference.moderation import offensive
+
+    scored: list[str] = []
+    real = offensive._classifier()
+
+    def counting(texts):
+        scored.extend(texts)
+        return real(texts)
+
+    monkeypatch.setattr(offensive, "_classifier", lambda: counting)
+    out = offensive.scored_pieces_many(["The kettle warmed.", "the kettle warmed.", "y0u 1d10t"])
+    assert sorted(scored) == ["the kettle warmed.", "y0u 1d10t", "you idiot"]
+    assert out[2][0][1] == pytest.approx(1.0, abs=0.05) and out[0] == out[1]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference.moderation.base import Action, ModerationContext, apply_spans
 from inference.moderation.pii import PiiHook, find_pii, iban_ok, luhn_ok
@@ -82,3 +84,29 @@ def test_checksums() -> None:
     assert luhn_ok("79927398713") and not luhn_ok("79927398710")
     assert iban_ok("DE89 3704 0044 0532 0130 00") and not iban_ok("DE88 3704 0044 0532 0130 00")
     assert not iban_ok("DE89")
+
+
+def _every_detector(text: str) -> list:
+    """find_pii without the shortcut that skips a detector whose character is not in the text."""
+    from inference.moderation.pii import _DETECTORS, _candidates
+
+    found: list = []
+    for detector in _DETECTORS:
+        for match in _candidates(detector, text):
+            if not any(match.start < f.end and f.start < match.end for f in found):
+                found.append(match)
+    return sorted(found, key=lambda m: m.start)
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEFXYZ@.:-+() \n", max_size=60))
+@settings(max_examples=400, deadline=None)
+def test_skipping_detectors_that_cannot_match_changes_nothing(text: str) -> None:
+    assert find_pii(text) == _every_detector(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["fe80::abcd is a link", "write to ann@example.org", "a plain sentence of prose", "call 06 12 34 56 78"],
+)
+def test_skipping_detectors_keeps_each_kind(text: str) -> None:
+    assert find_pii(text) == _every_detector(text)

@@ -221,6 +221,33 @@ async def test_two_sockets_hear_the_same_events(enqueued: list[str]) -> None:
     await second.disconnect()
 
 
+async def test_events_are_forwarded_without_a_hop_to_the_sync_thread(
+    monkeypatch: pytest.MonkeyPatch, enqueued: list[str]
+) -> None:
+    """Channels' dispatch closes stale connections on its sync thread before every message (a
+    thread hop a token event); ours does not, as its database calls close their own."""
+    import channels.consumer
+
+    hops: list[None] = []
+
+    async def counted() -> None:
+        hops.append(None)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    user = await make_user()
+    conversation = await make_conversation(user)
+    comm = await open_socket(conversation, user)
+    await comm.send_to(text_data=json.dumps({"type": "send", "content": "hi"}))
+    start = [await receive(comm), await receive(comm)][1]
+    for seq in (1, 2, 3):
+        await database_sync_to_async(reply_jobs.reply_delta)(
+            conversation_id=str(conversation.id), message_id=start["message_id"], seq=seq, text=f"t{seq} "
+        )
+    assert [(await receive(comm))["seq"] for _ in range(3)] == [1, 2, 3]
+    assert hops == []
+    await comm.disconnect()
+
+
 # --- snapshot and the live tail --------------------------------------------------
 
 
