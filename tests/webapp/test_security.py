@@ -22,8 +22,9 @@ from webapp.chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
 
-# Open to anybody: logging in and signing up, the health probe, the root redirect.
-PUBLIC = {"/accounts/login/", "/accounts/signup/", "/healthz", "/"}
+# Open to anybody: logging in and signing up, the health probe, the root redirect; the metrics
+# scrape has its own token or loopback check (tests/webapp/metrics/test_endpoint.py).
+PUBLIC = {"/accounts/login/", "/accounts/signup/", "/healthz", "/", "/metrics"}
 # What a refusal may look like: a redirect to log in, or a 401/403/404/405.
 REFUSED = {302, 401, 403, 404, 405}
 # Every route's own parameters: the ids of Alice's things are filled in per test.
