@@ -66,8 +66,9 @@ async def test_sockets_opened_refused_closed_and_their_events_timed() -> None:
     application = URLRouter(websocket_urlpatterns)
     owner, intruder = await database_sync_to_async(_users)()
     conversation = await database_sync_to_async(Conversation.objects.create)(owner=owner)
-    opened, refused = value("mchat_socket_connects_total", outcome="open"), value(
-        "mchat_socket_connects_total", outcome="4403"
+    opened, refused = (
+        value("mchat_socket_connects_total", outcome="open"),
+        value("mchat_socket_connects_total", outcome="4403"),
     )
     open_before = value("mchat_sockets_open")
     stops = value("mchat_socket_event_duration_seconds_count", type="stop", outcome="error")
@@ -128,7 +129,12 @@ def test_a_reply_moves_queue_wait_status_tokens_ttft_speed_and_moderation(
     stats = {"prompt_tokens": 12, "completion_tokens": 30, "ttft_ms": 250.0, "tokens_per_s": 40.0}
     with django_capture_on_commit_callbacks(execute=True):
         reply_jobs.reply_finish(
-            message_id=reply.id, status="complete", content="x", stats=stats, model_name="t", verdicts=[verdict]
+            message_id=reply.id,
+            status="complete",
+            content="x",
+            stats=stats,
+            model_name="t",
+            verdicts=[verdict],
         )
     after = [value(name, **labels) for name, labels in names]
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 30, 12, 1, 0.25, 1, 1]
