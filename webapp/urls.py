@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/", include("webapp.accounts.urls")),
     path("c/", include("webapp.chat.urls")),
     path("moderation/", include("webapp.moderation.urls")),
+    path("usage/", include("webapp.usage.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),

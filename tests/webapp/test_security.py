@@ -28,7 +28,7 @@ PUBLIC = {"/accounts/login/", "/accounts/signup/", "/healthz", "/", "/metrics"}
 # What a refusal may look like: a redirect to log in, or a 401/403/404/405.
 REFUSED = {302, 401, 403, 404, 405}
 # Every route's own parameters: the ids of Alice's things are filled in per test.
-SAMPLE_VALUES = {"export_format": "json"}
+SAMPLE_VALUES = {"export_format": "json", "dimension": "people", "ident": "1"}
 # The OpenAI-compatible API takes a bearer key, never the session cookie, so CSRF cannot apply:
 # a logged-in browser's POST there is refused as unauthenticated (401).
 API_PREFIX = "/v1/"

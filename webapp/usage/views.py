@@ -1,0 +1,216 @@
+"""Usage pages (docs/usage.md): a person's own at /usage/, and staff's per person and per API key.
+
+Thin: read the window, call the selectors, render or write CSV. A person
+sees only their own usage; every staff URL answers 403 to anybody else, then
+404 to an unknown breakdown or id; a malformed or too long window is 400.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from webapp.chat import quotas
+from webapp.moderation import charts
+from webapp.moderation.forms import form_errors
+from webapp.usage import selectors
+from webapp.usage.forms import WindowForm
+from webapp.usage.selectors import DIMENSIONS, Dimension, Usage, Window
+
+CSV_COLUMNS = ["messages", "replies", "tokens_in", "tokens_out"]
+# A cell a spreadsheet would run as a formula (key names are free text): quoted with a leading '.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@login_required
+@require_GET
+def my_usage(request: HttpRequest) -> HttpResponse:
+    return _per_day_page(request, user_id=request.user.pk, subject=None)
+
+
+@login_required
+@require_GET
+def my_usage_csv(request: HttpRequest) -> HttpResponse:
+    form = WindowForm(request.GET)
+    if not form.is_valid():
+        return _bad_window(request, form)
+    return _per_day_csv(form.window, selectors.usage_of_person(form.window, request.user.pk), "usage")
+
+
+@login_required
+@require_GET
+def breakdown(request: HttpRequest, dimension: str) -> HttpResponse:
+    """Staff: usage per person (or key) over the window, with everybody's per day."""
+    chosen = _staff_dimension(request, dimension)
+    form = WindowForm(request.GET)
+    if not form.is_valid():
+        return _bad_window(
+            request, form, template="usage/breakdown.html", dimension=chosen, current=chosen.slug
+        )
+    usage = selectors.usage_by(chosen, form.window)
+    names = chosen.names(usage)
+    per_day = selectors.usage_per_day(form.window, dimension=chosen)
+    context = {
+        "form": form,
+        "current": chosen.slug,
+        "dimension": chosen,
+        "dimensions": DIMENSIONS.values(),
+        "window": form.window,
+        "rows": [(ident, names.get(ident, f"#{ident} (deleted)"), row) for ident, row in usage.items()],
+        "total": selectors.total(per_day),
+        **_charts(form.window, per_day),
+        "query": request.GET.urlencode(),
+    }
+    return render(request, "usage/breakdown.html", context)
+
+
+@login_required
+@require_GET
+def breakdown_csv(request: HttpRequest, dimension: str) -> HttpResponse:
+    chosen = _staff_dimension(request, dimension)
+    form = WindowForm(request.GET)
+    if not form.is_valid():
+        return _bad_window(request, form)
+    usage = selectors.usage_by_day(chosen, form.window)
+    names = chosen.names({ident for ident, _ in usage})
+    rows = [
+        [day.isoformat(), ident, names.get(ident, ""), *_numbers(row)] for (ident, day), row in usage.items()
+    ]
+    header = ["day", f"{chosen.title} id", chosen.title, *CSV_COLUMNS]
+    return _csv(f"usage-{chosen.slug}-{_span(form.window)}.csv", header, rows)
+
+
+@login_required
+@require_GET
+def breakdown_detail(request: HttpRequest, dimension: str, ident: int) -> HttpResponse:
+    """Staff: one person's (or key's) usage per day."""
+    chosen = _staff_dimension(request, dimension)
+    if not chosen.exists(ident):
+        raise Http404(f"No such {chosen.title}.")
+    subject = {"dimension": chosen, "ident": ident, "name": chosen.names([ident])[ident]}
+    return _per_day_page(request, user_id=ident if chosen.slug == "people" else None, subject=subject)
+
+
+@login_required
+@require_GET
+def breakdown_detail_csv(request: HttpRequest, dimension: str, ident: int) -> HttpResponse:
+    chosen = _staff_dimension(request, dimension)
+    if not chosen.exists(ident):
+        raise Http404(f"No such {chosen.title}.")
+    form = WindowForm(request.GET)
+    if not form.is_valid():
+        return _bad_window(request, form)
+    per_day = selectors.usage_per_day(form.window, dimension=chosen, value=ident)
+    return _per_day_csv(form.window, per_day, f"usage-{chosen.slug}-{ident}")
+
+
+def _per_day_page(request: HttpRequest, *, user_id: Any, subject: dict[str, Any] | None) -> HttpResponse:
+    """Usage per day: a person's own (subject None), or what staff picked (a person, a key)."""
+    form = WindowForm(request.GET)
+    if not form.is_valid():
+        return _bad_window(
+            request,
+            form,
+            template="usage/per_day.html",
+            subject=subject,
+            current=subject["dimension"].slug if subject else "mine",
+        )
+    if subject is None:
+        per_day = selectors.usage_of_person(form.window, user_id)
+    else:
+        per_day = selectors.usage_per_day(form.window, dimension=subject["dimension"], value=subject["ident"])
+    quota = settings.QUOTA_TOKENS_PER_DAY
+    context = {
+        "form": form,
+        "current": subject["dimension"].slug if subject else "mine",
+        "subject": subject,
+        "window": form.window,
+        "days": [(day, per_day.get(day, Usage())) for day in reversed(form.window.days)],
+        "total": selectors.total(per_day),
+        "limits": _limits(user_id) if user_id is not None else None,
+        "quota": quota,
+        **_charts(form.window, per_day),
+        "query": request.GET.urlencode(),
+    }
+    return render(request, "usage/per_day.html", context)
+
+
+def _staff_dimension(request: HttpRequest, slug: str) -> Dimension:
+    """The one access check of the staff pages: staff only (403), then a known breakdown (404)."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Usage per person and per key is for staff.")
+    if slug not in DIMENSIONS:
+        raise Http404("No such breakdown.")
+    return DIMENSIONS[slug]
+
+
+def _limits(user_id: Any) -> dict[str, Any]:
+    """The limits of webapp/chat/quotas.py, and today's count that the quota is checked against."""
+    try:
+        today = quotas.tokens_used_today(user_id=user_id)
+    except Exception:  # Redis down: the page still shows the stored usage
+        today = None
+    quota = settings.QUOTA_TOKENS_PER_DAY
+    return {
+        "quota_tokens_per_day": quota,
+        "tokens_today": today,
+        "quota_percent": round(100 * today / quota, 1) if quota and today is not None else None,
+        "messages_per_minute": settings.RATE_LIMIT_MESSAGES_PER_MINUTE,
+        "live_replies": settings.MAX_LIVE_REPLIES_PER_USER,
+    }
+
+
+def _charts(window: Window, per_day: dict[dt.date, Usage]) -> dict[str, charts.StackedBars]:
+    tokens = {day: {"tokens in": row.tokens_in, "tokens out": row.tokens_out} for day, row in per_day.items()}
+    messages = {day: {"messages": row.messages, "replies": row.replies} for day, row in per_day.items()}
+    return {
+        "tokens_chart": charts.stacked_bars(window.days, ["tokens in", "tokens out"], tokens),
+        "messages_chart": charts.stacked_bars(window.days, ["messages", "replies"], messages, height=180),
+    }
+
+
+def _bad_window(
+    request: HttpRequest, form: WindowForm, template: str | None = None, **context: Any
+) -> HttpResponse:
+    """400 with what is wrong: on the page, or as plain text for a CSV download."""
+    errors = form_errors(form)
+    if template is None:
+        return HttpResponse("\n".join(errors) + "\n", status=400, content_type="text/plain; charset=utf-8")
+    return render(request, template, {"form": form, "errors": errors, **context}, status=400)
+
+
+def _per_day_csv(window: Window, per_day: dict[dt.date, Usage], name: str) -> HttpResponse:
+    """One row per day of the window, days without usage included (a spreadsheet's axis)."""
+    rows = [[day.isoformat(), *_numbers(per_day.get(day, Usage()))] for day in window.days]
+    return _csv(f"{name}-{_span(window)}.csv", ["day", *CSV_COLUMNS], rows)
+
+
+def _numbers(row: Usage) -> list[int]:
+    return [getattr(row, name) for name in CSV_COLUMNS]
+
+
+def _span(window: Window) -> str:
+    return f"{window.first_day:%Y%m%d}-{window.last_day:%Y%m%d}"
+
+
+def _csv(filename: str, header: list[str], rows: list[list[Any]]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(header)
+    writer.writerows([[_cell(value) for value in row] for row in rows])
+    return response
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
