@@ -20,6 +20,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Model, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.sql.compiler import SQLCompiler
 
 from webapp.api.models import ApiKey
 from webapp.chat.models import Message
@@ -96,6 +97,20 @@ DIMENSIONS = {
     # Groups, once they exist: Dimension("groups", "group", "conversation__owner__groups__id", ...).
 }
 
+class UtcDay(TruncDate):
+    """The UTC day of a timestamp (TIME_ZONE is UTC: the quota's day).
+
+    On SQLite, Django's TruncDate calls a Python function per row; a stored
+    timestamp is UTC text there ("2026-11-29 17:21:18.123456"), so its first
+    ten characters are the day, read by SQLite itself: 17x faster at a
+    million rows (bench/usage.py).
+    """
+
+    def as_sqlite(self, compiler: SQLCompiler, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        sql, params = compiler.compile(self.lhs)
+        return f"substr({sql}, 1, 10)", list(params)
+
+
 _TOTALS = {
     "messages": Count("id", filter=Q(role=Message.Role.USER)),
     "replies": Count("id", filter=Q(role=Message.Role.ASSISTANT)),
@@ -125,7 +140,7 @@ def usage_per_day(
         filters = {dimension.path: value}
     rows = (
         _messages(window, filters)
-        .annotate(day=TruncDate("created_at"))
+        .annotate(day=UtcDay("created_at"))
         .values("day")
         .annotate(**_TOTALS)
         .order_by("day")
@@ -154,7 +169,7 @@ def usage_by_day(dimension: Dimension, window: Window) -> dict[tuple[Any, dt.dat
     """Usage per (person or key, day): the rows of the staff CSV."""
     rows = (
         _messages(window, {f"{dimension.path}__isnull": False})
-        .annotate(day=TruncDate("created_at"))
+        .annotate(day=UtcDay("created_at"))
         .values("day", ident=F(dimension.path))
         .annotate(**_TOTALS)
         .order_by("ident", "day")

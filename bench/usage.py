@@ -1,0 +1,216 @@
+"""The usage pages at a million messages: each aggregate query over 30 days and over a year, and the pages served.
+
+Bulk-creates `--messages` messages (half the person's, half replies with
+token counts) in `--conversations` conversations of `--users` people, spread
+over the last 365 days; a twentieth of the conversations come through one of
+`--keys` API keys. In a temporary database: a SQLite file, or with
+`--postgres` a fresh database on the PostgreSQL at 127.0.0.1:5432 (its own
+name, dropped afterwards; never the tests' `test`). Then times, as the
+median of `--repeat` runs, the selectors of webapp/usage/selectors.py and the
+pages through Django's test client, with their query counts.
+
+    .venv/bin/python bench/usage.py
+    .venv/bin/python bench/usage.py --postgres --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import cpu_model, fmt, format_table  # noqa: E402
+from bench.export_all import setup_database  # noqa: E402  (a temporary SQLite file or PostgreSQL database)
+
+NOW = datetime.now(UTC)
+BATCH = 10_000
+
+
+def build(*, messages: int, conversations: int, users: int, keys: int) -> int:
+    """People, keys, conversations and their messages, all bulk-created; returns the busiest person's id."""
+    from django.contrib.auth import get_user_model
+
+    from webapp.api.models import ApiConversation, ApiKey
+    from webapp.chat.models import Conversation, Message
+
+    Message._meta.get_field("created_at").auto_now_add = False  # the bench sets its own times
+    rng = random.Random(17)
+    people = get_user_model().objects.bulk_create(
+        [get_user_model()(username=f"user{n}", password="!") for n in range(users)], batch_size=BATCH
+    )
+    api_keys = ApiKey.objects.bulk_create(
+        [
+            ApiKey(
+                owner=people[n % users],
+                name=f"key {n}",
+                prefix=f"mck-{n:08d}",
+                key_hash=secrets.token_hex(32),
+            )
+            for n in range(keys)
+        ]
+    )
+    chats = Conversation.objects.bulk_create(
+        [Conversation(owner=people[n % users]) for n in range(conversations)], batch_size=BATCH
+    )
+    ApiConversation.objects.bulk_create(
+        [
+            ApiConversation(conversation=chat, api_key=api_keys[n % keys])
+            for n, chat in enumerate(chats[::20])
+        ],
+        batch_size=BATCH,
+    )
+    per_chat = messages // conversations
+    rows = []
+    for chat in chats:
+        # A conversation lasts a few days somewhere in the last year; its turns follow one another.
+        at = NOW - timedelta(days=rng.uniform(0, 362))
+        for turn in range(per_chat):
+            at += timedelta(seconds=rng.uniform(5, 600))
+            reply = turn % 2 == 1
+            rows.append(
+                Message(
+                    conversation=chat,
+                    role="assistant" if reply else "user",
+                    content="an answer" if reply else "a question",
+                    prompt_tokens=rng.randint(20, 4000) if reply else None,
+                    completion_tokens=rng.randint(1, 800) if reply else None,
+                    created_at=min(at, NOW),
+                )
+            )
+        if len(rows) >= BATCH:
+            Message.objects.bulk_create(rows, batch_size=BATCH)
+            rows = []
+    Message.objects.bulk_create(rows, batch_size=BATCH)
+    return people[0].pk
+
+
+def median_ms(run: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+
+def measure(person: int, repeat: int) -> tuple[list[list[str]], list[list[str]]]:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from webapp.usage import selectors
+    from webapp.usage.selectors import DIMENSIONS, Window
+
+    today = NOW.date()
+    queries, pages = [], []
+    for days in (30, 366):
+        window = Window(today - timedelta(days=days - 1), today)
+        for label, run in (
+            ("one person per day", lambda w=window: selectors.usage_of_person(w, person)),
+            ("everybody per day", lambda w=window: selectors.usage_per_day(w)),
+            ("per person", lambda w=window: selectors.usage_by(DIMENSIONS["people"], w)),
+            ("per API key", lambda w=window: selectors.usage_by(DIMENSIONS["keys"], w)),
+            ("API keys per day", lambda w=window: selectors.usage_per_day(w, dimension=DIMENSIONS["keys"])),
+            ("per person per day (CSV)", lambda w=window: selectors.usage_by_day(DIMENSIONS["people"], w)),
+        ):
+            rows = len(run())
+            queries.append([label, str(days), f"{rows:,}", fmt(median_ms(run, repeat), 1)])
+
+    staff = get_user_model().objects.create_user(username="bench-staff", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    owner = Client()
+    owner.force_login(get_user_model().objects.get(pk=person))
+    first = (today - timedelta(days=29)).isoformat()
+    for label, browser, path, params in (
+        ("a person's /usage/", owner, "/usage/", {}),
+        ("/usage/people/", client, "/usage/people/", {}),
+        ("/usage/keys/", client, "/usage/keys/", {}),
+        ("/usage/people/csv/", client, "/usage/people/csv/", {"from": first}),
+    ):
+        with CaptureQueriesContext(connection) as captured:  # and the warm-up: templates compiled
+            assert browser.get(path, params).status_code == 200
+        served = median_ms(lambda b=browser, p=path, q=params: b.get(p, q), repeat)
+        pages.append([label, fmt(served, 1), str(len(captured))])
+    return queries, pages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--conversations", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--keys", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--postgres", action="store_true", help="a temporary PostgreSQL database, not SQLite")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    with tempfile.TemporaryDirectory(prefix="usage-bench-") as tmp_name:
+        database_url, drop = setup_database(args.postgres, Path(tmp_name))
+        try:
+            os.environ.update(
+                {
+                    "DEBUG": "1",
+                    "DATABASE_URL": database_url,
+                    "DJANGO_SETTINGS_MODULE": "webapp.settings",
+                    "REDIS_PREFIX": f"mchat-bench-{secrets.token_hex(4)}",
+                    "LOG_LEVEL": "WARNING",
+                    "ALLOWED_HOSTS": "testserver",
+                }
+            )
+            import django
+            from django.core.management import call_command
+            from django.db import connection
+
+            django.setup()
+            call_command("migrate", verbosity=0)
+            began = time.perf_counter()
+            person = build(
+                messages=args.messages, conversations=args.conversations, users=args.users, keys=args.keys
+            )
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE" if connection.vendor == "sqlite" else "VACUUM ANALYZE")
+            built_s = time.perf_counter() - began
+            queries, pages = measure(person, args.repeat)
+            database = (
+                f"SQLite {'.'.join(map(str, connection.Database.sqlite_version_info))}"
+                if connection.vendor == "sqlite"
+                else f"PostgreSQL {connection.pg_version}"
+            )
+        finally:
+            drop()
+
+    print(
+        f"{len(os.sched_getaffinity(0))} cores ({cpu_model()}), Python {platform.python_version()}, {database}; "
+        f"load average before the run: {load}"
+    )
+    print(
+        f"{args.messages:,} messages in {args.conversations:,} conversations of {args.users:,} people "
+        f"({args.keys} API keys) over 365 days, built in {built_s:.0f} s\n"
+    )
+    print("The selectors (webapp/usage/selectors.py), median ms:")
+    print(format_table(["query", "days", "rows", "ms"], queries, markdown=args.markdown))
+    print("\nThe pages (30 days), median ms:")
+    print(format_table(["page", "ms", "queries"], pages, markdown=args.markdown))
+
+
+if __name__ == "__main__":
+    main()
