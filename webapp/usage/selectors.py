@@ -97,6 +97,7 @@ DIMENSIONS = {
     # Groups, once they exist: Dimension("groups", "group", "conversation__owner__groups__id", ...).
 }
 
+
 class UtcDay(TruncDate):
     """The UTC day of a timestamp (TIME_ZONE is UTC: the quota's day).
 
