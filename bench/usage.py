@@ -22,7 +22,6 @@ import random
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,8 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_model, fmt, format_table  # noqa: E402
-from bench.export_all import setup_database  # noqa: E402  (a temporary SQLite file or PostgreSQL database)
+from bench.common import cpu_model, django_on_a_temporary_database, fmt, format_table  # noqa: E402
 
 NOW = datetime.now(UTC)
 BATCH = 10_000
@@ -110,7 +108,6 @@ def measure(person: int, repeat: int) -> tuple[list[list[str]], list[list[str]]]
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from webapp.usage import selectors
     from webapp.usage.selectors import DIMENSIONS, Window
@@ -142,10 +139,13 @@ def measure(person: int, repeat: int) -> tuple[list[list[str]], list[list[str]]]
         ("/usage/keys/", client, "/usage/keys/", {}),
         ("/usage/people/csv/", client, "/usage/people/csv/", {"from": first}),
     ):
-        with CaptureQueriesContext(connection) as captured:  # and the warm-up: templates compiled
-            assert browser.get(path, params).status_code == 200
+        executed: list[str] = []
+        with connection.execute_wrapper(
+            lambda run, sql, *rest, e=executed: (e.append(sql), run(sql, *rest))[1]
+        ):
+            assert browser.get(path, params).status_code == 200  # and the warm-up: templates compiled
         served = median_ms(lambda b=browser, p=path, q=params: b.get(p, q), repeat)
-        pages.append([label, fmt(served, 1), str(len(captured))])
+        pages.append([label, fmt(served, 1), str(len(executed))])
     return queries, pages
 
 
@@ -163,40 +163,17 @@ def main() -> None:
     args = parser.parse_args()
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    with tempfile.TemporaryDirectory(prefix="usage-bench-") as tmp_name:
-        database_url, drop = setup_database(args.postgres, Path(tmp_name))
-        try:
-            os.environ.update(
-                {
-                    "DEBUG": "1",
-                    "DATABASE_URL": database_url,
-                    "DJANGO_SETTINGS_MODULE": "webapp.settings",
-                    "REDIS_PREFIX": f"mchat-bench-{secrets.token_hex(4)}",
-                    "LOG_LEVEL": "WARNING",
-                    "ALLOWED_HOSTS": "testserver",
-                }
-            )
-            import django
-            from django.core.management import call_command
-            from django.db import connection
+    with django_on_a_temporary_database(postgres=args.postgres, prefix="usage-bench-") as database:
+        from django.db import connection
 
-            django.setup()
-            call_command("migrate", verbosity=0)
-            began = time.perf_counter()
-            person = build(
-                messages=args.messages, conversations=args.conversations, users=args.users, keys=args.keys
-            )
-            with connection.cursor() as cursor:
-                cursor.execute("ANALYZE" if connection.vendor == "sqlite" else "VACUUM ANALYZE")
-            built_s = time.perf_counter() - began
-            queries, pages = measure(person, args.repeat)
-            database = (
-                f"SQLite {'.'.join(map(str, connection.Database.sqlite_version_info))}"
-                if connection.vendor == "sqlite"
-                else f"PostgreSQL {connection.pg_version}"
-            )
-        finally:
-            drop()
+        began = time.perf_counter()
+        person = build(
+            messages=args.messages, conversations=args.conversations, users=args.users, keys=args.keys
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE" if connection.vendor == "sqlite" else "VACUUM ANALYZE")
+        built_s = time.perf_counter() - began
+        queries, pages = measure(person, args.repeat)
 
     print(
         f"{len(os.sched_getaffinity(0))} cores ({cpu_model()}), Python {platform.python_version()}, {database}; "

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.webapp.test_health import clean_workers  # noqa: F401 - a fixture
 from webapp import workers
 from webapp.metrics.collectors import worker_families
 
@@ -22,16 +23,8 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
     }
 
 
-@pytest.fixture
-def clean_workers():
-    for record in workers.live_workers():
-        workers.remove_heartbeat(record["worker"])
-    yield
-    for record in workers.live_workers():
-        workers.remove_heartbeat(record["worker"])
-
-
-def test_loopback_without_a_token_is_answered(clean_workers) -> None:
+@pytest.mark.usefixtures("clean_workers")
+def test_loopback_without_a_token_is_answered() -> None:
     response = Client(REMOTE_ADDR="127.0.0.1").get("/metrics")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain; version=")
@@ -72,7 +65,8 @@ def test_only_get(settings) -> None:
     assert response.status_code == 405
 
 
-def test_worker_heartbeats_become_gauges(clean_workers) -> None:
+@pytest.mark.usefixtures("clean_workers")
+def test_worker_heartbeats_become_gauges() -> None:
     workers.write_heartbeat("w1", {"state": "ready", "active": 3, "waiting": 1, "max_batch": 4})
     workers.write_heartbeat("w2", {"state": "loading", "max_batch": 4})
     found = samples(Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode())
