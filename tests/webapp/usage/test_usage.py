@@ -111,7 +111,7 @@ def test_my_page_shows_my_usage_and_limits(history, settings) -> None:
     page = response.content.decode()
     assert 'id="total-tokens-in">115<' in page and 'id="total-tokens-out">227<' in page
     assert 'id="total-messages">3<' in page and 'id="total-replies">4<' in page
-    assert 'id="tokens-today">250<' in page and "of <strong>1000</strong> tokens a day (25.0%)" in page
+    assert 'id="tokens-today">250<' in page and "of <strong>1,000</strong> tokens a day (25.0%)" in page
     assert "<svg" in page and "Per person" not in page  # the staff navigation is staff's
 
 
