@@ -33,7 +33,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 @login_required
 @require_GET
 def my_usage(request: HttpRequest) -> HttpResponse:
-    return _per_day_page(request, user_id=request.user.pk, subject=None)
+    return _per_day_page(request, dimension=DIMENSIONS["people"], ident=request.user.pk, name=None)
 
 
 @login_required
@@ -92,19 +92,14 @@ def breakdown_csv(request: HttpRequest, dimension: str) -> HttpResponse:
 @require_GET
 def breakdown_detail(request: HttpRequest, dimension: str, ident: int) -> HttpResponse:
     """Staff: one person's (or key's) usage per day."""
-    chosen = _staff_dimension(request, dimension)
-    if not chosen.exists(ident):
-        raise Http404(f"No such {chosen.title}.")
-    subject = {"dimension": chosen, "ident": ident, "name": chosen.names([ident])[ident]}
-    return _per_day_page(request, user_id=ident if chosen.slug == "people" else None, subject=subject)
+    chosen = _staff_subject(request, dimension, ident)
+    return _per_day_page(request, dimension=chosen, ident=ident, name=chosen.names([ident])[ident])
 
 
 @login_required
 @require_GET
 def breakdown_detail_csv(request: HttpRequest, dimension: str, ident: int) -> HttpResponse:
-    chosen = _staff_dimension(request, dimension)
-    if not chosen.exists(ident):
-        raise Http404(f"No such {chosen.title}.")
+    chosen = _staff_subject(request, dimension, ident)
     form = WindowForm(request.GET)
     if not form.is_valid():
         return _bad_window(request, form)
@@ -112,31 +107,26 @@ def breakdown_detail_csv(request: HttpRequest, dimension: str, ident: int) -> Ht
     return _per_day_csv(form.window, per_day, f"usage-{chosen.slug}-{ident}")
 
 
-def _per_day_page(request: HttpRequest, *, user_id: Any, subject: dict[str, Any] | None) -> HttpResponse:
-    """Usage per day: a person's own (subject None), or what staff picked (a person, a key)."""
+def _per_day_page(
+    request: HttpRequest, *, dimension: Dimension, ident: Any, name: str | None
+) -> HttpResponse:
+    """Usage per day of one person or key: a person's own (no name), or the one staff picked."""
+    subject = {"dimension": dimension, "ident": ident, "name": name} if name is not None else None
+    current = dimension.slug if subject else "mine"
     form = WindowForm(request.GET)
     if not form.is_valid():
-        return _bad_window(
-            request,
-            form,
-            template="usage/per_day.html",
-            subject=subject,
-            current=subject["dimension"].slug if subject else "mine",
-        )
-    if subject is None:
-        per_day = selectors.usage_of_person(form.window, user_id)
-    else:
-        per_day = selectors.usage_per_day(form.window, dimension=subject["dimension"], value=subject["ident"])
-    quota = settings.QUOTA_TOKENS_PER_DAY
+        return _bad_window(request, form, template="usage/per_day.html", subject=subject, current=current)
+    per_day = selectors.usage_per_day(form.window, dimension=dimension, value=ident)
     context = {
         "form": form,
-        "current": subject["dimension"].slug if subject else "mine",
+        "current": current,
         "subject": subject,
         "window": form.window,
         "days": [(day, per_day.get(day, Usage())) for day in reversed(form.window.days)],
         "total": selectors.total(per_day),
-        "limits": _limits(user_id) if user_id is not None else None,
-        "quota": quota,
+        # A person's limits; a key has none of its own (its owner's apply).
+        "limits": _limits(ident) if dimension.slug == "people" else None,
+        "quota": settings.QUOTA_TOKENS_PER_DAY,
         **_charts(form.window, per_day),
         "query": request.GET.urlencode(),
     }
@@ -150,6 +140,14 @@ def _staff_dimension(request: HttpRequest, slug: str) -> Dimension:
     if slug not in DIMENSIONS:
         raise Http404("No such breakdown.")
     return DIMENSIONS[slug]
+
+
+def _staff_subject(request: HttpRequest, slug: str, ident: int) -> Dimension:
+    """A staff page of one person or key: the access check, then 404 for an id that names nobody."""
+    chosen = _staff_dimension(request, slug)
+    if not chosen.exists(ident):
+        raise Http404(f"No such {chosen.title}.")
+    return chosen
 
 
 def _limits(user_id: Any) -> dict[str, Any]:
