@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import secrets
+import statistics
 import tempfile
+import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,6 +62,16 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, markd
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
+
+
+def median_ms(run: Callable[[], object], repeat: int) -> float:
+    """The median wall time of `repeat` calls, in milliseconds."""
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
 
 
 def fmt(value: float | None, digits: int = 1) -> str:

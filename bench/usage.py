@@ -20,11 +20,9 @@ import os
 import platform
 import random
 import secrets
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_model, django_on_a_temporary_database, fmt, format_table  # noqa: E402
+from bench.common import cpu_model, django_on_a_temporary_database, fmt, format_table, median_ms  # noqa: E402
 
 NOW = datetime.now(UTC)
 BATCH = 10_000
@@ -129,15 +127,6 @@ def _insert_messages(rows: list[tuple]) -> None:
         )
     with connection.cursor() as cursor:
         cursor.executemany(sql, prepared)
-
-
-def median_ms(run: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - began) * 1000)
-    return statistics.median(times)
 
 
 def measure(person: int, repeat: int) -> tuple[list[list[str]], list[list[str]]]:
