@@ -25,6 +25,8 @@ from webapp.usage import selectors
 from webapp.usage.forms import WindowForm
 from webapp.usage.selectors import DIMENSIONS, Dimension, Usage, Window
 
+# Rows of a breakdown page, the most tokens first; the CSV has them all.
+PAGE_ROWS = 200
 CSV_COLUMNS = ["messages", "replies", "tokens_in", "tokens_out"]
 # A cell a spreadsheet would run as a formula (key names are free text): quoted with a leading '.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -56,7 +58,8 @@ def breakdown(request: HttpRequest, dimension: str) -> HttpResponse:
             request, form, template="usage/breakdown.html", dimension=chosen, current=chosen.slug
         )
     usage = selectors.usage_by(chosen, form.window)
-    names = chosen.names(usage)
+    shown = dict(list(usage.items())[:PAGE_ROWS])
+    names = chosen.names(shown)
     per_day = selectors.usage_per_day(form.window, dimension=chosen)
     context = {
         "form": form,
@@ -64,7 +67,8 @@ def breakdown(request: HttpRequest, dimension: str) -> HttpResponse:
         "dimension": chosen,
         "dimensions": DIMENSIONS.values(),
         "window": form.window,
-        "rows": [(ident, names.get(ident, f"#{ident} (deleted)"), row) for ident, row in usage.items()],
+        "rows": [(ident, names.get(ident, f"#{ident} (deleted)"), row) for ident, row in shown.items()],
+        "hidden_rows": len(usage) - len(shown),
         "total": selectors.total(per_day),
         **_charts(form.window, per_day),
         "query": request.GET.urlencode(),

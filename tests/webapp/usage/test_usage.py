@@ -139,6 +139,15 @@ def test_staff_see_each_person_and_key(history) -> None:
     assert 'id="total-tokens-out">60<' in key_detail
 
 
+def test_a_breakdown_page_lists_the_biggest_and_says_how_many_more(history, monkeypatch) -> None:
+    from webapp.usage import views
+
+    monkeypatch.setattr(views, "PAGE_ROWS", 1)
+    page = as_user(history["staff"]).get("/usage/people/", WINDOW).content.decode()
+    assert ">alice<" in page and ">bob<" not in page
+    assert "And 1 more with less usage" in page
+
+
 def test_staff_csv_per_person_per_day(history) -> None:
     response = as_user(history["staff"]).get("/usage/people/csv/", WINDOW)
     alice, bob = history["alice"].pk, history["bob"].pk
