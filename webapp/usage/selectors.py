@@ -103,8 +103,8 @@ class UtcDay(TruncDate):
 
     On SQLite, Django's TruncDate calls a Python function per row; a stored
     timestamp is UTC text there ("2026-11-29 17:21:18.123456"), so its first
-    ten characters are the day, read by SQLite itself: 17x faster at a
-    million rows (bench/usage.py).
+    ten characters are the day, read by SQLite itself (bench/usage.py times
+    both). PostgreSQL's own cast is TruncDate's.
     """
 
     def as_sqlite(self, compiler: SQLCompiler, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
