@@ -63,7 +63,9 @@ def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
     queue_ms = (timezone.now() - reply.created_at).total_seconds() * 1000.0
     with transaction.atomic():
         claimed = Message.objects.filter(id=reply.id, status=Message.Status.QUEUED).update(
-            status=Message.Status.STREAMING, queue_ms=queue_ms, updated_at=timezone.now()
+            status=Message.Status.STREAMING,
+            queue_ms=queue_ms,
+            updated_at=timezone.now(),
         )
         if not claimed:
             return None
