@@ -1,4 +1,8 @@
-"""Counts and times every HTTP request, labelled by its URL pattern (never the raw path: unbounded)."""
+"""Counts and times every HTTP request, labelled by its URL pattern (never the raw path: unbounded).
+
+Static files (served by WhiteNoise before any URL is resolved) are one label,
+`static`; anything else no pattern matched is `unmatched`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from webapp import metrics
 
-UNMATCHED = "unmatched"
+UNMATCHED, STATIC = "unmatched", "static"
 
 
 class RequestMetricsMiddleware:
@@ -42,7 +47,10 @@ class RequestMetricsMiddleware:
     @staticmethod
     def _record(request: HttpRequest, response: HttpResponse, started: float) -> None:
         match = getattr(request, "resolver_match", None)
-        route = match.route if match is not None and match.route else UNMATCHED
+        if match is not None and match.route:
+            route = match.route
+        else:
+            route = STATIC if request.path.startswith(settings.STATIC_URL) else UNMATCHED
         metrics.http_request(
             method=request.method if request.method in KNOWN_METHODS else "other",
             route=route,

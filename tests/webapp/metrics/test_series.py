@@ -36,9 +36,12 @@ def test_http_requests_are_counted_by_route_not_path() -> None:
     before = value("mchat_http_requests_total", method="GET", route="healthz", status="200")
     timed = value("mchat_http_request_duration_seconds_count", method="GET", route="healthz")
     missing = value("mchat_http_requests_total", method="GET", route="unmatched", status="404")
+    static = value("mchat_http_requests_total", method="GET", route="static", status="200")
     client = Client()
     client.get("/healthz")
     client.get(f"/no-such-page-{uuid.uuid4().hex}")
+    assert client.get("/static/css/app.css").status_code == 200  # WhiteNoise: before any URL pattern
+    assert value("mchat_http_requests_total", method="GET", route="static", status="200") == static + 1
     assert value("mchat_http_requests_total", method="GET", route="healthz", status="200") == before + 1
     assert value("mchat_http_request_duration_seconds_count", method="GET", route="healthz") == timed + 1
     assert value("mchat_http_requests_total", method="GET", route="unmatched", status="404") == missing + 1
