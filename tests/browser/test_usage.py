@@ -1,4 +1,4 @@
-"""The usage page in Chromium: a reply just written shows in the totals, the chart and the CSV, under the strict CSP."""
+"""The usage page in Chromium: a reply just written shows in the totals, the chart and the CSV, under the strict CSP; axe finds nothing serious."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_chat_page import sign_up
+from tests.browser.test_chat_ux import axe_violations
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.browser
@@ -34,6 +35,7 @@ def test_a_reply_shows_in_my_usage_chart_and_csv(page: Page, stack: Stack) -> No
     expect(page.locator("svg[aria-labelledby='tokens-title'] rect.chart-tokens-out")).to_have_count(1)
     expect(page.get_by_role("link", name="Per person")).to_have_count(0)  # staff's navigation
     page.screenshot(path=str(ARTIFACTS / "usage-page.png"), full_page=True)
+    assert axe_violations(page) == [], "usage page"
 
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
