@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import platform
+import secrets
+import statistics
+import tempfile
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -59,6 +64,16 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, markd
     return "\n".join(lines)
 
 
+def median_ms(run: Callable[[], object], repeat: int) -> float:
+    """The median wall time of `repeat` calls, in milliseconds."""
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+
 def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
@@ -100,3 +115,39 @@ def top_frames(collapsed: Path, count: int = 15) -> str:
             own[stack.rsplit(";", 1)[-1]] += int(samples)
     total = sum(own.values()) or 1
     return "\n".join(f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(count))
+
+
+@contextmanager
+def django_on_a_temporary_database(*, postgres: bool, prefix: str) -> Iterator[str]:
+    """Django set up and migrated on a database of its own, dropped afterwards; yields which database it is.
+
+    A SQLite file in a temporary folder, or with `postgres` a fresh database on
+    the PostgreSQL at 127.0.0.1:5432 (never the tests' `test`).
+    """
+    from bench.export_all import setup_database  # here: export_all imports this module
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp_name:
+        database_url, drop = setup_database(postgres, Path(tmp_name))
+        try:
+            os.environ.update(
+                {
+                    "DEBUG": "1",
+                    "DATABASE_URL": database_url,
+                    "DJANGO_SETTINGS_MODULE": "webapp.settings",
+                    "REDIS_PREFIX": f"mchat-bench-{secrets.token_hex(4)}",
+                    "LOG_LEVEL": "WARNING",
+                    "ALLOWED_HOSTS": "testserver",
+                }
+            )
+            import django
+            from django.core.management import call_command
+            from django.db import connection
+
+            django.setup()
+            call_command("migrate", verbosity=0)
+            if connection.vendor == "sqlite":
+                yield f"SQLite {'.'.join(map(str, connection.Database.sqlite_version_info))}"
+            else:
+                yield f"PostgreSQL {connection.pg_version}"
+        finally:
+            drop()

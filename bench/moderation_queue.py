@@ -24,12 +24,8 @@ import argparse
 import os
 import platform
 import random
-import secrets
-import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,8 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_model, fmt, format_table  # noqa: E402
-from bench.export_all import setup_database  # noqa: E402  (a temporary SQLite file or PostgreSQL database)
+from bench.common import cpu_model, django_on_a_temporary_database, fmt, format_table, median_ms  # noqa: E402
 
 USERS = 500
 EVENTS_PER_REPLY = 5
@@ -110,15 +105,6 @@ def build(events: int, reports: int) -> None:
     )
 
 
-def median_ms(run: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - began) * 1000)
-    return statistics.median(times)
-
-
 def measure(size: int, repeat: int) -> tuple[list[list[str]], list[list[str]], float]:
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -186,35 +172,16 @@ def main() -> None:
     args = parser.parse_args()
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    with tempfile.TemporaryDirectory(prefix="queue-bench-") as tmp_name:
-        database_url, drop = setup_database(args.postgres, Path(tmp_name))
-        try:
-            os.environ.update(
-                {
-                    "DEBUG": "1",
-                    "DATABASE_URL": database_url,
-                    "DJANGO_SETTINGS_MODULE": "webapp.settings",
-                    "REDIS_PREFIX": f"mchat-bench-{secrets.token_hex(4)}",
-                    "LOG_LEVEL": "WARNING",
-                    "ALLOWED_HOSTS": "testserver",
-                }
-            )
-            import django
-            from django.core.management import call_command
-            from django.db import connection
+    with django_on_a_temporary_database(postgres=args.postgres, prefix="queue-bench-") as database:
+        from django.db import connection
 
-            django.setup()
-            call_command("migrate", verbosity=0)
-            began = time.perf_counter()
-            build(args.events, args.reports)
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute("ANALYZE")
-            built_s = time.perf_counter() - began
-            lists, pages, stats_ms = measure(args.size, args.repeat)
-            database = f"{connection.vendor} {'.'.join(map(str, connection.Database.sqlite_version_info)) if connection.vendor == 'sqlite' else connection.pg_version}"
-        finally:
-            drop()
+        began = time.perf_counter()
+        build(args.events, args.reports)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+        built_s = time.perf_counter() - began
+        lists, pages, stats_ms = measure(args.size, args.repeat)
 
     print(
         f"{len(os.sched_getaffinity(0))} cores ({cpu_model()}), Python {platform.python_version()}, {database}; "

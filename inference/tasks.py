@@ -95,6 +95,7 @@ class _EngineHolder:
             "parameters": info.parameters,
             "active": load.active,
             "waiting": load.waiting,
+            **workers.engine_load_extras(load),  # KV cache and prefix cache, where the engine has them
         }
 
 

@@ -14,6 +14,12 @@ export MAX_BATCH="${MAX_BATCH:-32}"
 PY=.venv/bin/python
 mkdir -p .run
 
+# Daphne and the worker write their metrics there and /metrics adds them up; the files of
+# the last run are stale (their processes are gone), so each start begins empty.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/.run/prometheus}"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
+
 # Plain HTTP, not HTTPS: production's TLS defaults (redirect, Secure cookies, HSTS)
 # would lock a browser out, so `make run` turns them off unless they are set.
 export SECURE_SSL_REDIRECT="${SECURE_SSL_REDIRECT:-0}"

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "webapp.metrics.middleware.RequestMetricsMiddleware",  # first: times the whole stack
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -173,7 +174,7 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # proxy that ends TLS, set SECURE_PROXY_SSL_HEADER=1 so that its
 # X-Forwarded-Proto says which requests came in over HTTPS.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
@@ -235,6 +236,12 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Seconds between two heartbeats of a worker; a heartbeat lives three of them, and a
 # reply whose worker's heartbeat is gone is failed by the sweeper (docs/operations.md).
 WORKER_HEARTBEAT_S = env_int("WORKER_HEARTBEAT_S", 5)
+
+# --- Metrics (docs/operations.md) --------------------------------------------
+# The bearer token of `/metrics`; unset, it answers only from loopback. The
+# series of several processes add up when PROMETHEUS_MULTIPROC_DIR (read by
+# prometheus-client itself, not here) names a folder they share.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # --- Model and generation --------------------------------------------------
 MODEL_PATH = os.environ.get("MODEL_PATH", "")

@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from webapp.health import healthz
+from webapp.metrics.views import metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index", permanent=False)),
@@ -10,7 +11,9 @@ urlpatterns = [
     path("c/", include("webapp.chat.urls")),
     path("moderation/", include("webapp.moderation.urls")),
     path("manage/", include("webapp.accounts.manage_urls")),
+    path("usage/", include("webapp.usage.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("", include("webapp.api.urls")),
 ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
+from webapp import metrics
 from webapp.chat.live import redis_client
 
 
@@ -33,6 +34,16 @@ def write_heartbeat(worker: str, status: dict[str, Any]) -> None:
     """Publish one worker's state: model, device, dtype, state (loading/ready/failed), busy, replies."""
     record = {**status, "worker": worker, "updated_at": time.time()}
     redis_client().set(_key(worker), json.dumps(record), ex=heartbeat_ttl_s())
+    metrics.heartbeat_written()
+
+
+# What an engine's load may carry beyond active/waiting (a paged KV cache, a prefix cache).
+ENGINE_LOAD_EXTRAS = ("kv_blocks_used", "kv_blocks_free", "prefix_hit_rate")
+
+
+def engine_load_extras(load: object) -> dict[str, Any]:
+    """The optional fields of an engine's load for its heartbeat; absent ones are left out."""
+    return {name: value for name in ENGINE_LOAD_EXTRAS if (value := getattr(load, name, None)) is not None}
 
 
 def remove_heartbeat(worker: str) -> None:

@@ -244,6 +244,9 @@ def test_run_starts_a_private_redis_daphne_and_a_worker_and_ctrl_c_stops_them(tm
                 return (await collect_reply(ws))[1]
 
         assert asyncio.run(one_reply())["status"] == "complete"
+        # Daphne's /metrics adds up the worker's series too (PROMETHEUS_MULTIPROC_DIR, set by the script).
+        with urllib.request.urlopen(f"{run.base_url}/metrics", timeout=10) as response:
+            assert 'mchat_replies_total{status="complete"} 1.0' in response.read().decode()
 
         # A second terminal in the same checkout: the commands as docs/ write them, nothing set.
         terminal = terminal_env(tmp_path)

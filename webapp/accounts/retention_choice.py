@@ -25,9 +25,9 @@ def effective_retention_days(user: AbstractBaseUser) -> int | None:
     candidates = [days for days in (settings.RETENTION_DAYS, account_retention_days(user)) if days]
     return min(candidates, default=None)
 
+
 # What the form sends for "as long as the deployment keeps conversations".
 RETENTION_DEFAULT = ""
-
 
 
 def check_retention_days(value: object) -> int | None:
@@ -41,7 +41,7 @@ def check_retention_days(value: object) -> int | None:
     raise AccountInputError(
         "bad_retention_days",
         f"Choose how long to keep your conversations from the list (days: {offered}); "
-        "it cannot be longer than this server keeps them."
+        "it cannot be longer than this server keeps them.",
     )
 
 

@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from webapp import metrics
 from webapp.chat import events, live, services
 from webapp.chat.models import Conversation
 from webapp.chat.selectors import ConversationForbidden, ConversationNotFound, access_conversation, live_reply
@@ -83,6 +84,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
+            metrics.socket_connected(str(CLOSE_UNAUTHENTICATED))
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         try:
@@ -90,12 +92,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 user, self.scope["url_route"]["kwargs"]["conversation_id"]
             )
         except ConversationNotFound:
+            metrics.socket_connected(str(CLOSE_NOT_FOUND))
             await self.close(code=CLOSE_NOT_FOUND)
             return
         except ConversationForbidden:
+            metrics.socket_connected(str(CLOSE_FORBIDDEN))
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.group = live.group_name(self.conversation.id)
+        metrics.socket_connected("open")  # from here on, disconnect() counts it closed
         self.user_group = live.user_group_name(user.pk)
         # Highest seq already sent, per reply: a token at or below it is a
         # duplicate of what the snapshot carried.
@@ -106,12 +111,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
+            metrics.socket_closed()
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            await self._dispatch(self._parse(text_data))
+            payload = self._parse(text_data)
+            with metrics.socket_event(payload["type"]):  # a refused event is timed as an "error"
+                await self._dispatch(payload)
         except ChatInputError as error:
             await self._send_event(events.error_event(error.code, error.message, error.retry_after))
 

@@ -96,6 +96,12 @@ class Message(models.Model):
             models.Index(
                 fields=["created_at"], condition=models.Q(status="queued"), name="chat_message_queued_idx"
             ),
+            # Usage (webapp/usage/selectors.py): a window of days is summed from this index
+            # alone, without reading the rows (SQLite's covering index, PostgreSQL's index-only scan).
+            models.Index(
+                fields=["created_at", "conversation", "role", "prompt_tokens", "completion_tokens"],
+                name="chat_message_usage_idx",
+            ),
         ]
 
     def __str__(self) -> str:

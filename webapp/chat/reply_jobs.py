@@ -19,6 +19,7 @@ from inference.moderation.base import Verdict
 from inference.params import SamplingParams
 from inference.reply_loop import Emission
 from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
+from webapp import metrics
 from webapp.chat import events, live, quotas
 from webapp.chat.models import Conversation, Message
 from webapp.chat.selectors import prompt_history
@@ -60,15 +61,17 @@ def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
     )
     if reply is None:
         return None
+    queue_ms = (timezone.now() - reply.created_at).total_seconds() * 1000.0
     # One statement, atomic by itself: no transaction around it (two round trips fewer).
     claimed = Message.objects.filter(id=reply.id, status=Message.Status.QUEUED).update(
         status=Message.Status.STREAMING,
-        queue_ms=(timezone.now() - reply.created_at).total_seconds() * 1000.0,
+        queue_ms=queue_ms,
         updated_at=timezone.now(),
     )
     if not claimed:
         return None
     transaction.on_commit(queue_announcer.moved)  # at once, unless a caller's transaction is open
+    metrics.reply_claimed(queue_ms=queue_ms)
     stored = dict(reply.params)
     raw = bool(stored.pop("raw", False))
     stop = tuple(stored.pop("stop", ()))
@@ -177,6 +180,7 @@ def reply_finish(
         )
 
         def announce() -> None:
+            metrics.reply_finished(status=status, stats=stats)
             for event in recorded:
                 live.publish(reply.conversation_id, events.moderation_event(event))
             live.publish(reply.conversation_id, events.done_event(reply))

@@ -150,7 +150,7 @@ def horizontal_bars(
 
 def _series_class(name: str) -> str:
     # A class per name, not per position: a category keeps its colour whichever others occur.
-    return f"chart-{name.replace('_', '-')}"
+    return f"chart-{name.replace('_', '-').replace(' ', '-')}"
 
 
 def _number(value: float) -> str:

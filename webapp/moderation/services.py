@@ -19,6 +19,7 @@ from django.utils import timezone
 from inference.moderation.base import CATEGORIES, Action, Stage, Verdict
 from inference.moderation.rules import Rule as RuleSpec
 from inference.moderation.rules import RuleError
+from webapp import metrics
 from webapp.accounts.access import is_protected_from_sanctions
 from webapp.chat import events as chat_events
 from webapp.chat import live as chat_live
@@ -81,6 +82,7 @@ def moderation_record(*, reply: Message, verdicts: Sequence[Verdict], original: 
         for verdict in verdicts
     ]
     created = ModerationEvent.objects.bulk_create(rows)
+    transaction.on_commit(lambda: metrics.moderation_recorded(created))
     items = [_event_item(row) for row in created if row.pk is not None]
     for item in items:
         _notify_after_commit(item)

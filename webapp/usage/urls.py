@@ -1,0 +1,14 @@
+from django.urls import path
+
+from webapp.usage import views
+
+app_name = "usage"
+urlpatterns = [
+    path("", views.my_usage, name="mine"),
+    path("csv/", views.my_usage_csv, name="mine_csv"),
+    # Staff: per person (people) and per API key (keys); see selectors.DIMENSIONS.
+    path("<str:dimension>/", views.breakdown, name="breakdown"),
+    path("<str:dimension>/csv/", views.breakdown_csv, name="breakdown_csv"),
+    path("<str:dimension>/<int:ident>/", views.breakdown_detail, name="detail"),
+    path("<str:dimension>/<int:ident>/csv/", views.breakdown_detail_csv, name="detail_csv"),
+]
