@@ -28,6 +28,8 @@ BACKEND = "django.contrib.auth.backends.ModelBackend"
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("chat:index")
+    if not settings.LOCAL_LOGIN:
+        return _local_off(request)
     if not signup_open():
         return _refused(
             request,
@@ -43,6 +45,8 @@ def signup_invited(request: HttpRequest, token: str) -> HttpResponse:
     """An invitation's link: the sign-up form, whatever SIGNUP_MODE says, once, before it expires."""
     if request.user.is_authenticated:
         return redirect("chat:index")
+    if not settings.LOCAL_LOGIN:
+        return _local_off(request)
     try:
         invitation_check(token)
     except InvitationRefused as refused:
@@ -80,6 +84,12 @@ def _invitation_refused(request: HttpRequest, refused: InvitationRefused) -> Htt
     return _refused(request, heading="This invitation cannot be used", refusal=refused, status=status)
 
 
+def _local_off(request: HttpRequest) -> HttpResponse:
+    # LOCAL_LOGIN=0: accounts come from single sign-on only, so nobody makes a password here.
+    refusal = SignupRefused("local_login_off", "Accounts here come from single sign-on: use a button on the log-in page.")
+    return _refused(request, heading="Sign-up is off", refusal=refusal, status=403)
+
+
 def _refused(request: HttpRequest, *, heading: str, refusal: SignupRefused, status: int) -> HttpResponse:
     context = {"heading": heading, "code": refusal.code, "reason": refusal.message}
     return render(request, "accounts/refused.html", context, status=status)
@@ -97,7 +107,18 @@ class ThrottledLoginView(LoginView):
             "address": self.request.META.get("REMOTE_ADDR", ""),
         }
 
+    def get_context_data(self, **kwargs: object) -> dict[str, object]:
+        return {
+            **super().get_context_data(**kwargs),
+            "local_login": settings.LOCAL_LOGIN,
+            "sso_providers": settings.OIDC_PROVIDERS,
+        }
+
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not settings.LOCAL_LOGIN:
+            # The form is not shown then; a hand-made POST is refused before any password is checked.
+            form = self.get_form_class()(request=request)
+            return self.render_to_response(self.get_context_data(form=form, local_refused=True), status=403)
         wait_s = throttle.check_login_allowed(**self._who())
         if wait_s:
             # An unbound form: the password is not even checked while throttled.
