@@ -1,7 +1,7 @@
 """Talking to OpenID Connect providers, through Authlib: the redirect there and the checked answer back.
 
 Authlib does the protocol: discovery, state and nonce kept in the session,
-PKCE-free code flow with the client secret, and the ID token's signature
+the code flow with PKCE and the client secret, and the ID token's signature
 (the provider's published keys), issuer, audience, expiry and nonce. This
 module only turns each way that can fail into an `SsoRefused` with a page's
 words, so that a bad answer or a provider that is down is never a 500.
@@ -18,7 +18,7 @@ from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.django_client import DjangoOAuth2App, OAuth
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError
+from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 
 from webapp.accounts.oidc_settings import OidcProvider
 from webapp.accounts.sso import SsoRefused
@@ -39,7 +39,7 @@ def _client(provider: OidcProvider, timeout_s: int) -> DjangoOAuth2App:
         client_id=provider.client_id,
         client_secret=provider.client_secret,
         server_metadata_url=provider.metadata_url,
-        client_kwargs={"scope": provider.scopes, "timeout": timeout_s},
+        client_kwargs={"scope": provider.scopes, "timeout": timeout_s, "code_challenge_method": "S256"},
     )
 
 
@@ -72,11 +72,10 @@ def fetch_claims(request: HttpRequest, provider: OidcProvider) -> dict[str, obje
         ) from None
     except ExpiredTokenError:
         raise SsoRefused("token_expired", f"{provider.label}'s answer has expired: start again.", 400) from None
-    except InvalidClaimError as error:
-        claim = getattr(error, "claim", "") or str(error)
+    except ClaimError as error:  # a wrong or missing iss, aud, azp, nonce, sub
         raise SsoRefused(
             "invalid_token",
-            f"{provider.label}'s answer was not meant for this site ({claim}): nothing was changed.",
+            f"{provider.label}'s answer was not meant for this site ({error.claim}): nothing was changed.",
             400,
         ) from None
     except (JoseError, AuthlibBaseError) as error:
