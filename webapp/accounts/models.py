@@ -92,7 +92,9 @@ class Invitation(models.Model):
 class SsoIdentity(models.Model):
     """A person as one OpenID Connect provider knows them: its `sub`, stable where e-mails are not."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities"
+    )
     provider = models.CharField(max_length=40)  # OIDC_PROVIDERS' id
     subject = models.CharField(max_length=255)  # the ID token's `sub`
     created_at = models.DateTimeField(auto_now_add=True)

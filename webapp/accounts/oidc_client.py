@@ -68,10 +68,14 @@ def fetch_claims(request: HttpRequest, provider: OidcProvider) -> dict[str, obje
     except OAuthError as error:
         # The provider sent the browser back with an error (the person said no, a misconfiguration).
         raise SsoRefused(
-            "provider_error", f"{provider.label} refused the sign-in: {error.description or error.error}.", 400
+            "provider_error",
+            f"{provider.label} refused the sign-in: {error.description or error.error}.",
+            400,
         ) from None
     except ExpiredTokenError:
-        raise SsoRefused("token_expired", f"{provider.label}'s answer has expired: start again.", 400) from None
+        raise SsoRefused(
+            "token_expired", f"{provider.label}'s answer has expired: start again.", 400
+        ) from None
     except ClaimError as error:  # a wrong or missing iss, aud, azp, nonce, sub
         raise SsoRefused(
             "invalid_token",
@@ -94,5 +98,7 @@ def fetch_claims(request: HttpRequest, provider: OidcProvider) -> dict[str, obje
 def _unavailable(provider: OidcProvider, error: Exception) -> SsoRefused:
     log.warning("SSO %s: provider unavailable: %r", provider.id, error)
     return SsoRefused(
-        "provider_unavailable", f"{provider.label} does not answer right now: try again in a few minutes.", 502
+        "provider_unavailable",
+        f"{provider.label} does not answer right now: try again in a few minutes.",
+        502,
     )

@@ -43,7 +43,9 @@ def _provider(index: int, item: object, *, allow_http: bool) -> OidcProvider:
         raise OidcSettingsError(f"{where}: each provider is an object such as {{'id': 'keycloak', ...}}.")
     unknown = sorted(set(item) - _KEYS)
     if unknown:
-        raise OidcSettingsError(f"{where}: unknown key {unknown[0][:40]!r}; the keys are {', '.join(sorted(_KEYS))}.")
+        raise OidcSettingsError(
+            f"{where}: unknown key {unknown[0][:40]!r}; the keys are {', '.join(sorted(_KEYS))}."
+        )
     if any(not isinstance(value, str) for value in item.values()):
         raise OidcSettingsError(f"{where}: every value is a string.")
     for key in _REQUIRED:

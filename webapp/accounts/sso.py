@@ -67,7 +67,11 @@ def claims_from(provider: OidcProvider, claims: Mapping[str, object]) -> SsoClai
     # Some providers send the flag as the string "true".
     verified = claims.get("email_verified") in (True, "true")
     hint = next(
-        (value for key in ("preferred_username", "email") if isinstance(value := claims.get(key), str) and value),
+        (
+            value
+            for key in ("preferred_username", "email")
+            if isinstance(value := claims.get(key), str) and value
+        ),
         "",
     )
     groups = None
@@ -124,13 +128,11 @@ def _matched_by_email(provider: OidcProvider, claims: SsoClaims) -> AbstractBase
 
 
 def _register(provider: OidcProvider, claims: SsoClaims) -> AbstractBaseUser:
-    if claims.email and not claims.email_verified:
-        # Under SIGNUP_MODE=domains the address is the ticket in: the provider must vouch for it.
-        if email_required():
-            raise SsoRefused(
-                "email_unverified",
-                f"Sign-up needs an e-mail address that {provider.label} says is verified.",
-            )
+    # Under SIGNUP_MODE=domains the address is the ticket in: the provider must vouch for it.
+    if claims.email and not claims.email_verified and email_required():
+        raise SsoRefused(
+            "email_unverified", f"Sign-up needs an e-mail address that {provider.label} says is verified."
+        )
     try:
         registered = account_register(
             username=_free_username(claims.username_hint), password=None, email=claims.email, source=SSO
@@ -180,7 +182,9 @@ def _check_may_log_in(user: AbstractBaseUser, *, created: bool) -> None:
                 "Your account is waiting for an administrator's approval; you can log in once it is approved.",
             )
         if approval == Account.Approval.DECLINED:
-            raise SsoRefused("declined", "An administrator has declined this sign-up, so the account cannot log in.")
+            raise SsoRefused(
+                "declined", "An administrator has declined this sign-up, so the account cannot log in."
+            )
         raise SsoRefused("deactivated", "This account has been deactivated by an administrator.")
     if is_banned(user):
         raise SsoRefused("banned", "This account has been banned by a moderator, so it can no longer log in.")

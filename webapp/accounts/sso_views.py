@@ -50,5 +50,9 @@ def sso_callback(request: HttpRequest, provider_id: str) -> HttpResponse:
 def _refused(request: HttpRequest, provider: OidcProvider, refused: SsoRefused) -> HttpResponse:
     if refused.code == "pending":
         return render(request, "accounts/pending.html", {"username": ""}, status=403)
-    context = {"heading": f"Signing in with {provider.label} failed", "code": refused.code, "reason": refused.message}
+    context = {
+        "heading": f"Signing in with {provider.label} failed",
+        "code": refused.code,
+        "reason": refused.message,
+    }
     return render(request, "accounts/refused.html", context, status=refused.status)

@@ -86,7 +86,9 @@ def _invitation_refused(request: HttpRequest, refused: InvitationRefused) -> Htt
 
 def _local_off(request: HttpRequest) -> HttpResponse:
     # LOCAL_LOGIN=0: accounts come from single sign-on only, so nobody makes a password here.
-    refusal = SignupRefused("local_login_off", "Accounts here come from single sign-on: use a button on the log-in page.")
+    refusal = SignupRefused(
+        "local_login_off", "Accounts here come from single sign-on: use a button on the log-in page."
+    )
     return _refused(request, heading="Sign-up is off", refusal=refusal, status=403)
 
 

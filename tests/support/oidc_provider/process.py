@@ -38,7 +38,9 @@ def oidc_provider(
         line = process.stdout.readline()
         if line.strip() != "ready":
             process.wait(timeout=10)
-            raise RuntimeError(f"the test provider did not start: {(folder / 'provider.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"the test provider did not start: {(folder / 'provider.log').read_text()[-2000:]}"
+            )
         yield f"http://127.0.0.1:{port}/o"
     finally:
         process.terminate()

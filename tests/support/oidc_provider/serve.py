@@ -55,7 +55,9 @@ def main(port: int, folder: str) -> None:
         algorithm=Application.RS256_ALGORITHM,
         skip_authorization=True,
     )
-    server = make_server("127.0.0.1", port, get_wsgi_application(), server_class=_Server, handler_class=_Quiet)
+    server = make_server(
+        "127.0.0.1", port, get_wsgi_application(), server_class=_Server, handler_class=_Quiet
+    )
     print("ready", flush=True)
     server.serve_forever()
 

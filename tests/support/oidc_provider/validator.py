@@ -9,6 +9,9 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 
 
 class Validator(OAuth2Validator):
+    # A claim outside this map is dropped; `groups` comes with the profile scope, as Keycloak's mapper does.
+    oidc_claim_scope = {**OAuth2Validator.oidc_claim_scope, "groups": "profile"}
+
     def get_additional_claims(self, request: object) -> dict[str, object]:
         people = json.loads(os.environ["OIDC_PROVIDER_USERS"])
         person = people[request.user.username]

@@ -16,7 +16,12 @@ from webapp.moderation.models import AuditLogEntry
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a-long-Passw0rd!"
-ALICE = {"sub": "alice-1", "email": "alice@example.com", "email_verified": True, "preferred_username": "alice"}
+ALICE = {
+    "sub": "alice-1",
+    "email": "alice@example.com",
+    "email_verified": True,
+    "preferred_username": "alice",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +42,9 @@ def sign_in(client: Client, provider: FakeProvider, *, state: str | None = None,
     assert begin.status_code == 302, begin.content
     real_state = provider.remember_nonce(begin["Location"])
     provider.claims.update(claims)
-    return client.get(f"/accounts/sso/{PROVIDER.id}/callback/", {"code": "c0de", "state": state or real_state})
+    return client.get(
+        f"/accounts/sso/{PROVIDER.id}/callback/", {"code": "c0de", "state": state or real_state}
+    )
 
 
 def users() -> int:
@@ -62,14 +69,24 @@ def test_first_sign_in_makes_an_account_and_logs_in(client: Client, provider: Fa
     assert logged_in_as(client) == "alice"
 
 
-def test_the_authorize_redirect_asks_for_pkce_nonce_and_scopes(client: Client, provider: FakeProvider) -> None:
+def test_the_authorize_redirect_asks_for_pkce_nonce_and_scopes(
+    client: Client, provider: FakeProvider
+) -> None:
     location = client.get(f"/accounts/sso/{PROVIDER.id}/")["Location"]
     assert location.startswith("https://id.example.test/authorize?")
-    for part in ("code_challenge_method=S256", "nonce=", "state=", "scope=openid+email+profile", "client_id=mistral-chat"):
+    for part in (
+        "code_challenge_method=S256",
+        "nonce=",
+        "state=",
+        "scope=openid+email+profile",
+        "client_id=mistral-chat",
+    ):
         assert part in location
 
 
-def test_the_same_subject_is_the_same_person_even_with_a_new_address(client: Client, provider: FakeProvider) -> None:
+def test_the_same_subject_is_the_same_person_even_with_a_new_address(
+    client: Client, provider: FakeProvider
+) -> None:
     sign_in(client, provider)
     client.logout()
     sign_in(client, provider, email="alice@new.example.com")
@@ -104,7 +121,9 @@ def test_approval_mode_makes_the_account_wait(client: Client, provider: FakeProv
     assert logged_in_as(client) is None
 
 
-def test_domains_mode_needs_a_verified_address_in_the_domains(client: Client, provider: FakeProvider, settings) -> None:
+def test_domains_mode_needs_a_verified_address_in_the_domains(
+    client: Client, provider: FakeProvider, settings
+) -> None:
     settings.SIGNUP_MODE, settings.SIGNUP_DOMAINS = "domains", ("example.com",)
     response = sign_in(client, provider, email="alice@elsewhere.org")
     assert response.status_code == 403 and b"example.com only" in response.content and users() == 0
@@ -170,7 +189,9 @@ def test_a_callback_without_a_sign_in_started_is_refused(client: Client, provide
     ],
     ids=["audience", "issuer", "nonce", "expired"],
 )
-def test_an_untrustworthy_token_is_refused(client: Client, provider: FakeProvider, claims: dict, words: bytes) -> None:
+def test_an_untrustworthy_token_is_refused(
+    client: Client, provider: FakeProvider, claims: dict, words: bytes
+) -> None:
     response = sign_in(client, provider, **claims)
     assert response.status_code == 400 and words in response.content, response.content
     assert users() == 0 and logged_in_as(client) is None
@@ -200,7 +221,8 @@ def test_a_token_without_a_subject_is_refused(client: Client, provider: FakeProv
 def test_the_provider_saying_no_is_shown(client: Client, provider: FakeProvider) -> None:
     client.get(f"/accounts/sso/{PROVIDER.id}/")
     response = client.get(
-        f"/accounts/sso/{PROVIDER.id}/callback/", {"error": "access_denied", "error_description": "User said no"}
+        f"/accounts/sso/{PROVIDER.id}/callback/",
+        {"error": "access_denied", "error_description": "User said no"},
     )
     assert response.status_code == 400 and b"User said no" in response.content
 
@@ -225,7 +247,9 @@ def test_an_unknown_provider_is_404(client: Client) -> None:
 
 
 @pytest.mark.parametrize("state", ["deactivated", "banned"])
-def test_a_deactivated_or_banned_person_is_refused(client: Client, provider: FakeProvider, state: str) -> None:
+def test_a_deactivated_or_banned_person_is_refused(
+    client: Client, provider: FakeProvider, state: str
+) -> None:
     from webapp.moderation.models import Sanction
 
     sign_in(client, provider)
