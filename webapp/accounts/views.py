@@ -110,11 +110,7 @@ class ThrottledLoginView(LoginView):
         }
 
     def get_context_data(self, **kwargs: object) -> dict[str, object]:
-        return {
-            **super().get_context_data(**kwargs),
-            "local_login": settings.LOCAL_LOGIN,
-            "sso_providers": settings.OIDC_PROVIDERS,
-        }
+        return {**super().get_context_data(**kwargs), "sso_providers": settings.OIDC_PROVIDERS}
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         if not settings.LOCAL_LOGIN:
