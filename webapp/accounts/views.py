@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.auth import login
 from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.views import LoginView
+from django.contrib.auth.views import LoginView, redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -95,6 +96,13 @@ def _local_off(request: HttpRequest) -> HttpResponse:
 def _refused(request: HttpRequest, *, heading: str, refusal: SignupRefused, status: int) -> HttpResponse:
     context = {"heading": heading, "code": refusal.code, "reason": refusal.message}
     return render(request, "accounts/refused.html", context, status=status)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """/admin/'s own password log-in, unless LOCAL_LOGIN=0: then the site's log-in page (its SSO buttons)."""
+    if not settings.LOCAL_LOGIN:
+        return redirect_to_login(request.GET.get("next", "/admin/"))
+    return admin.site.login(request)
 
 
 class ThrottledLoginView(LoginView):

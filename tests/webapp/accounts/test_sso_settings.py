@@ -143,3 +143,16 @@ def test_local_sign_up_is_refused(client: Client, sso_only: None, url: str) -> N
     response = client.post(url, {"username": "dan", "password1": PASSWORD, "password2": PASSWORD})
     assert response.status_code == 403 and b"single sign-on" in response.content
     assert not get_user_model().objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_s_password_form_is_off_too(client: Client, sso_only: None) -> None:
+    get_user_model().objects.create_superuser("root", password=PASSWORD)
+    response = client.post("/admin/login/?next=/admin/", {"username": "root", "password": PASSWORD})
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    assert client.get("/admin/").status_code == 302  # not logged in
+
+
+@pytest.mark.django_db
+def test_the_admin_s_password_form_stays_with_local_login(client: Client) -> None:
+    assert b'name="password"' in client.get("/admin/login/").content
