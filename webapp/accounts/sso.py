@@ -20,9 +20,9 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 from django.utils import timezone
 
-from webapp.accounts.audit import audit_record
 from webapp.accounts.models import Account, SsoIdentity
 from webapp.accounts.oidc_settings import OidcProvider
+from webapp.accounts.services import groups_replace
 from webapp.accounts.signup import SSO, SignupRefused, account_register, email_required
 from webapp.moderation.selectors import is_banned
 
@@ -159,18 +159,9 @@ def _groups_follow(user: AbstractBaseUser, provider: OidcProvider, names: tuple[
     if unknown:
         # Never created: a provider must not be able to invent groups, and with them limits.
         log.warning("SSO %s: unknown groups ignored for user %s: %s", provider.id, user.pk, unknown[:20])
-    before = sorted(user.groups.values_list("name", flat=True))
-    after = sorted(group.name for group in groups)
-    if before == after:
+    if set(user.groups.values_list("pk", flat=True)) == {group.pk for group in groups}:
         return
-    user.groups.set(groups)
-    audit_record(
-        actor=user,
-        action="user_groups",
-        target_type="user",
-        target_id=user.pk,
-        detail={"before": before, "after": after, "via": f"sso:{provider.id}", "ignored": unknown[:20]},
-    )
+    groups_replace(actor=user, user=user, groups=groups, via=f"sso:{provider.id}", ignored=unknown[:20])
 
 
 def _check_may_log_in(user: AbstractBaseUser, *, created: bool) -> None:

@@ -265,7 +265,9 @@ def test_a_deactivated_or_banned_person_is_refused(
     assert logged_in_as(client) is None
 
 
-def test_two_accounts_with_the_address_are_not_guessed_between(client: Client, provider: FakeProvider) -> None:
+def test_two_accounts_with_the_address_are_not_guessed_between(
+    client: Client, provider: FakeProvider
+) -> None:
     for name in ("al", "alice.b"):
         get_user_model().objects.create_user(name, email="alice@example.com", password=PASSWORD)
     response = sign_in(client, provider)

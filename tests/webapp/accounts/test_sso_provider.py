@@ -7,6 +7,7 @@ own process on a free port, with its own keys, users and log-in page, which
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from urllib.parse import urljoin, urlsplit
@@ -18,6 +19,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from tests.support.oidc_provider.process import oidc_provider
+from tests.support.oidc_tokens import PROVIDER
 from tests.support.stack import free_port
 from webapp.accounts import oidc_client
 from webapp.accounts.oidc_settings import OidcProvider
@@ -42,13 +44,8 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def provider_at(issuer: str) -> OidcProvider:
-    return OidcProvider(
-        id="dot",
-        label="DOT",
-        issuer=issuer,
-        client_id="mistral-chat",
-        client_secret="provider-s3cret",
-        groups_claim="groups",
+    return dataclasses.replace(
+        PROVIDER, id="dot", label="DOT", issuer=issuer, client_secret="provider-s3cret"
     )
 
 
