@@ -48,6 +48,7 @@ class FakeProvider:
     key: RSAKey = field(default_factory=lambda: KEY)
     down: bool = False
     nonce: str = ""
+    issuer_in_discovery: str = ISSUER
 
     def install(self, monkeypatch) -> FakeProvider:
         fake = self
@@ -59,7 +60,7 @@ class FakeProvider:
                 return _response(
                     200,
                     {
-                        "issuer": ISSUER,
+                        "issuer": fake.issuer_in_discovery,
                         "authorization_endpoint": f"{ISSUER}/authorize",
                         "token_endpoint": f"{ISSUER}/token",
                         "jwks_uri": f"{ISSUER}/jwks",

@@ -49,9 +49,20 @@ def client_for(provider: OidcProvider) -> DjangoOAuth2App:
 
 def authorize_redirect(request: HttpRequest, provider: OidcProvider, *, redirect_uri: str) -> HttpResponse:
     """The redirect to the provider's sign-in page; SsoRefused if it does not answer."""
+    client = client_for(provider)
     try:
-        return client_for(provider).authorize_redirect(request, redirect_uri)
-    except (requests.RequestException, ValueError, KeyError) as error:
+        issuer = client.load_server_metadata().get("issuer", "")
+        if issuer.rstrip("/") != provider.issuer.rstrip("/"):
+            # OpenID Connect Discovery: the document must name the issuer it was fetched for, else
+            # its keys and endpoints may be somebody else's (a wrong URL, a proxy's page).
+            log.error("SSO %s: discovery names issuer %r, not %r", provider.id, issuer[:200], provider.issuer)
+            raise SsoRefused(
+                "provider_misconfigured",
+                f"{provider.label} is not set up correctly here (its issuer differs): tell an administrator.",
+                502,
+            )
+        return client.authorize_redirect(request, redirect_uri)
+    except (requests.RequestException, ValueError, KeyError, AttributeError) as error:
         raise _unavailable(provider, error) from None
 
 

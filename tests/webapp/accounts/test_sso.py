@@ -273,3 +273,23 @@ def test_two_accounts_with_the_address_are_not_guessed_between(
     response = sign_in(client, provider)
     assert response.status_code == 403 and b"More than one account" in response.content
     assert users() == 2 and not SsoIdentity.objects.exists()
+
+
+def test_a_discovery_document_for_another_issuer_is_refused(client: Client, provider: FakeProvider) -> None:
+    provider.issuer_in_discovery = "https://evil.example"
+    response = client.get(f"/accounts/sso/{PROVIDER.id}/")
+    assert response.status_code == 502 and b"its issuer differs" in response.content
+
+
+def test_a_discovery_page_that_is_not_json_is_a_provider_down(client: Client, monkeypatch) -> None:
+    import requests
+    from authlib.integrations.requests_client import OAuth2Session
+
+    def html_page(session, method: str, url: str, **kwargs: object) -> requests.Response:
+        page = requests.Response()
+        page.status_code, page._content = 200, b"<html>proxy login</html>"
+        return page
+
+    monkeypatch.setattr(OAuth2Session, "request", html_page)
+    response = client.get(f"/accounts/sso/{PROVIDER.id}/")
+    assert response.status_code == 502 and b"does not answer right now" in response.content
