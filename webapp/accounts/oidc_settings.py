@@ -94,5 +94,7 @@ def check_oidc_settings(raw: str, *, local_login: bool, allow_http: bool) -> tup
     if len(set(ids)) != len(ids):
         raise OidcSettingsError("OIDC_PROVIDERS: two providers share an id.")
     if not local_login and not providers:
-        raise OidcSettingsError("LOCAL_LOGIN=0 needs OIDC_PROVIDERS: nobody could log in.")
+        raise OidcSettingsError(
+            "LOCAL_LOGIN=0 needs OIDC_PROVIDERS (or LDAP_SERVER_URI): nobody could log in."
+        )
     return providers

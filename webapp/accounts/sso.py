@@ -1,5 +1,9 @@
 """Single sign-on's side of accounts: from a provider's verified claims to a person (docs/identity.md).
 
+The providers are OpenID Connect's (webapp.accounts.oidc_client) and the
+LDAP directory (webapp.accounts.ldap_backend), which both vouch for who
+someone is; the rules below are the same for both.
+
 The token has been checked by then (webapp.accounts.oidc_client); this
 module decides who the claims are: the person already linked to the
 provider's `sub`; else an account with the same e-mail, only when the
@@ -14,6 +18,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
@@ -30,6 +35,16 @@ log = logging.getLogger(__name__)
 
 _NOT_USERNAME = re.compile(r"[^\w.@+-]")
 MAX_GROUP_NAMES = 200
+
+
+class IdentitySource(Protocol):
+    """Who vouches for the person: an OIDC provider, or the LDAP directory."""
+
+    @property
+    def id(self) -> str: ...  # SsoIdentity.provider
+
+    @property
+    def label(self) -> str: ...  # in the pages' words
 
 
 class SsoRefused(Exception):
@@ -82,7 +97,7 @@ def claims_from(provider: OidcProvider, claims: Mapping[str, object]) -> SsoClai
     return SsoClaims(subject=subject, email=email, email_verified=verified, username_hint=hint, groups=groups)
 
 
-def sso_sign_in(*, provider: OidcProvider, claims: SsoClaims) -> SsoSignedIn:
+def sso_sign_in(*, provider: IdentitySource, claims: SsoClaims) -> SsoSignedIn:
     """The person these claims are, linked or made now; SsoRefused (nothing changed) if they may not log in."""
     with transaction.atomic():
         identity = (
@@ -106,7 +121,7 @@ def sso_sign_in(*, provider: OidcProvider, claims: SsoClaims) -> SsoSignedIn:
     return SsoSignedIn(user=user, created=created)
 
 
-def _matched_by_email(provider: OidcProvider, claims: SsoClaims) -> AbstractBaseUser | None:
+def _matched_by_email(provider: IdentitySource, claims: SsoClaims) -> AbstractBaseUser | None:
     if not claims.email:
         return None
     matches = list(get_user_model().objects.filter(email__iexact=claims.email)[:2])
@@ -127,7 +142,7 @@ def _matched_by_email(provider: OidcProvider, claims: SsoClaims) -> AbstractBase
     return matches[0]
 
 
-def _register(provider: OidcProvider, claims: SsoClaims) -> AbstractBaseUser:
+def _register(provider: IdentitySource, claims: SsoClaims) -> AbstractBaseUser:
     # Under SIGNUP_MODE=domains the address is the ticket in: the provider must vouch for it.
     if claims.email and not claims.email_verified and email_required():
         raise SsoRefused(
@@ -153,7 +168,7 @@ def _free_username(hint: str) -> str:
     return name
 
 
-def _groups_follow(user: AbstractBaseUser, provider: OidcProvider, names: tuple[str, ...]) -> None:
+def _groups_follow(user: AbstractBaseUser, provider: IdentitySource, names: tuple[str, ...]) -> None:
     groups = list(Group.objects.filter(name__in=names))
     unknown = sorted(set(names) - {group.name for group in groups})
     if unknown:

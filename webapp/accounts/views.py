@@ -118,10 +118,15 @@ class ThrottledLoginView(LoginView):
         }
 
     def get_context_data(self, **kwargs: object) -> dict[str, object]:
-        return {**super().get_context_data(**kwargs), "sso_providers": settings.OIDC_PROVIDERS}
+        return {
+            **super().get_context_data(**kwargs),
+            "sso_providers": settings.OIDC_PROVIDERS,
+            # LOCAL_LOGIN=0 keeps the password form for the directory's passwords.
+            "password_form": settings.LOCAL_LOGIN or bool(settings.LDAP_SERVER_URI),
+        }
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        if not settings.LOCAL_LOGIN:
+        if not settings.LOCAL_LOGIN and not settings.LDAP_SERVER_URI:
             # The form is not shown then; a hand-made POST is refused before any password is checked.
             form = self.get_form_class()(request=request)
             return self.render_to_response(self.get_context_data(form=form, local_refused=True), status=403)
