@@ -22,7 +22,7 @@ from typing import Protocol
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from webapp.accounts.models import Account, SsoIdentity
@@ -99,6 +99,15 @@ def claims_from(provider: OidcProvider, claims: Mapping[str, object]) -> SsoClai
 
 def sso_sign_in(*, provider: IdentitySource, claims: SsoClaims) -> SsoSignedIn:
     """The person these claims are, linked or made now; SsoRefused (nothing changed) if they may not log in."""
+    try:
+        return _sign_in(provider, claims)
+    except IntegrityError:
+        # Two first sign-ins of one person at once (two tabs): the other made the identity
+        # (or took the username) first; this one now finds it.
+        return _sign_in(provider, claims)
+
+
+def _sign_in(provider: IdentitySource, claims: SsoClaims) -> SsoSignedIn:
     with transaction.atomic():
         identity = (
             SsoIdentity.objects.select_for_update()
@@ -116,9 +125,8 @@ def sso_sign_in(*, provider: IdentitySource, claims: SsoClaims) -> SsoSignedIn:
         identity.save(update_fields=["last_login_at"])
         if claims.groups is not None:
             _groups_follow(identity.user, provider, claims.groups)
-    user = identity.user
-    _check_may_log_in(user, created=created)
-    return SsoSignedIn(user=user, created=created)
+    _check_may_log_in(identity.user)
+    return SsoSignedIn(user=identity.user, created=created)
 
 
 def _matched_by_email(provider: IdentitySource, claims: SsoClaims) -> AbstractBaseUser | None:
@@ -150,7 +158,12 @@ def _register(provider: IdentitySource, claims: SsoClaims) -> AbstractBaseUser:
         )
     try:
         registered = account_register(
-            username=_free_username(claims.username_hint), password=None, email=claims.email, source=SSO
+            username=_free_username(claims.username_hint),
+            password=None,
+            # Only an address the provider vouches for is kept: another provider's verified sign-in
+            # would otherwise be linked to this account by it.
+            email=claims.email if claims.email_verified else "",
+            source=SSO,
         )
     except SignupRefused as refused:
         raise SsoRefused(refused.code, refused.message) from None
@@ -179,7 +192,7 @@ def _groups_follow(user: AbstractBaseUser, provider: IdentitySource, names: tupl
     groups_replace(actor=user, user=user, groups=groups, via=f"sso:{provider.id}", ignored=unknown[:20])
 
 
-def _check_may_log_in(user: AbstractBaseUser, *, created: bool) -> None:
+def _check_may_log_in(user: AbstractBaseUser) -> None:
     if not user.is_active:
         approval = Account.objects.filter(user=user).values_list("approval", flat=True).first()
         if approval == Account.Approval.PENDING:

@@ -293,3 +293,29 @@ def test_a_discovery_page_that_is_not_json_is_a_provider_down(client: Client, mo
     monkeypatch.setattr(OAuth2Session, "request", html_page)
     response = client.get(f"/accounts/sso/{PROVIDER.id}/")
     assert response.status_code == 502 and b"does not answer right now" in response.content
+
+
+def test_an_unverified_address_is_not_kept_on_a_new_account(client: Client, provider: FakeProvider) -> None:
+    sign_in(client, provider, email_verified=False)
+    assert get_user_model().objects.get(username="alice").email == ""  # nobody can be linked to it later
+
+
+def test_a_first_sign_in_that_lost_a_race_tries_once_more(provider: FakeProvider, monkeypatch) -> None:
+    # The other tab's commit cannot be staged inside the test's transaction: the race is the
+    # IntegrityError that the other tab's commit gives this one, and the retry finds its row.
+    from django.db import IntegrityError
+
+    from webapp.accounts import sso
+
+    real, calls = sso._sign_in, []
+
+    def lost_then_found(source, claims):
+        calls.append(claims.subject)
+        if len(calls) == 1:
+            raise IntegrityError("UNIQUE constraint failed: accounts_ssoidentity.provider, subject")
+        return real(source, claims)
+
+    monkeypatch.setattr(sso, "_sign_in", lost_then_found)
+    claims = sso.SsoClaims("alice-1", "alice@example.com", True, "alice", None)
+    assert sso.sso_sign_in(provider=PROVIDER, claims=claims).user.username == "alice"
+    assert calls == ["alice-1", "alice-1"] and SsoIdentity.objects.count() == 1
