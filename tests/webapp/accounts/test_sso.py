@@ -319,3 +319,16 @@ def test_a_first_sign_in_that_lost_a_race_tries_once_more(provider: FakeProvider
     claims = sso.SsoClaims("alice-1", "alice@example.com", True, "alice", None)
     assert sso.sso_sign_in(provider=PROVIDER, claims=claims).user.username == "alice"
     assert calls == ["alice-1", "alice-1"] and SsoIdentity.objects.count() == 1
+
+
+def test_the_person_page_says_how_they_sign_in(client: Client, provider: FakeProvider) -> None:
+    from webapp.accounts.models import Role
+
+    sign_in(client, provider)
+    admin = get_user_model().objects.create_user("boss", password=PASSWORD)
+    Account.objects.create(user=admin, role=Role.ADMINISTRATOR)
+    manager = Client()
+    manager.force_login(admin)
+    alice = get_user_model().objects.get(username="alice")
+    assert b'id="person-identities">test (last ' in manager.get(f"/manage/users/{alice.pk}/").content
+    assert b'id="person-identities">a password<' in manager.get(f"/manage/users/{admin.pk}/").content
