@@ -47,7 +47,12 @@ def ldap_settings(env: Mapping[str, str]) -> dict[str, object]:
         raise LdapSettingsError(
             "LDAP_USER_DN_TEMPLATE must contain %(user)s, e.g. 'uid=%(user)s,ou=people,dc=…'."
         )
-    timeout_s = int(env.get("LDAP_TIMEOUT_S") or 5)
+    try:
+        timeout_s = int(env.get("LDAP_TIMEOUT_S") or 5)
+    except ValueError:
+        timeout_s = 0
+    if not 1 <= timeout_s <= 120:
+        raise LdapSettingsError("LDAP_TIMEOUT_S must be a whole number of seconds, 1 to 120.")
     found: dict[str, object] = {
         "AUTH_LDAP_SERVER_URI": uri,
         "AUTH_LDAP_START_TLS": env.get("LDAP_START_TLS", "").strip().lower() in {"1", "true", "yes", "on"},

@@ -124,6 +124,7 @@ def test_a_directory_that_is_down_says_so(client: Client, settings) -> None:
             {"LDAP_USER_SEARCH_BASE": "dc=x", "LDAP_GROUP_SEARCH_BASE": "dc=x", "LDAP_GROUP_TYPE": "ad"},
             "LDAP_GROUP_TYPE",
         ),
+        ({"LDAP_USER_SEARCH_BASE": "dc=x", "LDAP_TIMEOUT_S": "soon"}, "LDAP_TIMEOUT_S"),
     ],
 )
 def test_junk_settings_refuse_to_start(env: dict[str, str], words: str) -> None:
@@ -141,3 +142,13 @@ def test_a_search_and_a_bind_account_work_too(client: Client, settings, director
         LDAP_BIND_PASSWORD="admin-secret",
     )
     assert log_in(client, "max", "max-Passw0rd!").status_code == 302
+
+
+def test_the_site_refuses_to_start_with_bad_ldap_settings(tmp_path) -> None:
+    from tests.webapp.test_settings import settings_in_a_fresh_process
+
+    result = settings_in_a_fresh_process(
+        tmp_path / "absent", DEBUG="1", LDAP_SERVER_URI="ldap://ldap.example.com"
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: LDAP needs one of LDAP_USER_DN_TEMPLATE" in result.stderr
