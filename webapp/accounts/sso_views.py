@@ -11,8 +11,7 @@ from django.views.decorators.http import require_GET
 from webapp.accounts import oidc_client
 from webapp.accounts.oidc_settings import OidcProvider
 from webapp.accounts.sso import SsoRefused, claims_from, sso_sign_in
-
-BACKEND = "django.contrib.auth.backends.ModelBackend"
+from webapp.accounts.views import BACKEND
 
 
 def _provider(provider_id: str) -> OidcProvider:
