@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # The CPU build lies on this machine's disk; a GPU machine may set TORCH_SPEC to its own.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test lint format install install-test browser clean audit
+.PHONY: run test lint format install install-test browser ldap clean audit
 
 run: $(VENV)/.installed
 	@bash scripts/run.sh
@@ -47,7 +47,7 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-ldap.txt | ldap
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
@@ -56,6 +56,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
+
+# Debian's slapd (the LDAP tests start one) and the OpenLDAP headers python-ldap builds against.
+ldap:
+	@{ [ -x /usr/sbin/slapd ] && [ -f /usr/include/ldap.h ] && [ -f /usr/include/sasl/sasl.h ]; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd libldap2-dev libsasl2-dev; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd libldap2-dev libsasl2-dev; fi; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles .run

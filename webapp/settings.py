@@ -13,6 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from webapp import secret_key
+from webapp.accounts.oidc_settings import OidcSettingsError, check_oidc_settings
 from webapp.accounts.signup_settings import SignupSettingsError, check_signup_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -165,6 +166,38 @@ INVITATION_DAYS = env_int("INVITATION_DAYS", 7)
 # What people whose groups say nothing else may do (the counts are below, with the quotas).
 API_ALLOWED_DEFAULT = env_bool("API_ALLOWED_DEFAULT", True)
 EXPORTS_ALLOWED_DEFAULT = env_bool("EXPORTS_ALLOWED_DEFAULT", True)
+
+# --- Single sign-on (OpenID Connect, docs/identity.md) ------------------------
+# Local accounts (password log-in, sign-up, invitations); 0 leaves only the SSO buttons.
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+# A JSON list of providers: [{"id", "label", "issuer", "client_id", "client_secret",
+# "scopes", "groups_claim"}]; http:// issuers only with DEBUG (or in tests).
+# LDAP sign-in through the log-in form (django-auth-ldap); empty: none. The other LDAP_* are
+# read only when it is set (webapp/accounts/ldap_settings.py).
+LDAP_SERVER_URI = os.environ.get("LDAP_SERVER_URI", "").strip()
+try:
+    OIDC_PROVIDERS = check_oidc_settings(
+        os.environ.get("OIDC_PROVIDERS", ""),
+        local_login=LOCAL_LOGIN or bool(LDAP_SERVER_URI),
+        allow_http=DEBUG or env_bool("OIDC_ALLOW_HTTP", False),
+    )
+except OidcSettingsError as error:
+    raise ImproperlyConfigured(str(error)) from None
+# Seconds to wait for a provider (discovery, keys, token) before saying it does not answer.
+OIDC_TIMEOUT_S = env_int("OIDC_TIMEOUT_S", 10)
+LDAP_GROUPS_FOLLOW = False
+if LDAP_SERVER_URI:
+    from webapp.accounts.ldap_settings import LdapSettingsError, ldap_settings
+
+    try:
+        globals().update(ldap_settings(os.environ))
+    except LdapSettingsError as error:
+        raise ImproperlyConfigured(str(error)) from None
+    # The directory first; Django's own for local accounts (and every session, whoever made it).
+    AUTHENTICATION_BACKENDS = [
+        "webapp.accounts.ldap_backend.DirectoryBackend",
+        "django.contrib.auth.backends.ModelBackend",
+    ]
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from webapp.accounts.views import admin_login
 from webapp.health import healthz
 from webapp.metrics.views import metrics
 
@@ -12,6 +13,7 @@ urlpatterns = [
     path("moderation/", include("webapp.moderation.urls")),
     path("manage/", include("webapp.accounts.manage_urls")),
     path("usage/", include("webapp.usage.urls")),
+    path("admin/login/", admin_login),  # before the admin's own: LOCAL_LOGIN=0 turns its password form off
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import DESKTOP, watch_csp
 from tests.browser.test_chat_page import PASSWORD
-from tests.support.stack import Stack, free_port
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.browser
 
@@ -21,23 +19,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def approval_url(stack: Stack) -> Iterator[str]:
     """One more Daphne on the stack (same database, Redis and worker) whose sign-up waits for approval."""
-    port, serving = free_port(), stack.daphne
-    daphne = stack.start_daphne(port, extra_env={"SIGNUP_MODE": "approval"})
-    stack.daphne = serving  # the stack's own Daphne stays the one other tests restart
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/accounts/login/", timeout=2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-    try:
+    with stack.another_daphne({"SIGNUP_MODE": "approval"}) as url:
         yield url
-    finally:
-        stack.kill(daphne)
 
 
 def log_in(page: Page, url: str, username: str) -> None:

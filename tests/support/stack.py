@@ -19,6 +19,8 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,6 +175,27 @@ class Stack:
             extra_env=extra_env,
         )
         return self.daphne
+
+    @contextmanager
+    def another_daphne(self, extra_env: dict[str, str], *, port: int | None = None) -> Iterator[str]:
+        """One more Daphne on this stack (same database, Redis and worker) with settings of its own; yields its URL."""
+        port, serving = port or free_port(), self.daphne
+        daphne = self.start_daphne(port, extra_env=extra_env)
+        self.daphne = serving  # the stack's own Daphne stays the one other tests restart
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/accounts/login/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        try:
+            yield url
+        finally:
+            self.kill(daphne)
 
     def kill(self, process: subprocess.Popen) -> None:
         """SIGKILL one of this stack's processes: no shutdown handler runs, as in a crash."""

@@ -32,6 +32,9 @@ PUBLIC = {
     "/accounts/login/",
     "/accounts/signup/",
     "/accounts/invitation/{token}/",
+    "/accounts/sso/{provider_id}/",
+    "/accounts/sso/{provider_id}/callback/",
+    "/admin/login/",
     "/healthz",
     "/",
     "/metrics",
@@ -39,7 +42,13 @@ PUBLIC = {
 # What a refusal may look like: a redirect to log in, or a 401/403/404/405.
 REFUSED = {302, 401, 403, 404, 405}
 # Every route's own parameters: the ids of Alice's things are filled in per test.
-SAMPLE_VALUES = {"export_format": "json", "token": "not-a-token", "dimension": "people", "ident": "1"}
+SAMPLE_VALUES = {
+    "export_format": "json",
+    "token": "not-a-token",
+    "dimension": "people",
+    "ident": "1",
+    "provider_id": "no-such-provider",
+}
 # The OpenAI-compatible API takes a bearer key, never the session cookie, so CSRF cannot apply:
 # a logged-in browser's POST there is refused as unauthenticated (401).
 API_PREFIX = "/v1/"

@@ -11,7 +11,7 @@ from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.models import Group
 from django.http import HttpRequest
 
-from webapp.accounts.models import Account, GroupLimits, Invitation
+from webapp.accounts.models import Account, GroupLimits, Invitation, SsoIdentity
 
 
 class GroupLimitsInline(admin.StackedInline):
@@ -60,4 +60,20 @@ class InvitationAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Invitation | None = None) -> bool:
+        return False
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(admin.ModelAdmin):
+    """Read-only, but deletable: unlinking a wrong link lets the next sign-in link (or make) again."""
+
+    list_display = ("user", "provider", "subject", "created_at", "last_login_at")
+    list_filter = ("provider",)
+    search_fields = ("user__username", "user__email", "subject")
+    readonly_fields = ("user", "provider", "subject", "created_at", "last_login_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SsoIdentity | None = None) -> bool:
         return False

@@ -1,7 +1,8 @@
-"""What the page's header may link to: the moderation dashboard and user management, by role."""
+"""What the page's header may link to: the moderation dashboard and user management, by role; sign-up if local."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
@@ -14,4 +15,5 @@ def access(request: HttpRequest) -> dict[str, object]:
     return {
         "can_moderate": SimpleLazyObject(lambda: can_moderate(user)),
         "can_manage_users": SimpleLazyObject(lambda: can_manage_users(user)),
+        "local_login": settings.LOCAL_LOGIN,  # LOCAL_LOGIN=0: no sign-up link, no password form
     }

@@ -76,6 +76,7 @@ def person(request: HttpRequest, user_id: int) -> HttpResponse:
         "roles": Role.values,
         "groups": [(group, group.pk in member_of) for group in Group.objects.order_by("name")],
         "history": selectors.person_history(user)[:50],
+        "identities": user.sso_identities.order_by("provider"),
         "current": "people",
     }
     return render(request, "manage/person.html", context)

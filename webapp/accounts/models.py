@@ -105,3 +105,22 @@ class AccountSettings(models.Model):
 
     def __str__(self) -> str:
         return f"settings of {self.user_id}"
+
+
+class SsoIdentity(models.Model):
+    """A person as one OpenID Connect provider knows them: its `sub`, stable where e-mails are not."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities"
+    )
+    provider = models.CharField(max_length=40)  # OIDC_PROVIDERS' id
+    subject = models.CharField(max_length=255)  # the ID token's `sub`
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["provider", "subject"], name="sso_identity_unique")]
+        verbose_name_plural = "SSO identities"
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.subject} -> {self.user_id}"

@@ -114,16 +114,26 @@ def account_set_groups(
     """Make `user`'s groups exactly these (their limits follow at the next send)."""
     groups = check_groups(group_ids)
     with transaction.atomic():
-        before = sorted(user.groups.values_list("name", flat=True))
-        user.groups.set(groups)
-        audit_record(
-            actor=administrator,
-            action="user_groups",
-            target_type="user",
-            target_id=user.pk,
-            detail={"before": before, "after": sorted(group.name for group in groups)},
-        )
+        groups_replace(actor=administrator, user=user, groups=groups)
     return groups
+
+
+def groups_replace(
+    *, actor: AbstractBaseUser, user: AbstractBaseUser, groups: list[Group], **detail: object
+) -> None:
+    """Set `user`'s groups, audited with before and after (and `detail`), in the caller's transaction.
+
+    Also single sign-on's, when groups follow the provider's claim (webapp.accounts.sso).
+    """
+    before = sorted(user.groups.values_list("name", flat=True))
+    user.groups.set(groups)
+    audit_record(
+        actor=actor,
+        action="user_groups",
+        target_type="user",
+        target_id=user.pk,
+        detail={"before": before, "after": sorted(group.name for group in groups), **detail},
+    )
 
 
 # --- active or not ---------------------------------------------------------------------------

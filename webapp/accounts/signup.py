@@ -1,7 +1,7 @@
 """Making accounts: the sign-up policy (SIGNUP_MODE) and invitations, one path for every way in.
 
 `account_register` is the one place an account is created: the sign-up
-form, an invitation link, and (next) single sign-on's first log-in all
+form, an invitation link, and single sign-on's first log-in all
 come here, so the policy and the group assignment apply to each alike.
 """
 
@@ -22,7 +22,7 @@ from webapp.accounts.audit import audit_record
 from webapp.accounts.models import Account, Invitation
 from webapp.accounts.signup_settings import check_domain
 
-# How an account came to be; SSO is next (docs/identity.md).
+# How an account came to be (docs/identity.md).
 FORM, INVITATION, COMMAND, SSO = "signup", "invitation", "command", "sso"
 MAX_INVITATION_DAYS = 90
 
@@ -104,9 +104,9 @@ def account_register(
                 raise SignupRefused(
                     "signup_closed", "Sign-up is closed: ask an administrator for an invitation."
                 )
-            if source == FORM:
+            if source in (FORM, SSO):  # SSO's address was verified by the provider (webapp.accounts.sso)
                 email = check_signup_email(email)
-        pending = invitation is None and source == FORM and settings.SIGNUP_MODE == "approval"
+        pending = invitation is None and source in (FORM, SSO) and settings.SIGNUP_MODE == "approval"
         user = get_user_model().objects.create_user(username=username, email=email, password=password)
         if pending:
             user.is_active = False

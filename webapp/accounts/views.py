@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import admin
 from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.views import LoginView
+from django.contrib.auth.views import LoginView, redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -30,6 +31,8 @@ BACKEND = "django.contrib.auth.backends.ModelBackend"
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("chat:index")
+    if not settings.LOCAL_LOGIN:
+        return _local_off(request)
     if not signup_open():
         return _refused(
             request,
@@ -45,6 +48,8 @@ def signup_invited(request: HttpRequest, token: str) -> HttpResponse:
     """An invitation's link: the sign-up form, whatever SIGNUP_MODE says, once, before it expires."""
     if request.user.is_authenticated:
         return redirect("chat:index")
+    if not settings.LOCAL_LOGIN:
+        return _local_off(request)
     try:
         invitation_check(token)
     except InvitationRefused as refused:
@@ -82,9 +87,24 @@ def _invitation_refused(request: HttpRequest, refused: InvitationRefused) -> Htt
     return _refused(request, heading="This invitation cannot be used", refusal=refused, status=status)
 
 
+def _local_off(request: HttpRequest) -> HttpResponse:
+    # LOCAL_LOGIN=0: accounts come from single sign-on only, so nobody makes a password here.
+    refusal = SignupRefused(
+        "local_login_off", "Accounts here come from single sign-on: use a button on the log-in page."
+    )
+    return _refused(request, heading="Sign-up is off", refusal=refusal, status=403)
+
+
 def _refused(request: HttpRequest, *, heading: str, refusal: SignupRefused, status: int) -> HttpResponse:
     context = {"heading": heading, "code": refusal.code, "reason": refusal.message}
     return render(request, "accounts/refused.html", context, status=status)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """/admin/'s own password log-in, unless LOCAL_LOGIN=0: then the site's log-in page (its SSO buttons)."""
+    if not settings.LOCAL_LOGIN:
+        return redirect_to_login(request.GET.get("next", "/admin/"))
+    return admin.site.login(request)
 
 
 class ThrottledLoginView(LoginView):
@@ -99,7 +119,19 @@ class ThrottledLoginView(LoginView):
             "address": self.request.META.get("REMOTE_ADDR", ""),
         }
 
+    def get_context_data(self, **kwargs: object) -> dict[str, object]:
+        return {
+            **super().get_context_data(**kwargs),
+            "sso_providers": settings.OIDC_PROVIDERS,
+            # LOCAL_LOGIN=0 keeps the password form for the directory's passwords.
+            "password_form": settings.LOCAL_LOGIN or bool(settings.LDAP_SERVER_URI),
+        }
+
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not settings.LOCAL_LOGIN and not settings.LDAP_SERVER_URI:
+            # The form is not shown then; a hand-made POST is refused before any password is checked.
+            form = self.get_form_class()(request=request)
+            return self.render_to_response(self.get_context_data(form=form, local_refused=True), status=403)
         wait_s = throttle.check_login_allowed(**self._who())
         if wait_s:
             # An unbound form: the password is not even checked while throttled.
