@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -38,6 +39,11 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Bumped by every new message, so the sidebar can list newest first.
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    # The last message of the path shown (webapp/chat/tree.py): the messages
+    # form a tree, and this remembers which branch the person is on.
+    current_leaf = models.ForeignKey(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["-updated_at"]
@@ -68,6 +74,11 @@ class Message(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # The message this one follows; None for a first message. Siblings (the
+    # same parent) are the versions a regenerate or an edit made, oldest first.
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
@@ -94,6 +105,27 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; a new message given no parent continues the path shown.
+
+        That is how messages were added before they formed a tree, and code
+        that appends them so (the API, fixtures, scripts) still builds one
+        path. The services name each parent (a root too: `explicit_parent`).
+        """
+        appended = self._state.adding and self.parent_id is None and not self.explicit_parent
+        if appended:
+            self.parent_id = (
+                Conversation.objects.filter(pk=self.conversation_id)
+                .values_list("current_leaf_id", flat=True)
+                .first()
+            )
+        super().save(*args, **kwargs)
+        if appended:
+            Conversation.objects.filter(pk=self.conversation_id).update(current_leaf=self)
+
+    # Set by the services, which choose every parent themselves (None: a new root).
+    explicit_parent = False
 
     @property
     def is_live(self) -> bool:
