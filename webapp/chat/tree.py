@@ -84,8 +84,10 @@ class MessageTree(Generic[K]):
     def path_to(self, key: K | None) -> list[K]:
         """From a root down to `key`, both included; [] for None."""
         path: list[K] = []
-        while key is not None and len(path) <= len(self.parent):
+        seen: set[K] = set()
+        while key is not None and key not in seen:  # a loop (never written here) ends the walk
             path.append(key)
+            seen.add(key)
             key = self.parent[key]
         path.reverse()
         return path
