@@ -36,6 +36,19 @@ class Position(Generic[K]):
     def count(self) -> int:
         return len(self.sibling_ids)
 
+    @property
+    def number(self) -> int:
+        """The version shown, counted from 1 (`2` of `‹ 2/3 ›`)."""
+        return self.index + 1
+
+    @property
+    def previous_id(self) -> K | None:
+        return self.sibling_ids[self.index - 1] if self.index > 0 else None
+
+    @property
+    def next_id(self) -> K | None:
+        return self.sibling_ids[self.index + 1] if self.index + 1 < self.count else None
+
     def fields(self) -> dict[str, Any]:
         """The tree fields of a message in the websocket events (docs/protocol.md)."""
         return {
