@@ -48,7 +48,9 @@ def conversation_export(request: HttpRequest, conversation_id: str, export_forma
         conversation = access_conversation(request.user, conversation_id, allow_staff=True)
     except (ConversationNotFound, ConversationForbidden):
         raise Http404("No such conversation.") from None
-    body = render_conversation(conversation, messages_for_export(conversation), export_format)
+    body = render_conversation(
+        conversation, messages_for_export(conversation), export_format, all_paths=_all_paths(request)
+    )
     response = HttpResponse(body, content_type=FORMATS[export_format].content_type)
     disposition = attachment_disposition(conversation.title, FORMATS[export_format].extension)
     if export_format == "html":
@@ -82,7 +84,12 @@ def export_all(request: HttpRequest) -> HttpResponse:
     stem = ascii_filename_stem(f"mistral-chat-{request.user.get_username()}")
     return zip_download(
         request,
-        export_zip(conversations_for_user(request.user), export_format, exported_at=exported_at),
+        export_zip(
+            conversations_for_user(request.user),
+            export_format,
+            exported_at=exported_at,
+            all_paths=_all_paths(request),
+        ),
         filename=f"{stem}-{exported_at:%Y-%m-%d}-{export_format}.zip",
     )
 
@@ -100,6 +107,7 @@ def export_started(request: HttpRequest) -> HttpResponse:
         # Not "messages": that name is the flash messages' in every template.
         "conversation_count": conversations.count(),
         "message_count": Message.objects.filter(conversation__in=conversations).count(),
+        "all_paths": _all_paths(request),
     }
     return render(request, "chat/export_started.html", context)
 
@@ -119,6 +127,11 @@ def import_page(request: HttpRequest) -> HttpResponse:
             except ImportRejected as rejected:
                 context["error"], status = f"Nothing was imported. {rejected.message}", 400
     return render(request, "chat/import.html", context, status=status)
+
+
+def _all_paths(request: HttpRequest) -> bool:
+    """`?paths=all`: every path through each conversation's tree, not only the path shown."""
+    return request.GET.get("paths") == "all"
 
 
 def zip_download(request: HttpRequest, pieces: Iterator[bytes], *, filename: str) -> StreamingHttpResponse:

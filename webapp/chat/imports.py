@@ -26,7 +26,12 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from webapp.chat.exports import CONVERSATION_SETTINGS, DOCUMENT_FORMAT, DOCUMENT_VERSION, INDEX_FORMAT
+from webapp.chat.exports import (
+    CONVERSATION_SETTINGS,
+    DOCUMENT_FORMAT,
+    INDEX_FORMAT,
+    READABLE_VERSIONS,
+)
 from webapp.chat.models import STAT_FIELDS, Conversation, Message
 from webapp.chat.services import ChatInputError, check_settings
 
@@ -43,6 +48,9 @@ CONVERSATION_KEYS = {
     "messages",
 }
 MESSAGE_KEYS = {"id", "role", "content", "status", "params", "stats", "error", "model_name", "created_at"}
+# What version 2 added: the tree (a parent per message) and the path shown.
+TREE_CONVERSATION_KEYS = CONVERSATION_KEYS | {"current_leaf_id"}
+TREE_MESSAGE_KEYS = MESSAGE_KEYS | {"parent_id"}
 INTEGER_STATS = {"prompt_tokens", "completion_tokens"}
 # A reply that was still being written when exported has no worker behind it here.
 INTERRUPTED_ERROR = "Imported while the reply was still being written."
@@ -58,6 +66,9 @@ class ImportRejected(Exception):
 
 @dataclass
 class MessageDraft:
+    # The file's own ids: only to link parents; the import gives new ones.
+    file_id: str | None
+    parent_id: str | None
     role: str
     content: str
     status: str
@@ -76,6 +87,9 @@ class ConversationDraft:
     updated_at: datetime | None
     messages: list[MessageDraft] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # checked by services.check_settings
+    # Index in `messages` of each one's parent (None: a first message), and of the path's last.
+    parents: list[int | None] = field(default_factory=list)
+    leaf: int | None = None
 
 
 def conversation_import(
@@ -206,17 +220,19 @@ def _megabytes(size: int) -> str:
 
 
 def check_document(document: object, *, where: str) -> ConversationDraft:
-    """A conversation document of schema `mistral-chat/conversation` v1, checked field by field."""
+    """A conversation document of schema `mistral-chat/conversation` v1 or v2, checked field by field."""
     if not isinstance(document, dict):
         raise ImportRejected(f"{where} is not a conversation: expected a JSON object.")
     if document.get("format") != DOCUMENT_FORMAT:
         raise ImportRejected(f'{where} is not a conversation export: "format" must be "{DOCUMENT_FORMAT}".')
     version = document.get("version")
-    if type(version) is not int or version != DOCUMENT_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        readable = " and ".join(str(number) for number in READABLE_VERSIONS)
         raise ImportRejected(
-            f"{where} has version {json.dumps(version)}; this server reads version {DOCUMENT_VERSION}."
+            f"{where} has version {json.dumps(version)}; this server reads versions {readable}."
         )
-    _no_unknown_keys(document, CONVERSATION_KEYS, where)
+    is_tree = version >= 2
+    _no_unknown_keys(document, TREE_CONVERSATION_KEYS if is_tree else CONVERSATION_KEYS, where)
     if "id" in document:
         _text(document, "id", where, limit=100)  # new ids are given; the old one is only checked
     title_limit = Conversation._meta.get_field("title").max_length
@@ -237,7 +253,7 @@ def check_document(document: object, *, where: str) -> ConversationDraft:
         )
     previous: datetime | None = None
     for number, message in enumerate(messages):
-        draft.messages.append(_check_message(message, f"{where}: messages[{number}]"))
+        draft.messages.append(_check_message(message, f"{where}: messages[{number}]", is_tree=is_tree))
         created_at = draft.messages[-1].created_at
         if created_at is not None and previous is not None and created_at < previous:
             # The page orders messages by time: an earlier time would move this one up.
@@ -245,7 +261,46 @@ def check_document(document: object, *, where: str) -> ConversationDraft:
                 f"{where}: messages[{number}].created_at is earlier than the message before it."
             )
         previous = created_at or previous
+    if is_tree:
+        _check_tree(draft, document.get("current_leaf_id"), where)
+    else:  # version 1: a list, each message after the one before it, all of it shown
+        draft.parents = [None, *range(len(draft.messages) - 1)][: len(draft.messages)]
+        draft.leaf = len(draft.messages) - 1 if draft.messages else None
     return draft
+
+
+def _check_tree(draft: ConversationDraft, leaf_id: object, where: str) -> None:
+    """Link each message to its parent by the file's ids; an orphan, a cycle or a bad leaf refuses the file."""
+    index: dict[str, int] = {}
+    for number, message in enumerate(draft.messages):
+        if message.file_id is None:
+            continue  # nothing can name it as a parent
+        if message.file_id in index:
+            raise ImportRejected(
+                f"{where}: messages[{number}].id is also the id of messages[{index[message.file_id]}]."
+            )
+        index[message.file_id] = number
+    for number, message in enumerate(draft.messages):
+        if message.parent_id is not None and message.parent_id not in index:
+            raise ImportRejected(
+                f"{where}: messages[{number}].parent_id names no message of the file (an orphan)."
+            )
+        draft.parents.append(None if message.parent_id is None else index[message.parent_id])
+    for number in range(len(draft.messages)):
+        seen, at = {number}, draft.parents[number]
+        while at is not None:
+            if at in seen:
+                raise ImportRejected(
+                    f"{where}: messages[{number}] is its own ancestor through parent_id (a cycle)."
+                )
+            seen.add(at)
+            at = draft.parents[at]
+    if leaf_id is None:
+        draft.leaf = len(draft.messages) - 1 if draft.messages else None
+    elif not isinstance(leaf_id, str) or leaf_id not in index:
+        raise ImportRejected(f'{where}: "current_leaf_id" names no message of the file.')
+    else:
+        draft.leaf = index[leaf_id]
 
 
 def _check_settings(raw: object, system_prompt: str, where: str) -> dict[str, Any]:
@@ -261,10 +316,10 @@ def _check_settings(raw: object, system_prompt: str, where: str) -> dict[str, An
     return {name: checked[name] for name in CONVERSATION_SETTINGS}
 
 
-def _check_message(message: object, where: str) -> MessageDraft:
+def _check_message(message: object, where: str, *, is_tree: bool) -> MessageDraft:
     if not isinstance(message, dict):
         raise ImportRejected(f"{where} must be a JSON object.")
-    _no_unknown_keys(message, MESSAGE_KEYS, where)
+    _no_unknown_keys(message, TREE_MESSAGE_KEYS if is_tree else MESSAGE_KEYS, where)
     role = message.get("role")
     if role not in Message.Role.values:
         raise ImportRejected(f'{where}.role must be "user" or "assistant", not {json.dumps(role)[:40]}.')
@@ -280,9 +335,13 @@ def _check_message(message: object, where: str) -> MessageDraft:
     params = message.get("params", {})
     if not isinstance(params, dict):
         raise ImportRejected(f"{where}.params must be a JSON object.")
-    if "id" in message:
-        _text(message, "id", where, limit=100)
+    file_id = _text(message, "id", where, limit=100) if "id" in message else None
+    parent_id = message.get("parent_id")
+    if parent_id is not None:
+        parent_id = _text(message, "parent_id", where, limit=100)
     return MessageDraft(
+        file_id=file_id,
+        parent_id=parent_id,
         role=role,
         content=_text(message, "content", where, limit=limit),
         status=status,
@@ -375,14 +434,18 @@ def _create(owner: AbstractBaseUser, draft: ConversationDraft) -> Conversation:
             params=message.params,
             error=message.error,
             model_name=message.model_name,
+            parent_id=None if parent is None else ids[parent],
             **message.stats,
         )
-        for message_id, message in zip(ids, draft.messages, strict=True)
+        for message_id, message, parent in zip(ids, draft.messages, draft.parents, strict=True)
     ]
     Message.objects.bulk_create(rows, batch_size=500)
     for row, moment in zip(rows, times, strict=True):
         row.created_at = moment
     Message.objects.bulk_update(rows, ["created_at"], batch_size=500)
+    if draft.leaf is not None:
+        conversation.current_leaf_id = ids[draft.leaf]
+        Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=ids[draft.leaf])
     return conversation
 
 

@@ -13,6 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 from webapp.chat.exports import (
+    ExportTree,
     conversation_document,
     conversations_with_messages,
     finetune_messages,
@@ -39,6 +40,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--with-moderation", action="store_true", help="add each message's moderation events"
         )
+        parser.add_argument(
+            "--all-paths",
+            action="store_true",
+            help="jsonl: a line for every path through each conversation's tree, not only the path shown",
+        )
         parser.add_argument("--output", help="a file to write (default: stdout)")
 
     def handle(self, *args: object, **options: Any) -> None:
@@ -61,10 +67,12 @@ class Command(BaseCommand):
 
         if options["output"]:
             with open(options["output"], "w", encoding="utf-8", newline="\n") as output:
-                written = self._write(conversations, options["export_format"], events, output)
+                written = self._write(
+                    conversations, options["export_format"], events, output, options["all_paths"]
+                )
             self.stderr.write(f"Exported {written} conversations to {options['output']}.")
         else:
-            self._write(conversations, options["export_format"], events, self.stdout)
+            self._write(conversations, options["export_format"], events, self.stdout, options["all_paths"])
 
     def _write(
         self,
@@ -72,31 +80,42 @@ class Command(BaseCommand):
         export_format: str,
         events: _ModerationEvents | None,
         output: IO[str],
+        all_paths: bool,
     ) -> int:
         written = 0
         for conversation in conversations_with_messages(conversations):
             messages = conversation.export_messages
-            if export_format == "jsonl":
-                turns = finetune_messages(conversation, messages)
+            if export_format == "json":
+                line = conversation_document(conversation, messages)
+                if events is not None:
+                    shown = list(ExportTree.of(conversation, messages).messages.values())
+                    by_message = events.for_messages(shown)
+                    for entry in line["messages"]:
+                        entry["moderation"] = by_message.get(entry["id"], [])
+                self._line(output, line)
+                written += 1
+                continue
+            lines = 0
+            for path in ExportTree.of(conversation, messages).paths(all_paths=all_paths):
+                turns = finetune_messages(conversation, path)
                 if not turns:
                     continue  # nothing to learn from: no question with a complete reply
                 line: dict[str, Any] = {"messages": turns}
                 if events is not None:
                     # A list beside "messages", turn for turn (the system turn has none).
-                    kept = [message for pair in finetune_pairs(messages) for message in pair]
+                    kept = [message for pair in finetune_pairs(path) for message in pair]
                     by_message = events.for_messages(kept)
                     line["moderation"] = [[]] * (len(turns) - len(kept)) + [
                         by_message.get(str(message.id), []) for message in kept
                     ]
-            else:
-                line = conversation_document(conversation, messages)
-                if events is not None:
-                    by_message = events.for_messages(messages)
-                    for entry in line["messages"]:
-                        entry["moderation"] = by_message.get(entry["id"], [])
-            output.write(json.dumps(line, ensure_ascii=False, cls=DjangoJSONEncoder) + "\n")
-            written += 1
+                self._line(output, line)
+                lines += 1
+            written += lines > 0
         return written
+
+    @staticmethod
+    def _line(output: IO[str], line: dict[str, Any]) -> None:
+        output.write(json.dumps(line, ensure_ascii=False, cls=DjangoJSONEncoder) + "\n")
 
 
 def _date(text: str) -> date:
