@@ -72,6 +72,7 @@ function messageElement(id, role) {
   if (!el) {
     el = document.createElement("li");
     el.className = `message ${role}`;
+    el.id = `m-${id}`;
     el.dataset.messageId = id;
     const roleEl = document.createElement("div");
     roleEl.className = "role";
@@ -120,8 +121,10 @@ function scheduleRender(r, id) {
 
 // --- versions: ‹ 2/3 › under a message with siblings (docs/protocol.md, "The tree") -------
 
-// Remembered while a switch asked from here is answered: which nav to give the focus back to.
+// Remembered while a switch asked from here is answered: which nav to give the focus back to,
+// or which message a search hit asked to see.
 let switchFocus = null;
+let askedId = null;
 
 function setVersions(el, fields) {
   el.querySelector(".versions")?.remove();
@@ -178,6 +181,10 @@ function renderPath(event) {
     setVersions(el, m);
   }
   updateActions();
+  if (askedId) {
+    findMessage(askedId)?.scrollIntoView({ block: "center" });
+    askedId = null;
+  }
   if (switchFocus) {
     const nav = messagesEl.children[switchFocus.depth]?.querySelector(".versions");
     const wanted = nav?.querySelector(`.version-${switchFocus.which}`);
@@ -457,6 +464,7 @@ function connect() {
       if (!busy) sendEvent({ type: "sync" });
     } else {
       showNotice("");
+      showAskedVersion();
     }
     everOpened = true;
   });
@@ -480,6 +488,14 @@ function connect() {
     setTimeout(connect, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 10000);
   });
+}
+
+// A search hit on another version links here with ?show=<message id>: switch the path to it, once.
+function showAskedVersion() {
+  const asked = new URLSearchParams(location.search).get("show");
+  if (!asked) return;
+  history.replaceState(null, "", location.pathname + location.hash);
+  if (!findMessage(asked) && !busy && sendEvent({ type: "switch", message_id: asked })) askedId = asked;
 }
 
 function sendEvent(event) {
