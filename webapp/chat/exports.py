@@ -21,6 +21,7 @@ from urllib.parse import quote
 from django.db.models import F, Prefetch, QuerySet
 from django.template.loader import render_to_string
 
+from webapp.chat.export_text import markdown, plain_text, title_of
 from webapp.chat.models import Conversation, Message
 from webapp.chat.tree import MessageTree, tree_of_messages
 
@@ -112,16 +113,16 @@ def render_conversation(
         lines = [finetune_messages(conversation, path) for path in shown.paths(all_paths=all_paths)]
         text = "".join(json.dumps({"messages": turns}, ensure_ascii=False) + "\n" for turns in lines if turns)
     elif export_format == "md":
-        text = _markdown(conversation, shown.paths(all_paths=all_paths))
+        text = markdown(conversation, shown.paths(all_paths=all_paths))
     elif export_format == "txt":
-        text = _plain_text(conversation, shown.paths(all_paths=all_paths))
+        text = plain_text(conversation, shown.paths(all_paths=all_paths))
     elif export_format == "html":
         text = render_to_string(
             "chat/export_conversation.html",
             {
                 "conversation": conversation,
                 "chat_messages": shown.paths(all_paths=False)[0] if shown.messages else [],
-                "title": _title(conversation),
+                "title": title_of(conversation),
             },
         )
     else:
@@ -206,70 +207,6 @@ def finetune_pairs(messages: Sequence[Message]) -> list[tuple[Message, Message]]
 def iso_time(moment: datetime) -> str:
     # A fixed shape (UTC, microseconds always written) so exports compare as text.
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _readable_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _title(conversation: Conversation) -> str:
-    return conversation.title or "New chat"
-
-
-def _message_heading(message: Message) -> str:
-    parts = ["User" if message.role == Message.Role.USER else "Assistant", _readable_time(message.created_at)]
-    if message.role == Message.Role.ASSISTANT:
-        if message.status != Message.Status.COMPLETE:
-            parts.append(message.status)
-        if message.completion_tokens:
-            parts.append(f"{message.completion_tokens} tokens")
-        if message.model_name:
-            parts.append(message.model_name)
-    return " · ".join(parts)
-
-
-def _markdown(conversation: Conversation, paths: Sequence[Sequence[Message]]) -> str:
-    count = len({message.id for path in paths for message in path})
-    lines = [
-        f"# {_title(conversation)}",
-        "",
-        f"Created {_readable_time(conversation.created_at)} · updated "
-        f"{_readable_time(conversation.updated_at)} · {count} messages",
-        "",
-    ]
-    if conversation.system_prompt:
-        lines += ["## System prompt", "", conversation.system_prompt, ""]
-    for number, path in enumerate(paths, start=1):
-        if len(paths) > 1:
-            lines += [f"## Path {number} of {len(paths)}", ""]
-        for message in path:
-            lines += ["---", "", f"### {_message_heading(message)}", "", message.content or "_(no text)_", ""]
-            if message.error:
-                lines += [f"_Error: {message.error}_", ""]
-    return "\n".join(lines)
-
-
-def _plain_text(conversation: Conversation, paths: Sequence[Sequence[Message]]) -> str:
-    title = _title(conversation)
-    count = len({message.id for path in paths for message in path})
-    lines = [
-        title,
-        "=" * len(title),
-        f"Created {_readable_time(conversation.created_at)}, updated {_readable_time(conversation.updated_at)}, "
-        f"{count} messages",
-        "",
-    ]
-    if conversation.system_prompt:
-        lines += ["System prompt:", conversation.system_prompt, ""]
-    for number, path in enumerate(paths, start=1):
-        if len(paths) > 1:
-            lines += [f"=== Path {number} of {len(paths)} ===", ""]
-        for message in path:
-            lines += [f"--- {_message_heading(message)}", message.content]
-            if message.error:
-                lines.append(f"(error: {message.error})")
-            lines.append("")
-    return "\n".join(lines)
 
 
 # --- file names -----------------------------------------------------------------
