@@ -233,3 +233,18 @@ async def test_a_bad_switch_gets_an_error_and_no_tab_hears_of_it(enqueued: list[
     assert leaf == "a1b"
     await tab.disconnect()
     await other_tab.disconnect()
+
+
+def test_a_bad_regenerate_target_is_refused_and_changes_nothing(chat: Conversation) -> None:
+    q1, a1 = send(chat, "q1", "a1")
+    before = set(Message.objects.values_list("id", flat=True))
+    for message_id, code in [
+        (str(q1.id), "nothing_to_regenerate"),  # a question is no reply
+        ("not-a-uuid", "unknown_message"),
+        (7, "invalid_message_id"),
+    ]:
+        with pytest.raises(ChatInputError) as refused:
+            branches.reply_regenerate(conversation=chat, message_id=message_id)
+        assert refused.value.code == code
+    assert set(Message.objects.values_list("id", flat=True)) == before
+    assert Conversation.objects.get(pk=chat.pk).current_leaf_id == a1.id
