@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_chat_ux import last_reply, new_chat, send, shot, wait_ended
+from tests.browser.test_chat_ux import axe_violations, last_reply, new_chat, send, shot, wait_ended
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.browser
@@ -67,3 +67,4 @@ def test_versions_walk_by_mouse_and_keyboard_and_the_path_is_remembered(page: Pa
     ).to_be_visible()
     expect(last_reply(page).get_by_role("navigation", name="Version 2 of 2")).to_be_visible()
     shot(page, "versions-reloaded")
+    assert axe_violations(page) == []
