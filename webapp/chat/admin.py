@@ -13,7 +13,7 @@ from webapp.chat.models import Conversation, Message
 class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
-    fields = ("role", "status", "content", "completion_tokens", "created_at")
+    fields = ("role", "status", "content", "parent", "completion_tokens", "created_at")
     readonly_fields = fields
     show_change_link = True
 
@@ -23,7 +23,8 @@ class ConversationAdmin(admin.ModelAdmin):
     list_display = ("title", "owner", "created_at", "updated_at")
     list_filter = ("created_at",)
     search_fields = ("title", "owner__username")
-    raw_id_fields = ("owner",)
+    # Ids, not selects: a select would list every message of the database.
+    raw_id_fields = ("owner", "current_leaf")
     inlines = [MessageInline]
     actions = ["export_selected"]
 
@@ -44,4 +45,4 @@ class MessageAdmin(admin.ModelAdmin):
     list_display = ("id", "conversation", "role", "status", "completion_tokens", "created_at")
     list_filter = ("role", "status")
     search_fields = ("content",)
-    raw_id_fields = ("conversation",)
+    raw_id_fields = ("conversation", "parent")

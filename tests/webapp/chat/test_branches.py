@@ -248,3 +248,20 @@ def test_a_bad_regenerate_target_is_refused_and_changes_nothing(chat: Conversati
         assert refused.value.code == code
     assert set(Message.objects.values_list("id", flat=True)) == before
     assert Conversation.objects.get(pk=chat.pk).current_leaf_id == a1.id
+
+
+def test_the_admin_names_the_leaf_and_parent_by_id_never_a_select_of_every_message(
+    chat: Conversation,
+) -> None:
+    from django.test import Client
+
+    q1, a1 = send(chat, "q1", "a1")
+    admin = get_user_model().objects.create_superuser(username="root", password="x" * 12)
+    client = Client()
+    client.force_login(admin)
+    for url, field in [
+        (f"/admin/chat/conversation/{chat.pk}/change/", "current_leaf"),
+        (f"/admin/chat/message/{a1.pk}/change/", "parent"),
+    ]:
+        page = client.get(url).content.decode()
+        assert f'name="{field}"' in page and f'<select name="{field}"' not in page
