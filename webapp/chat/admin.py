@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from webapp.chat.export_views import zip_download
 from webapp.chat.exports import export_zip
-from webapp.chat.models import Conversation, Message
+from webapp.chat.models import Conversation, Feedback, Message
 
 
 class MessageInline(admin.TabularInline):
@@ -46,3 +46,11 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ("role", "status")
     search_fields = ("content",)
     raw_id_fields = ("conversation", "parent")
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    list_display = ("rating", "message", "user", "updated_at")
+    list_filter = ("rating", "updated_at")
+    search_fields = ("comment", "user__username")
+    raw_id_fields = ("message", "user")

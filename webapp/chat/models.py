@@ -133,3 +133,43 @@ class Message(models.Model):
 
     def stats(self) -> dict[str, float | int | None]:
         return {name: getattr(self, name) for name in STAT_FIELDS}
+
+
+class Feedback(models.Model):
+    """A person's rating of a reply: 👍 or 👎, with optional reasons and a comment; changed at will.
+
+    One per person and reply (a reply has one owner, who alone can see it).
+    Kept for analysis and for datasets (docs/feedback.md).
+    """
+
+    class Rating(models.TextChoices):
+        UP = "up"
+        DOWN = "down"
+
+    class Reason(models.TextChoices):
+        ACCURATE = "accurate", "Accurate"
+        HELPFUL = "helpful", "Helpful"
+        WELL_WRITTEN = "well_written", "Well written"
+        INCORRECT = "incorrect", "Not correct"
+        UNHELPFUL = "unhelpful", "Not helpful"
+        INCOMPLETE = "incomplete", "Incomplete"
+        UNSAFE = "unsafe", "Harmful or unsafe"
+        OTHER = "other", "Something else"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rating = models.CharField(max_length=8, choices=Rating.choices)
+    reasons = models.JSONField(default=list, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="chat_feedback_one_per_person")
+        ]
+        # Rates over time and per rating, for the staff pages to come.
+        indexes = [models.Index(fields=["rating", "updated_at"], name="chat_feedback_rating")]
+
+    def __str__(self) -> str:
+        return f"{self.rating} on {self.message_id} by {self.user_id}"
