@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
+from webapp.chat import datasets
 from webapp.chat.exports import (
     ExportTree,
     conversation_document,
@@ -19,18 +20,21 @@ from webapp.chat.exports import (
     finetune_messages,
     finetune_pairs,
 )
-from webapp.chat.models import Conversation, Message
+from webapp.chat.models import Conversation, Feedback, Message
 
 
 class Command(BaseCommand):
     help = (
         "Write conversations as JSON Lines: --format jsonl gives the chat fine-tuning format "
         '({"messages": [...]}, complete replies only); --format json one lossless conversation '
-        "document per line. See docs/exports.md."
+        "document per line; --format dpo preference pairs from versions of a reply (TRL's DPO format); "
+        "--format rated every rated reply (TRL's KTO format). See docs/exports.md."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--format", choices=["jsonl", "json"], default="jsonl", dest="export_format")
+        parser.add_argument(
+            "--format", choices=["jsonl", "json", "dpo", "rated"], default="jsonl", dest="export_format"
+        )
         parser.add_argument("--user", help="only this username's conversations")
         parser.add_argument("--since", type=_date, help="created on or after this day (YYYY-MM-DD, UTC)")
         parser.add_argument("--until", type=_date, help="created on or before this day (YYYY-MM-DD, UTC)")
@@ -95,6 +99,10 @@ class Command(BaseCommand):
                 self._line(output, line)
                 written += 1
                 continue
+            if export_format in ("dpo", "rated"):
+                lines = self._write_dataset(conversation, messages, export_format, events, output)
+                written += lines > 0
+                continue
             lines = 0
             for path in ExportTree.of(conversation, messages).paths(all_paths=all_paths):
                 turns = finetune_messages(conversation, path)
@@ -112,6 +120,40 @@ class Command(BaseCommand):
                 lines += 1
             written += lines > 0
         return written
+
+    def _write_dataset(
+        self,
+        conversation: Conversation,
+        messages: list[Message],
+        export_format: str,
+        events: _ModerationEvents | None,
+        output: IO[str],
+    ) -> int:
+        """Preference pairs or rated replies of one conversation (webapp/chat/datasets.py); the owner's ratings."""
+        feedback = {
+            f.message_id: f
+            for f in Feedback.objects.filter(
+                message__conversation=conversation, user_id=conversation.owner_id
+            )
+        }
+        if export_format == "dpo":
+            ratings = {key: f.rating for key, f in feedback.items()}
+            rows = [
+                (datasets.dpo_line(prompt, chosen, rejected), {"chosen": chosen, "rejected": rejected})
+                for prompt, chosen, rejected in datasets.preference_pairs(conversation, messages, ratings)
+            ]
+        else:
+            rows = [
+                (datasets.rated_line(prompt, reply, rating), {"completion": reply})
+                for prompt, reply, rating in datasets.rated_replies(conversation, messages, feedback)
+            ]
+        if events is not None and rows:
+            by_message = events.for_messages([m for _, sides in rows for m in sides.values()])
+            for line, sides in rows:
+                line["moderation"] = {side: by_message.get(str(m.id), []) for side, m in sides.items()}
+        for line, _ in rows:
+            self._line(output, line)
+        return len(rows)
 
     @staticmethod
     def _line(output: IO[str], line: dict[str, Any]) -> None:
