@@ -1,12 +1,17 @@
 """Staff views of conversations and messages, and the export of selected conversations."""
 
+import json
+from collections.abc import Iterator
+
 from django.contrib import admin
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
-from webapp.chat.export_views import zip_download
-from webapp.chat.exports import export_zip
+from webapp.chat import datasets
+from webapp.chat.export_views import stream_download, zip_download
+from webapp.chat.exports import conversations_with_messages, export_zip
 from webapp.chat.models import Conversation, Feedback, Message
 
 
@@ -26,7 +31,7 @@ class ConversationAdmin(admin.ModelAdmin):
     # Ids, not selects: a select would list every message of the database.
     raw_id_fields = ("owner", "current_leaf")
     inlines = [MessageInline]
-    actions = ["export_selected"]
+    actions = ["export_selected", "export_preference_pairs", "export_rated_replies"]
 
     @admin.action(description="Export selected conversations (zip of JSON)")
     def export_selected(
@@ -38,6 +43,39 @@ class ConversationAdmin(admin.ModelAdmin):
             export_zip(queryset, "json", exported_at=exported_at),
             filename=f"conversations-{exported_at:%Y-%m-%d-%H%M%S}-json.zip",
         )
+
+    @admin.action(description="Export preference pairs of the selected conversations (DPO JSONL)")
+    def export_preference_pairs(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> StreamingHttpResponse:
+        return _dataset_download(request, queryset, "dpo")
+
+    @admin.action(description="Export rated replies of the selected conversations (JSONL)")
+    def export_rated_replies(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> StreamingHttpResponse:
+        return _dataset_download(request, queryset, "rated")
+
+
+def _dataset_download(
+    request: HttpRequest, conversations: QuerySet[Conversation], dataset_format: str
+) -> StreamingHttpResponse:
+    """The command's `--format dpo|rated --with-moderation`, streamed (docs/exports.md)."""
+    moderation = datasets.moderation_annotations()
+
+    def lines() -> Iterator[bytes]:
+        for conversation in conversations_with_messages(conversations):
+            for line in datasets.dataset_lines(
+                conversation, conversation.export_messages, dataset_format, moderation=moderation
+            ):
+                yield (json.dumps(line, ensure_ascii=False, cls=DjangoJSONEncoder) + "\n").encode()
+
+    return stream_download(
+        request,
+        lines(),
+        filename=f"conversations-{timezone.now():%Y-%m-%d-%H%M%S}-{dataset_format}.jsonl",
+        content_type="application/jsonl; charset=utf-8",
+    )
 
 
 @admin.register(Message)

@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.apps import apps
+from django.db import models
+
 from webapp.chat.exports import ExportTree, finetune_pairs
 from webapp.chat.models import Conversation, Feedback, Message
 
@@ -102,3 +105,83 @@ def rated_line(prompt: list[dict[str, str]], reply: Message, feedback: Feedback)
         "reasons": list(feedback.reasons),
         "comment": feedback.comment,
     }
+
+
+def dataset_lines(
+    conversation: Conversation,
+    messages: Sequence[Message],
+    dataset_format: str,
+    *,
+    moderation: ModerationAnnotations | None = None,
+) -> list[dict[str, Any]]:
+    """The `dpo` or `rated` lines of one conversation (all its messages, as exports.messages_for_export).
+
+    Only the owner's ratings count. With `moderation`, each line gets the
+    moderation events of each side (`chosen`/`rejected`, or `completion`).
+    """
+    feedback = {
+        rating.message_id: rating
+        for rating in Feedback.objects.filter(
+            message__conversation=conversation, user_id=conversation.owner_id
+        )
+    }
+    if dataset_format == "dpo":
+        ratings = {key: rating.rating for key, rating in feedback.items()}
+        rows = [
+            (dpo_line(prompt, chosen, rejected), {"chosen": chosen, "rejected": rejected})
+            for prompt, chosen, rejected in preference_pairs(conversation, messages, ratings)
+        ]
+    elif dataset_format == "rated":
+        rows = [
+            (rated_line(prompt, reply, rating), {"completion": reply})
+            for prompt, reply, rating in rated_replies(conversation, messages, feedback)
+        ]
+    else:
+        raise ValueError(f"unknown dataset format {dataset_format!r}")
+    if moderation is not None and rows:
+        by_message = moderation.for_messages([message for _, sides in rows for message in sides.values()])
+        for line, sides in rows:
+            line["moderation"] = {
+                side: by_message.get(str(message.id), []) for side, message in sides.items()
+            }
+    return [line for line, _ in rows]
+
+
+class ModerationAnnotations:
+    """Moderation events of messages, read from the moderation app's ModerationEvent model."""
+
+    def __init__(self, model: type[models.Model], link: models.ForeignKey) -> None:
+        self.model = model
+        self.link = link
+
+    def for_messages(self, messages: list[Message]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        fields = [f.attname for f in self.model._meta.concrete_fields if f is not self.link]
+        rows = self.model._default_manager.filter(**{f"{self.link.name}__in": messages}).values(
+            self.link.attname, *fields
+        )
+        for row in rows:
+            found.setdefault(str(row.pop(self.link.attname)), []).append(row)
+        return found
+
+
+def moderation_annotations() -> ModerationAnnotations:
+    """The moderation app's events as export annotations; LookupError (with the reason) if it has none."""
+    try:
+        model = apps.get_model("moderation", "ModerationEvent")
+    except LookupError:
+        raise LookupError(
+            "no installed moderation app has a ModerationEvent model, so --with-moderation has nothing "
+            "to add. Run without it."
+        ) from None
+    link = next(
+        (
+            f
+            for f in model._meta.concrete_fields
+            if isinstance(f, models.ForeignKey) and f.related_model is Message
+        ),
+        None,
+    )
+    if link is None:
+        raise LookupError("ModerationEvent has no link to a message.")
+    return ModerationAnnotations(model, link)

@@ -136,10 +136,17 @@ def _all_paths(request: HttpRequest) -> bool:
 
 def zip_download(request: HttpRequest, pieces: Iterator[bytes], *, filename: str) -> StreamingHttpResponse:
     """Stream a zip built piece by piece; under ASGI, each piece is built in the request's sync thread."""
+    return stream_download(request, pieces, filename=filename, content_type="application/zip")
+
+
+def stream_download(
+    request: HttpRequest, pieces: Iterator[bytes], *, filename: str, content_type: str
+) -> StreamingHttpResponse:
+    """Stream a file built piece by piece (a zip, JSON Lines) as an attachment."""
     # Django's ASGI handler would first list() a plain iterator, holding the
-    # whole zip in memory; an async one it forwards piece by piece.
+    # whole file in memory; an async one it forwards piece by piece.
     content = _pulled_in_sync_thread(pieces) if isinstance(request, ASGIRequest) else pieces
-    response = StreamingHttpResponse(content, content_type="application/zip")
+    response = StreamingHttpResponse(content, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 

@@ -97,3 +97,17 @@ def test_a_conversation_without_versions_or_ratings_gives_no_line(rated) -> None
     done(services.reply_send(conversation=plain, content="q", params=SamplingParams()), "a")
     assert len(export("--format", "dpo", "--user", "plain")) == 0
     assert len(export("--format", "rated", "--user", "plain")) == 0
+
+
+def test_the_admin_actions_stream_the_same_lines_for_the_selected_conversations(rated) -> None:
+    from django.test import Client
+
+    staff = Client()
+    staff.force_login(get_user_model().objects.create_superuser(username="root", password=None))
+    for action, dataset in [("export_preference_pairs", "dpo"), ("export_rated_replies", "rated")]:
+        response = staff.post(
+            "/admin/chat/conversation/", {"action": action, "_selected_action": [str(rated.pk)]}
+        )
+        assert response.status_code == 200 and response["Content-Type"].startswith("application/jsonl")
+        streamed = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+        assert streamed == export("--format", dataset, "--with-moderation")

@@ -6,7 +6,6 @@ import json
 from datetime import date
 from typing import IO, Any
 
-from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
@@ -20,7 +19,7 @@ from webapp.chat.exports import (
     finetune_messages,
     finetune_pairs,
 )
-from webapp.chat.models import Conversation, Feedback, Message
+from webapp.chat.models import Conversation, Message
 
 
 class Command(BaseCommand):
@@ -82,7 +81,7 @@ class Command(BaseCommand):
         self,
         conversations: models.QuerySet[Conversation],
         export_format: str,
-        events: _ModerationEvents | None,
+        events: datasets.ModerationAnnotations | None,
         output: IO[str],
         all_paths: bool,
     ) -> int:
@@ -126,38 +125,25 @@ class Command(BaseCommand):
         conversation: Conversation,
         messages: list[Message],
         export_format: str,
-        events: _ModerationEvents | None,
+        events: datasets.ModerationAnnotations | None,
         output: IO[str],
     ) -> int:
-        """Preference pairs or rated replies of one conversation (webapp/chat/datasets.py); the owner's ratings."""
-        feedback = {
-            f.message_id: f
-            for f in Feedback.objects.filter(
-                message__conversation=conversation, user_id=conversation.owner_id
-            )
-        }
-        if export_format == "dpo":
-            ratings = {key: f.rating for key, f in feedback.items()}
-            rows = [
-                (datasets.dpo_line(prompt, chosen, rejected), {"chosen": chosen, "rejected": rejected})
-                for prompt, chosen, rejected in datasets.preference_pairs(conversation, messages, ratings)
-            ]
-        else:
-            rows = [
-                (datasets.rated_line(prompt, reply, rating), {"completion": reply})
-                for prompt, reply, rating in datasets.rated_replies(conversation, messages, feedback)
-            ]
-        if events is not None and rows:
-            by_message = events.for_messages([m for _, sides in rows for m in sides.values()])
-            for line, sides in rows:
-                line["moderation"] = {side: by_message.get(str(m.id), []) for side, m in sides.items()}
-        for line, _ in rows:
+        """Preference pairs or rated replies of one conversation (webapp/chat/datasets.py)."""
+        lines = datasets.dataset_lines(conversation, messages, export_format, moderation=events)
+        for line in lines:
             self._line(output, line)
-        return len(rows)
+        return len(lines)
 
     @staticmethod
     def _line(output: IO[str], line: dict[str, Any]) -> None:
         output.write(json.dumps(line, ensure_ascii=False, cls=DjangoJSONEncoder) + "\n")
+
+
+def _moderation_events() -> datasets.ModerationAnnotations:
+    try:
+        return datasets.moderation_annotations()
+    except LookupError as missing:
+        raise CommandError(f"Moderation records are not available: {missing}") from None
 
 
 def _date(text: str) -> date:
@@ -165,42 +151,3 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise CommandError(f"{text!r} is not a day in the form YYYY-MM-DD.") from None
-
-
-class _ModerationEvents:
-    """Moderation events of messages, read from the moderation app's ModerationEvent model."""
-
-    def __init__(self, model: type[models.Model], link: models.ForeignKey) -> None:
-        self.model = model
-        self.link = link
-
-    def for_messages(self, messages: list[Message]) -> dict[str, list[dict[str, Any]]]:
-        found: dict[str, list[dict[str, Any]]] = {}
-        fields = [f.attname for f in self.model._meta.concrete_fields if f is not self.link]
-        rows = self.model._default_manager.filter(**{f"{self.link.name}__in": messages}).values(
-            self.link.attname, *fields
-        )
-        for row in rows:
-            found.setdefault(str(row.pop(self.link.attname)), []).append(row)
-        return found
-
-
-def _moderation_events() -> _ModerationEvents:
-    try:
-        model = apps.get_model("moderation", "ModerationEvent")
-    except LookupError:
-        raise CommandError(
-            "Moderation records are not available: no installed moderation app has a ModerationEvent "
-            "model, so --with-moderation has nothing to add. Run without it."
-        ) from None
-    link = next(
-        (
-            f
-            for f in model._meta.concrete_fields
-            if isinstance(f, models.ForeignKey) and f.related_model is Message
-        ),
-        None,
-    )
-    if link is None:
-        raise CommandError("Moderation records are not available: ModerationEvent has no link to a message.")
-    return _ModerationEvents(model, link)
