@@ -19,6 +19,20 @@ from webapp.chat.selectors import ConversationForbidden, ConversationNotFound, a
 from webapp.chat.services import ChatInputError
 
 MAX_COMMENT_CHARS = 1000
+# The reasons the page offers with each rating (any known reason is accepted with either).
+REASONS_OFFERED = {
+    Feedback.Rating.UP: ("accurate", "helpful", "well_written", "other"),
+    Feedback.Rating.DOWN: ("incorrect", "unhelpful", "incomplete", "unsafe", "other"),
+}
+
+
+def reasons_for_page() -> dict[str, list[list[str]]]:
+    """What the page's "Why?" form lists per rating: [value, label] pairs."""
+    labels = dict(Feedback.Reason.choices)
+    return {
+        str(rating): [[value, str(labels[value])] for value in offered]
+        for rating, offered in REASONS_OFFERED.items()
+    }
 
 
 class FeedbackNotFound(Exception):

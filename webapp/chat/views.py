@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.chat import services
-from webapp.chat.feedback import ratings_of
+from webapp.chat.feedback import ratings_of, reasons_for_page
 from webapp.chat.models import Conversation
 from webapp.chat.search import MAX_QUERY_CHARS, search_conversations
 from webapp.chat.selectors import (
@@ -118,6 +118,7 @@ def _page_context(request: HttpRequest, *, conversation: Conversation | None) ->
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
         "export_formats": EXPORT_FORMAT_LABELS,
         "chat_settings": conversation.chat_settings() if conversation else None,
+        "feedback_reasons": reasons_for_page(),
         "limits": {
             "max_message_chars": settings.MAX_MESSAGE_CHARS,
             "export_formats": EXPORT_FORMAT_LABELS,
