@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from inference.moderation.base import CATEGORIES, Action
 from webapp.moderation import services, stats
 from webapp.moderation.bulk import items_apply
+from webapp.moderation.feedback_stats import feedback_stats
 from webapp.moderation.forms import (
     ITEM_ACTIONS,
     RULE_ACTIONS,
@@ -160,6 +161,20 @@ def stats_page(request: HttpRequest) -> HttpResponse:
         request,
         "moderation/stats.html",
         {"form": form, "stats": stats.dashboard_stats(days=form.window_days())},
+    )
+
+
+@staff_required
+@require_GET
+def feedback_page(request: HttpRequest) -> HttpResponse:
+    """👍/👎 over a window: rates per day, model and reason; the replies rated 👎 and their moderation."""
+    form = StatsForm(request.GET)
+    if not form.is_valid():
+        return render(
+            request, "moderation/feedback.html", {"form": form, "errors": form_errors(form)}, status=400
+        )
+    return render(
+        request, "moderation/feedback.html", {"form": form, "stats": feedback_stats(days=form.window_days())}
     )
 
 
