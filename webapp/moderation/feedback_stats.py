@@ -37,7 +37,7 @@ class FeedbackStats:
     first_day: date
     last_day: date
     overall: Rates
-    per_day: list[tuple[date, Rates]]
+    per_day: list[tuple[str, Rates]]  # the day as YYYY-MM-DD
     per_model: list[tuple[str, Rates]]
     per_reason: list[tuple[str, str, Rates]]
     worst: list[Feedback]
@@ -53,7 +53,7 @@ def feedback_stats(*, days: int = 30) -> FeedbackStats:
         last_day=last_day,
         overall=_rates(ratings.aggregate(**_COUNTS)),
         per_day=[
-            (row["day"], _rates(row))
+            (row["day"].isoformat(), _rates(row))
             for row in ratings.annotate(day=TruncDate("updated_at"))
             .values("day")
             .annotate(**_COUNTS)

@@ -152,30 +152,22 @@ def policies(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_GET
 def stats_page(request: HttpRequest) -> HttpResponse:
-    form = StatsForm(request.GET)
-    if not form.is_valid():
-        return render(
-            request, "moderation/stats.html", {"form": form, "errors": form_errors(form)}, status=400
-        )
-    return render(
-        request,
-        "moderation/stats.html",
-        {"form": form, "stats": stats.dashboard_stats(days=form.window_days())},
-    )
+    return _window_page(request, "moderation/stats.html", stats.dashboard_stats)
 
 
 @staff_required
 @require_GET
 def feedback_page(request: HttpRequest) -> HttpResponse:
     """👍/👎 over a window: rates per day, model and reason; the replies rated 👎 and their moderation."""
+    return _window_page(request, "moderation/feedback.html", feedback_stats)
+
+
+def _window_page(request: HttpRequest, template: str, figures: Callable[..., object]) -> HttpResponse:
+    """A page of figures over the last `days` days (StatsForm); a bad window is a 400 that says why."""
     form = StatsForm(request.GET)
     if not form.is_valid():
-        return render(
-            request, "moderation/feedback.html", {"form": form, "errors": form_errors(form)}, status=400
-        )
-    return render(
-        request, "moderation/feedback.html", {"form": form, "stats": feedback_stats(days=form.window_days())}
-    )
+        return render(request, template, {"form": form, "errors": form_errors(form)}, status=400)
+    return render(request, template, {"form": form, "stats": figures(days=form.window_days())})
 
 
 def _back(
