@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -115,21 +116,25 @@ def build(conversations: int, messages: int, chars: int) -> tuple[object, int]:
         )
         rows = []
         for conversation in batch:
+            previous = None  # one path: each message under the one before (webapp/chat/tree.py)
             for number in range(messages):
                 content = " ".join(rng.choices(WORDS, k=max(1, int(rng.uniform(0.5, 1.5) * chars / 6))))
                 total += len(content)
                 reply = number % 2 == 1
-                rows.append(
-                    Message(
-                        conversation=conversation,
-                        role="assistant" if reply else "user",
-                        content=content,
-                        params={"temperature": 0.7, "max_tokens": 512} if reply else {},
-                        completion_tokens=len(content) // 4 if reply else None,
-                        model_name="tiny-random-mistral" if reply else "",
-                    )
+                previous = Message(
+                    id=uuid.uuid4(),
+                    conversation=conversation,
+                    parent=previous,
+                    role="assistant" if reply else "user",
+                    content=content,
+                    params={"temperature": 0.7, "max_tokens": 512} if reply else {},
+                    completion_tokens=len(content) // 4 if reply else None,
+                    model_name="tiny-random-mistral" if reply else "",
                 )
+                rows.append(previous)
+            conversation.current_leaf = previous
         Message.objects.bulk_create(rows, batch_size=2000)
+        Conversation.objects.bulk_update(batch, ["current_leaf"], batch_size=500)
     return user, total
 
 

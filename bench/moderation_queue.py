@@ -26,6 +26,7 @@ import platform
 import random
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -63,8 +64,13 @@ def build(events: int, reports: int) -> None:
     messages, replies = [], []
     for conversation in conversations:
         at = NOW - timedelta(seconds=rng.uniform(0, 90 * 86400))
-        messages.append(Message(conversation=conversation, role="user", content="a question", created_at=at))
-        reply = Message(conversation=conversation, role="assistant", content="an answer", created_at=at)
+        question = Message(
+            id=uuid.uuid4(), conversation=conversation, role="user", content="a question", created_at=at
+        )
+        messages.append(question)
+        reply = Message(
+            conversation=conversation, parent=question, role="assistant", content="an answer", created_at=at
+        )
         messages.append(reply)
         replies.append(reply)
     Message.objects.bulk_create(messages, batch_size=5000)

@@ -72,6 +72,7 @@ function messageElement(id, role) {
   if (!el) {
     el = document.createElement("li");
     el.className = `message ${role}`;
+    el.id = `m-${id}`;
     el.dataset.messageId = id;
     const roleEl = document.createElement("div");
     roleEl.className = "role";
@@ -118,6 +119,82 @@ function scheduleRender(r, id) {
   });
 }
 
+// --- versions: ‹ 2/3 › under a message with siblings (docs/protocol.md, "The tree") -------
+
+// Remembered while a switch asked from here is answered: which nav to give the focus back to,
+// or which message a search hit asked to see.
+let switchFocus = null;
+let askedId = null;
+
+function setVersions(el, fields) {
+  el.querySelector(".versions")?.remove();
+  if (fields.parent_id !== undefined) el.dataset.parentId = fields.parent_id ?? "";
+  if (!fields.sibling_ids || fields.sibling_count < 2) return;
+  const index = fields.sibling_index;
+  const nav = document.createElement("nav");
+  nav.className = "versions";
+  nav.setAttribute("aria-label", `Version ${index + 1} of ${fields.sibling_count}`);
+  const button = (className, label, symbol, target) => {
+    const b = actionButton(className, symbol);
+    b.setAttribute("aria-label", label);
+    b.dataset.target = target ?? "";
+    b.disabled = !target;
+    return b;
+  };
+  const count = document.createElement("span");
+  count.className = "version-count";
+  count.textContent = `${index + 1}/${fields.sibling_count}`;
+  nav.append(
+    button("version-prev", "Previous version", "‹", fields.sibling_ids[index - 1]),
+    count,
+    button("version-next", "Next version", "›", fields.sibling_ids[index + 1]),
+  );
+  const actions = el.querySelector(".message-actions");
+  if (actions) actions.before(nav);
+  else el.append(nav);
+}
+
+function switchTo(button) {
+  if (!button?.dataset.target || button.disabled || busy) return;
+  const el = button.closest(".message");
+  switchFocus = { depth: [...messagesEl.children].indexOf(el), which: button.classList.contains("version-prev") ? "prev" : "next" };
+  sendEvent({ type: "switch", message_id: button.dataset.target });
+}
+
+function renderPath(event) {
+  for (const r of replies.values()) cancelAnimationFrame(r.frame);
+  replies.clear();
+  messagesEl.replaceChildren();
+  for (const m of event.messages) {
+    const el = messageElement(m.id, m.role);
+    if (m.status === "blocked") {
+      el.rawText = "";
+      el.querySelector(".content").textContent = BLOCKED_NOTICE;
+    } else {
+      setContent(el, m.content);
+    }
+    setStatus(el, m.status);
+    if (m.role === "assistant") {
+      const meta = [m.status === "complete" ? "" : m.status, m.error || "", formatStats(m.stats || {})];
+      el.querySelector(".meta").textContent = meta.filter(Boolean).join(" · ");
+    }
+    setVersions(el, m);
+  }
+  updateActions();
+  if (askedId) {
+    findMessage(askedId)?.scrollIntoView({ block: "center" });
+    askedId = null;
+  }
+  if (switchFocus) {
+    const nav = messagesEl.children[switchFocus.depth]?.querySelector(".versions");
+    const wanted = nav?.querySelector(`.version-${switchFocus.which}`);
+    (wanted && !wanted.disabled ? wanted : nav?.querySelector("button:not([disabled])"))?.focus();
+    switchFocus = null;
+    const count = nav?.querySelector(".version-count")?.textContent;
+    if (count) announcer.textContent = `Version ${count.replace("/", " of ")}`;
+  }
+}
+
 // --- actions under messages: edit a message of mine, regenerate or retry the last reply --
 
 function actionButton(className, label, title) {
@@ -135,7 +212,7 @@ function updateActions() {
   for (const el of messagesEl.querySelectorAll(".message.user:not(.editing)")) {
     const actions = document.createElement("div");
     actions.className = "message-actions";
-    actions.append(actionButton("edit-button", "Edit", "Edit and send again (later turns are replaced)"));
+    actions.append(actionButton("edit-button", "Edit", "Edit and send again (the earlier version is kept: ‹ › under it)"));
     el.append(actions);
   }
   const last = messagesEl.lastElementChild;
@@ -180,6 +257,7 @@ messagesEl.addEventListener("click", (click) => {
   if (click.target.closest(".edit-button")) startEdit(el);
   else if (click.target.closest(".cancel-edit")) endEdit(el);
   else if (click.target.closest(".regenerate-button") && !busy) sendEvent({ type: "regenerate", params: sendParams() });
+  else if (click.target.closest(".versions button")) switchTo(click.target.closest(".versions button"));
 });
 
 messagesEl.addEventListener("submit", (submit) => {
@@ -191,6 +269,12 @@ messagesEl.addEventListener("submit", (submit) => {
 });
 
 messagesEl.addEventListener("keydown", (key) => {
+  const nav = key.target.closest(".versions");
+  if (nav && (key.key === "ArrowLeft" || key.key === "ArrowRight")) {
+    key.preventDefault();
+    switchTo(nav.querySelector(key.key === "ArrowLeft" ? ".version-prev" : ".version-next"));
+    return;
+  }
   const area = key.target.closest(".editor textarea");
   if (!area) return;
   if (key.key === "Escape") {
@@ -248,6 +332,7 @@ const handlers = {
     const el = messageElement(m.id, m.role);
     setContent(el, m.content);
     setStatus(el, m.status);
+    setVersions(el, m);
     followIfPinned();
     nameInSidebar(m);
     updateActions();
@@ -261,6 +346,7 @@ const handlers = {
   },
   start(event) {
     const r = reply(event.message_id);
+    if (event.sibling_ids) setVersions(r.el, event); // the first start says where the reply sits
     if (r.seq > 0) return; // already streaming: a late place update
     setStatus(r.el, "queued");
     // Sent again as the queue moves, from different processes: a place only ever
@@ -273,6 +359,7 @@ const handlers = {
   },
   snapshot(event) {
     const r = reply(event.message_id);
+    if (event.sibling_ids) setVersions(r.el, event);
     r.text = event.text;
     r.seq = event.seq;
     setStatus(r.el, "streaming");
@@ -320,6 +407,10 @@ const handlers = {
     announcer.textContent = ENDED_LABEL[event.status] ?? `Assistant: ${spoken.slice(0, 2000)}`;
     if (!document.querySelector("dialog[open]") && !messagesEl.querySelector(".editing")) input.focus();
   },
+  path(event) {
+    // A switch, here or in another tab, or the answer to a `sync`: the path shown, whole.
+    renderPath(event);
+  },
   settings(event) {
     chatSettings = event.settings;
     if (settingsPending) {
@@ -339,6 +430,7 @@ const handlers = {
       settingsError.hidden = false;
       return;
     }
+    switchFocus = null;
     if (unsent && !input.value) input.value = unsent;
     unsent = "";
     // A ban is followed by the socket's close: the notice keeps saying why.
@@ -368,8 +460,11 @@ function connect() {
       showNotice(busy ? "Reconnected: the reply resumes." : "Reconnected.", { fade: true });
       // A reply that ended while we were away sends no snapshot: ask for its end.
       for (const id of replies.keys()) sendEvent({ type: "resume", message_id: id });
+      // Another tab may have switched the path while we were away.
+      if (!busy) sendEvent({ type: "sync" });
     } else {
       showNotice("");
+      showAskedVersion();
     }
     everOpened = true;
   });
@@ -393,6 +488,14 @@ function connect() {
     setTimeout(connect, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 10000);
   });
+}
+
+// A search hit on another version links here with ?show=<message id>: switch the path to it, once.
+function showAskedVersion() {
+  const asked = new URLSearchParams(location.search).get("show");
+  if (!asked) return;
+  history.replaceState(null, "", location.pathname + location.hash);
+  if (!findMessage(asked) && !busy && sendEvent({ type: "switch", message_id: asked })) askedId = asked;
 }
 
 function sendEvent(event) {

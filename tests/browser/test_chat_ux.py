@@ -257,8 +257,10 @@ def test_regenerate_edit_and_retry(page: Page, stack: Stack) -> None:
     wait_ended(page)
     conversation_id = page.url.rstrip("/").rsplit("/", 1)[1]
     rows = stack.stored_messages(conversation_id)
-    assert [(r["role"], r["content"]) for r in rows][0] == ("user", "first question, edited")
-    assert len(rows) == 2
+    # Nothing is deleted: both replies to the first question, the second turn and the edit stay.
+    assert [(r["role"], r["content"]) for r in rows][0] == ("user", "first question")
+    assert ("user", "first question, edited") in [(r["role"], r["content"]) for r in rows]
+    assert len(rows) == 7
 
     # A stopped reply can be retried.
     set_settings(page, max_tokens=2000, temperature=0)

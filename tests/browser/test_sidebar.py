@@ -73,8 +73,9 @@ def fill(stack: Stack, conversation_id: str, *, messages: int, other_conversatio
         "from webapp.chat.models import Conversation, Message; "
         f"c = Conversation.objects.get(id='{conversation_id}'); "
         "text = 'A paragraph of a long conversation, long enough to wrap over two lines. ' * 3; "
-        "Message.objects.bulk_create(Message(conversation=c, role=('user', 'assistant')[i % 2], "
-        f"content=f'{{i}}: {{text}}') for i in range({messages})); "
+        # One path: Message.save puts a message given no parent after the last one shown.
+        f"[Message.objects.create(conversation=c, role=('user', 'assistant')[i % 2], "
+        f"content=f'{{i}}: {{text}}') for i in range({messages})]; "
         "Conversation.objects.bulk_create(Conversation(owner=c.owner, title=f'Older chat {i}') "
         f"for i in range({other_conversations}))",
     )

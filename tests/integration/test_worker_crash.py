@@ -78,8 +78,10 @@ async def test_a_killed_worker_s_reply_fails_then_retry_and_the_next_message_wor
         assert nxt["status"] == "complete" and nxt["content"] == SHORT
 
     stored = slow_stack.stored_messages(conversation)
+    # The failed reply stays, as the first version beside its retry (the conversation is a tree).
     assert [(m["role"], m["status"]) for m in stored] == [
         ("user", "complete"),
+        ("assistant", "failed"),
         ("assistant", "complete"),
         ("user", "complete"),
         ("assistant", "complete"),

@@ -111,11 +111,15 @@ def api_reply_start(*, api_key: ApiKey, request: ApiRequest, conversation_id: UU
         # Earlier turns get distinct, increasing times: the worker orders the prompt by them.
         earlier = request.turns[:-1]
         start = timezone.now() - dt.timedelta(seconds=1)
+        parent_id = None
         for index, turn in enumerate(earlier):
-            message = Message.objects.create(
-                conversation=conversation, role=turn["role"], content=turn["content"]
+            message = chat_services.add_message(
+                conversation=conversation, parent_id=parent_id, role=turn["role"], content=turn["content"]
             )
+            parent_id = message.id
             Message.objects.filter(pk=message.pk).update(created_at=start + dt.timedelta(microseconds=index))
+        # The request's turns are one path (webapp/chat/tree.py): the last one is sent after them.
+        Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=parent_id)
         return chat_services.reply_send(
             conversation=conversation,
             content=request.turns[-1]["content"],

@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from webapp import metrics
-from webapp.chat import events, live, services
+from webapp.chat import branches, events, live, services, tree
 from webapp.chat.models import Conversation
 from webapp.chat.selectors import ConversationForbidden, ConversationNotFound, access_conversation, live_reply
 from webapp.chat.services import ChatInputError
@@ -146,6 +146,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             "edit": self._on_edit,
             "settings": self._on_settings,
             "resume": self._on_resume,
+            "switch": self._on_switch,
+            "sync": self._on_sync,
         }.get(payload["type"])
         if handler is None:
             raise ChatInputError("unknown_type", f"Unknown event type {payload['type'][:40]!r}.")
@@ -166,12 +168,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await in_pool(services.reply_stop)(conversation=self.conversation)
 
     async def _on_regenerate(self, payload: dict[str, Any]) -> None:
-        await in_pool(services.reply_regenerate)(
-            conversation=self.conversation, raw_params=payload.get("params")
+        await in_pool(branches.reply_regenerate)(
+            conversation=self.conversation,
+            raw_params=payload.get("params"),
+            message_id=payload.get("message_id"),
         )
 
     async def _on_edit(self, payload: dict[str, Any]) -> None:
-        await in_pool(services.reply_edit)(
+        await in_pool(branches.reply_edit)(
             conversation=self.conversation,
             message_id=payload.get("message_id"),
             content=payload.get("content"),
@@ -198,13 +202,24 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if not reply.is_live:
             await self._send_event(events.done_event(reply))
 
+    async def _on_switch(self, payload: dict[str, Any]) -> None:
+        # Every socket on the conversation, this one too, hears the new path as a `path` event.
+        await in_pool(branches.conversation_switch)(
+            conversation=self.conversation, message_id=payload.get("message_id")
+        )
+
+    async def _on_sync(self, payload: dict[str, Any]) -> None:
+        # A client back from a drop may have missed a switch made in another tab.
+        await self._send_event(await in_pool(branches.path_for_sync)(conversation=self.conversation))
+
     async def _send_snapshot(self) -> None:
         reply = await in_pool(live_reply)(self.conversation)
         if reply is None:
             return
         seq, text = await in_pool(live.read_snapshot)(reply.id)
+        position = await in_pool(tree.message_position)(reply)
         self.sent_seq[str(reply.id)] = seq
-        await self._send_event(events.snapshot_event(reply.id, seq, text))
+        await self._send_event(events.snapshot_event(reply.id, seq, text, position))
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         """A group event from a service (the worker's tokens and `done`, other tabs' messages)."""

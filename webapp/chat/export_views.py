@@ -54,7 +54,9 @@ def conversation_export(request: HttpRequest, conversation_id: str, export_forma
     if conversation.owner_id == request.user.pk and not limits_for(request.user).exports_allowed:
         # A moderator's export of someone else's conversation is review, not the person's own export.
         return exports_refused(request)
-    body = render_conversation(conversation, messages_for_export(conversation), export_format)
+    body = render_conversation(
+        conversation, messages_for_export(conversation), export_format, all_paths=_all_paths(request)
+    )
     response = HttpResponse(body, content_type=FORMATS[export_format].content_type)
     disposition = attachment_disposition(conversation.title, FORMATS[export_format].extension)
     if export_format == "html":
@@ -90,7 +92,12 @@ def export_all(request: HttpRequest) -> HttpResponse:
     stem = ascii_filename_stem(f"mistral-chat-{request.user.get_username()}")
     return zip_download(
         request,
-        export_zip(conversations_for_user(request.user), export_format, exported_at=exported_at),
+        export_zip(
+            conversations_for_user(request.user),
+            export_format,
+            exported_at=exported_at,
+            all_paths=_all_paths(request),
+        ),
         filename=f"{stem}-{exported_at:%Y-%m-%d}-{export_format}.zip",
     )
 
@@ -110,6 +117,7 @@ def export_started(request: HttpRequest) -> HttpResponse:
         # Not "messages": that name is the flash messages' in every template.
         "conversation_count": conversations.count(),
         "message_count": Message.objects.filter(conversation__in=conversations).count(),
+        "all_paths": _all_paths(request),
     }
     return render(request, "chat/export_started.html", context)
 
@@ -141,12 +149,24 @@ def exports_refused(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/refused.html", context, status=403)
 
 
+def _all_paths(request: HttpRequest) -> bool:
+    """`?paths=all`: every path through each conversation's tree, not only the path shown."""
+    return request.GET.get("paths") == "all"
+
+
 def zip_download(request: HttpRequest, pieces: Iterator[bytes], *, filename: str) -> StreamingHttpResponse:
     """Stream a zip built piece by piece; under ASGI, each piece is built in the request's sync thread."""
+    return stream_download(request, pieces, filename=filename, content_type="application/zip")
+
+
+def stream_download(
+    request: HttpRequest, pieces: Iterator[bytes], *, filename: str, content_type: str
+) -> StreamingHttpResponse:
+    """Stream a file built piece by piece (a zip, JSON Lines) as an attachment."""
     # Django's ASGI handler would first list() a plain iterator, holding the
-    # whole zip in memory; an async one it forwards piece by piece.
+    # whole file in memory; an async one it forwards piece by piece.
     content = _pulled_in_sync_thread(pieces) if isinstance(request, ASGIRequest) else pieces
-    response = StreamingHttpResponse(content, content_type="application/zip")
+    response = StreamingHttpResponse(content, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 

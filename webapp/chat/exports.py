@@ -18,15 +18,19 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 from django.template.loader import render_to_string
 
+from webapp.chat.export_text import markdown, plain_text, title_of
 from webapp.chat.models import Conversation, Message
-from webapp.chat.selectors import visible
+from webapp.chat.tree import MessageTree, tree_of_messages
 
 DOCUMENT_FORMAT = "mistral-chat/conversation"
 INDEX_FORMAT = "mistral-chat/index"
-DOCUMENT_VERSION = 1
+DOCUMENT_VERSION = 2
+# Versions a reader still imports: 1 was a list, without parents.
+READABLE_VERSIONS = (1, 2)
+INDEX_VERSION = 1
 # The conversation's own reply settings (the system prompt has its own key).
 CONVERSATION_SETTINGS = ("temperature", "top_p", "max_tokens", "seed", "guardrail")
 # Conversations fetched (with their messages) per query while streaming a zip.
@@ -63,25 +67,63 @@ ZIP_FORMATS = ("json", "md", "txt", "jsonl")
 
 
 def messages_for_export(conversation: Conversation) -> list[Message]:
+    """Every message of the conversation, oldest first, hidden ones marked (`hidden_id`) for the tree."""
     # The id breaks ties between equal times, the same way on every database.
-    return list(visible(conversation.messages.order_by("created_at", "id")))
+    return list(_with_hidden(conversation.messages.order_by("created_at", "id")))
 
 
-def render_conversation(conversation: Conversation, messages: Sequence[Message], export_format: str) -> bytes:
-    """One conversation in one of FORMATS, as the bytes of the file."""
+def _with_hidden(messages: QuerySet[Message]) -> QuerySet[Message]:
+    return messages.annotate(hidden_id=F("moderation_hidden__id"))
+
+
+@dataclass(frozen=True)
+class ExportTree:
+    """What an export shows of a conversation: the messages its owner sees, as a tree."""
+
+    tree: MessageTree
+    messages: dict[Any, Message]  # by id, oldest first
+    leaf: Any
+
+    @classmethod
+    def of(cls, conversation: Conversation, messages: Sequence[Message]) -> ExportTree:
+        hidden = {message.id for message in messages if getattr(message, "hidden_id", None) is not None}
+        tree = tree_of_messages(messages, hidden=hidden)
+        shown = {message.id: message for message in messages if message.id in tree}
+        return cls(tree, shown, tree.leaf(conversation.current_leaf_id))
+
+    def paths(self, *, all_paths: bool) -> list[list[Message]]:
+        """The path shown, or every path (one per leaf, oldest first)."""
+        keys = self.tree.all_paths() if all_paths else [self.tree.path_to(self.leaf)]
+        return [[self.messages[key] for key in path] for path in keys if path]
+
+
+def render_conversation(
+    conversation: Conversation, messages: Sequence[Message], export_format: str, *, all_paths: bool = False
+) -> bytes:
+    """One conversation in one of FORMATS, as the bytes of the file.
+
+    `messages`: all of the conversation's (`messages_for_export`). `json` keeps
+    the whole tree; the others show the path shown, or with `all_paths` every
+    path (`html`: always the path shown).
+    """
+    shown = ExportTree.of(conversation, messages)
     if export_format == "json":
         text = json.dumps(conversation_document(conversation, messages), ensure_ascii=False, indent=2) + "\n"
     elif export_format == "jsonl":
-        turns = finetune_messages(conversation, messages)
-        text = json.dumps({"messages": turns}, ensure_ascii=False) + "\n" if turns else ""
+        lines = [finetune_messages(conversation, path) for path in shown.paths(all_paths=all_paths)]
+        text = "".join(json.dumps({"messages": turns}, ensure_ascii=False) + "\n" for turns in lines if turns)
     elif export_format == "md":
-        text = _markdown(conversation, messages)
+        text = markdown(conversation, shown.paths(all_paths=all_paths))
     elif export_format == "txt":
-        text = _plain_text(conversation, messages)
+        text = plain_text(conversation, shown.paths(all_paths=all_paths))
     elif export_format == "html":
         text = render_to_string(
             "chat/export_conversation.html",
-            {"conversation": conversation, "chat_messages": messages, "title": _title(conversation)},
+            {
+                "conversation": conversation,
+                "chat_messages": shown.paths(all_paths=False)[0] if shown.messages else [],
+                "title": title_of(conversation),
+            },
         )
     else:
         raise ValueError(f"unknown export format {export_format!r}")
@@ -89,7 +131,11 @@ def render_conversation(conversation: Conversation, messages: Sequence[Message],
 
 
 def conversation_document(conversation: Conversation, messages: Sequence[Message]) -> dict[str, Any]:
-    """The lossless JSON document, schema `mistral-chat/conversation` version 1."""
+    """The lossless JSON document, schema `mistral-chat/conversation` version 2: the whole tree.
+
+    A reply a moderator hid is left out; its children name the message before it as their parent.
+    """
+    shown = ExportTree.of(conversation, messages)
     return {
         "format": DOCUMENT_FORMAT,
         "version": DOCUMENT_VERSION,
@@ -99,9 +145,11 @@ def conversation_document(conversation: Conversation, messages: Sequence[Message
         "settings": {name: getattr(conversation, name) for name in CONVERSATION_SETTINGS},
         "created_at": iso_time(conversation.created_at),
         "updated_at": iso_time(conversation.updated_at),
+        "current_leaf_id": _text_id(shown.leaf),
         "messages": [
             {
                 "id": str(message.id),
+                "parent_id": _text_id(shown.tree.parent[message.id]),
                 "role": message.role,
                 "content": message.content,
                 "status": message.status,
@@ -112,9 +160,13 @@ def conversation_document(conversation: Conversation, messages: Sequence[Message
                 "model_name": message.model_name,
                 "created_at": iso_time(message.created_at),
             }
-            for message in messages
+            for message in shown.messages.values()
         ],
     }
+
+
+def _text_id(key: object) -> str | None:
+    return None if key is None else str(key)
 
 
 def finetune_messages(conversation: Conversation, messages: Sequence[Message]) -> list[dict[str, str]]:
@@ -157,62 +209,6 @@ def iso_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _readable_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _title(conversation: Conversation) -> str:
-    return conversation.title or "New chat"
-
-
-def _message_heading(message: Message) -> str:
-    parts = ["User" if message.role == Message.Role.USER else "Assistant", _readable_time(message.created_at)]
-    if message.role == Message.Role.ASSISTANT:
-        if message.status != Message.Status.COMPLETE:
-            parts.append(message.status)
-        if message.completion_tokens:
-            parts.append(f"{message.completion_tokens} tokens")
-        if message.model_name:
-            parts.append(message.model_name)
-    return " · ".join(parts)
-
-
-def _markdown(conversation: Conversation, messages: Sequence[Message]) -> str:
-    lines = [
-        f"# {_title(conversation)}",
-        "",
-        f"Created {_readable_time(conversation.created_at)} · updated "
-        f"{_readable_time(conversation.updated_at)} · {len(messages)} messages",
-        "",
-    ]
-    if conversation.system_prompt:
-        lines += ["## System prompt", "", conversation.system_prompt, ""]
-    for message in messages:
-        lines += ["---", "", f"### {_message_heading(message)}", "", message.content or "_(no text)_", ""]
-        if message.error:
-            lines += [f"_Error: {message.error}_", ""]
-    return "\n".join(lines)
-
-
-def _plain_text(conversation: Conversation, messages: Sequence[Message]) -> str:
-    title = _title(conversation)
-    lines = [
-        title,
-        "=" * len(title),
-        f"Created {_readable_time(conversation.created_at)}, updated {_readable_time(conversation.updated_at)}, "
-        f"{len(messages)} messages",
-        "",
-    ]
-    if conversation.system_prompt:
-        lines += ["System prompt:", conversation.system_prompt, ""]
-    for message in messages:
-        lines += [f"--- {_message_heading(message)}", message.content]
-        if message.error:
-            lines.append(f"(error: {message.error})")
-        lines.append("")
-    return "\n".join(lines)
-
-
 # --- file names -----------------------------------------------------------------
 
 
@@ -243,13 +239,13 @@ def zip_entry_name(conversation: Conversation, extension: str) -> str:
 
 
 def conversations_with_messages(conversations: QuerySet[Conversation]) -> Iterator[Conversation]:
-    """The conversations oldest first, each with `export_messages`, fetched EXPORT_CHUNK at a time."""
+    """The conversations oldest first, each with `export_messages` (all, as `messages_for_export`), EXPORT_CHUNK at a time."""
     return (
         conversations.order_by("created_at", "id")
         .prefetch_related(
             Prefetch(
                 "messages",
-                queryset=visible(Message.objects.order_by("created_at", "id")),
+                queryset=_with_hidden(Message.objects.order_by("created_at", "id")),
                 to_attr="export_messages",
             )
         )
@@ -258,7 +254,11 @@ def conversations_with_messages(conversations: QuerySet[Conversation]) -> Iterat
 
 
 def export_zip(
-    conversations: QuerySet[Conversation], export_format: str, *, exported_at: datetime
+    conversations: QuerySet[Conversation],
+    export_format: str,
+    *,
+    exported_at: datetime,
+    all_paths: bool = False,
 ) -> Iterator[bytes]:
     """A zip with one file per conversation and an `index.json`, produced piece by piece."""
     extension = FORMATS[export_format].extension
@@ -279,14 +279,15 @@ def export_zip(
                     "title": conversation.title,
                     "created_at": iso_time(conversation.created_at),
                     "updated_at": iso_time(conversation.updated_at),
-                    "messages": len(messages),
+                    "messages": len(ExportTree.of(conversation, messages).messages),
                 }
             )
-            yield name, render_conversation(conversation, messages, export_format), conversation.updated_at
+            content = render_conversation(conversation, messages, export_format, all_paths=all_paths)
+            yield name, content, conversation.updated_at
         # Written last, when every file is known; the index is a few hundred bytes per conversation.
         document = {
             "format": INDEX_FORMAT,
-            "version": DOCUMENT_VERSION,
+            "version": INDEX_VERSION,
             "exported_at": iso_time(exported_at),
             "export_format": export_format,
             "conversations": index,

@@ -1,8 +1,8 @@
 """Importing conversations from our JSON export: one document, or a zip of them.
 
 An uploaded file is hostile until checked: its size, every zip entry's name,
-size and kind before any is read, then each document's schema, types and
-limits. All of it happens in one transaction, so a bad file imports nothing.
+size and kind before any is read (webapp/chat/import_files.py), then each
+document's schema, types, limits and tree (version 2: no orphan, no cycle). All of it happens in one transaction, so a bad file imports nothing.
 The limits are settings (`IMPORT_*`, `MAX_MESSAGE_CHARS`, ...); docs/exports.md
 lists them.
 """
@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import stat
 import uuid
-import zipfile
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -26,11 +22,16 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from webapp.chat.exports import CONVERSATION_SETTINGS, DOCUMENT_FORMAT, DOCUMENT_VERSION, INDEX_FORMAT
+from webapp.chat.exports import (
+    CONVERSATION_SETTINGS,
+    DOCUMENT_FORMAT,
+    INDEX_FORMAT,
+    READABLE_VERSIONS,
+)
+from webapp.chat.import_files import ZIP_MAGIC, ImportRejected, megabytes, parse_document, zip_documents
 from webapp.chat.models import STAT_FIELDS, Conversation, Message
 from webapp.chat.services import ChatInputError, check_settings
 
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 CONVERSATION_KEYS = {
     "format",
     "version",
@@ -43,21 +44,19 @@ CONVERSATION_KEYS = {
     "messages",
 }
 MESSAGE_KEYS = {"id", "role", "content", "status", "params", "stats", "error", "model_name", "created_at"}
+# What version 2 added: the tree (a parent per message) and the path shown.
+TREE_CONVERSATION_KEYS = CONVERSATION_KEYS | {"current_leaf_id"}
+TREE_MESSAGE_KEYS = MESSAGE_KEYS | {"parent_id"}
 INTEGER_STATS = {"prompt_tokens", "completion_tokens"}
 # A reply that was still being written when exported has no worker behind it here.
 INTERRUPTED_ERROR = "Imported while the reply was still being written."
 
 
-class ImportRejected(Exception):
-    """The file cannot be imported; the message says why, in words for the person who sent it."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 @dataclass
 class MessageDraft:
+    # The file's own ids: only to link parents; the import gives new ones.
+    file_id: str | None
+    parent_id: str | None
     role: str
     content: str
     status: str
@@ -76,6 +75,9 @@ class ConversationDraft:
     updated_at: datetime | None
     messages: list[MessageDraft] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # checked by services.check_settings
+    # Index in `messages` of each one's parent (None: a first message), and of the path's last.
+    parents: list[int | None] = field(default_factory=list)
+    leaf: int | None = None
 
 
 def conversation_import(
@@ -86,12 +88,12 @@ def conversation_import(
         size = file.seek(0, 2)
     if size > settings.IMPORT_MAX_BYTES:
         raise ImportRejected(
-            f"The file is {_megabytes(size)}; the limit is {_megabytes(settings.IMPORT_MAX_BYTES)}."
+            f"The file is {megabytes(size)}; the limit is {megabytes(settings.IMPORT_MAX_BYTES)}."
         )
     file.seek(0)
     is_zip = file.read(4) in ZIP_MAGIC
     file.seek(0)
-    documents = _zip_documents(file) if is_zip else iter([("The file", file.read())])
+    documents = zip_documents(file) if is_zip else iter([("The file", file.read())])
     imported: list[Conversation] = []
     with transaction.atomic():
         for where, raw in documents:
@@ -104,119 +106,23 @@ def conversation_import(
     return imported
 
 
-# --- reading the file -----------------------------------------------------------------
-
-
-def parse_document(raw: bytes, *, where: str) -> object:
-    """Strict UTF-8 and strict JSON (no NaN or Infinity), with the reason when it is neither."""
-    if raw.startswith(ZIP_MAGIC):
-        raise ImportRejected(f"{where} is a zip inside the zip; nested zips are not imported.")
-    try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as error:
-        raise ImportRejected(f"{where} is not UTF-8 text (bad byte at position {error.start}).") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
-        raise ImportRejected(
-            f"{where} is not JSON: {error.msg} at line {error.lineno}, column {error.colno}."
-        ) from None
-    except RecursionError:
-        raise ImportRejected(f"{where} is nested too deeply to be a conversation.") from None
-    except ValueError as error:  # e.g. an integer with more digits than Python converts
-        raise ImportRejected(f"{where} is not JSON we accept: {error}.") from None
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number in JSON")
-
-
-def _zip_documents(file: IO[bytes]) -> Iterator[tuple[str, bytes]]:
-    """Check every entry of the zip before reading any, then yield the JSON entries one by one."""
-    try:
-        archive = zipfile.ZipFile(file)
-        entries = archive.infolist()
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as error:
-        raise ImportRejected(f"The file is not a readable zip ({error}).") from None
-    if len(entries) > settings.IMPORT_MAX_ZIP_ENTRIES:
-        raise ImportRejected(
-            f"The zip has {len(entries)} entries; the limit is {settings.IMPORT_MAX_ZIP_ENTRIES}."
-        )
-    files = [entry for entry in entries if _check_entry(entry)]
-    total = sum(entry.file_size for entry in files)
-    if total > settings.IMPORT_MAX_UNCOMPRESSED_BYTES:
-        raise ImportRejected(
-            f"The zip would unpack to {_megabytes(total)}; the limit is "
-            f"{_megabytes(settings.IMPORT_MAX_UNCOMPRESSED_BYTES)}."
-        )
-    for entry in files:
-        try:
-            with archive.open(entry) as member:
-                # The declared size bounds the read, whatever the compressed stream claims.
-                raw = member.read(entry.file_size + 1)
-        except (
-            zipfile.BadZipFile,
-            zlib.error,
-            NotImplementedError,
-            RuntimeError,
-            EOFError,
-            OSError,
-        ) as error:
-            raise ImportRejected(f"{entry.filename} cannot be read from the zip ({error}).") from None
-        if len(raw) > entry.file_size:
-            raise ImportRejected(f"{entry.filename} is larger than the zip says.")
-        yield entry.filename, raw
-
-
-def _check_entry(entry: zipfile.ZipInfo) -> bool:
-    """Raise for an entry we refuse; False for a folder, True for a file to import."""
-    name = entry.filename
-    parts = name.replace("\\", "/").split("/")
-    if (
-        name.startswith(("/", "\\"))
-        or "\\" in name
-        or ":" in name
-        or ".." in parts
-        or any(ord(char) < 32 for char in name)
-    ):
-        raise ImportRejected(f"The zip holds an unsafe file name ({name!r}); nothing was imported.")
-    if stat.S_ISLNK(entry.external_attr >> 16):
-        raise ImportRejected(f"{name} is a symbolic link; the zip must hold plain .json files.")
-    if entry.is_dir():
-        return False
-    if entry.flag_bits & 0x1:
-        raise ImportRejected(f"{name} is encrypted; export again without a password.")
-    if name.lower().endswith((".zip", ".jar", ".gz", ".tgz", ".7z")):
-        raise ImportRejected(f"{name} is an archive inside the zip; nested archives are not imported.")
-    if not name.lower().endswith(".json"):
-        raise ImportRejected(f"{name} is not a .json file; the zip must hold only our JSON exports.")
-    if entry.file_size > settings.IMPORT_MAX_BYTES:
-        raise ImportRejected(
-            f"{name} would unpack to {_megabytes(entry.file_size)}; the limit for one conversation is "
-            f"{_megabytes(settings.IMPORT_MAX_BYTES)}."
-        )
-    return True
-
-
-def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:,.1f} MB"
-
-
 # --- checking a document ------------------------------------------------------------------
 
 
 def check_document(document: object, *, where: str) -> ConversationDraft:
-    """A conversation document of schema `mistral-chat/conversation` v1, checked field by field."""
+    """A conversation document of schema `mistral-chat/conversation` v1 or v2, checked field by field."""
     if not isinstance(document, dict):
         raise ImportRejected(f"{where} is not a conversation: expected a JSON object.")
     if document.get("format") != DOCUMENT_FORMAT:
         raise ImportRejected(f'{where} is not a conversation export: "format" must be "{DOCUMENT_FORMAT}".')
     version = document.get("version")
-    if type(version) is not int or version != DOCUMENT_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        readable = " and ".join(str(number) for number in READABLE_VERSIONS)
         raise ImportRejected(
-            f"{where} has version {json.dumps(version)}; this server reads version {DOCUMENT_VERSION}."
+            f"{where} has version {json.dumps(version)}; this server reads versions {readable}."
         )
-    _no_unknown_keys(document, CONVERSATION_KEYS, where)
+    is_tree = version >= 2
+    _no_unknown_keys(document, TREE_CONVERSATION_KEYS if is_tree else CONVERSATION_KEYS, where)
     if "id" in document:
         _text(document, "id", where, limit=100)  # new ids are given; the old one is only checked
     title_limit = Conversation._meta.get_field("title").max_length
@@ -237,7 +143,7 @@ def check_document(document: object, *, where: str) -> ConversationDraft:
         )
     previous: datetime | None = None
     for number, message in enumerate(messages):
-        draft.messages.append(_check_message(message, f"{where}: messages[{number}]"))
+        draft.messages.append(_check_message(message, f"{where}: messages[{number}]", is_tree=is_tree))
         created_at = draft.messages[-1].created_at
         if created_at is not None and previous is not None and created_at < previous:
             # The page orders messages by time: an earlier time would move this one up.
@@ -245,7 +151,46 @@ def check_document(document: object, *, where: str) -> ConversationDraft:
                 f"{where}: messages[{number}].created_at is earlier than the message before it."
             )
         previous = created_at or previous
+    if is_tree:
+        _check_tree(draft, document.get("current_leaf_id"), where)
+    else:  # version 1: a list, each message after the one before it, all of it shown
+        draft.parents = [None, *range(len(draft.messages) - 1)][: len(draft.messages)]
+        draft.leaf = len(draft.messages) - 1 if draft.messages else None
     return draft
+
+
+def _check_tree(draft: ConversationDraft, leaf_id: object, where: str) -> None:
+    """Link each message to its parent by the file's ids; an orphan, a cycle or a bad leaf refuses the file."""
+    index: dict[str, int] = {}
+    for number, message in enumerate(draft.messages):
+        if message.file_id is None:
+            continue  # nothing can name it as a parent
+        if message.file_id in index:
+            raise ImportRejected(
+                f"{where}: messages[{number}].id is also the id of messages[{index[message.file_id]}]."
+            )
+        index[message.file_id] = number
+    for number, message in enumerate(draft.messages):
+        if message.parent_id is not None and message.parent_id not in index:
+            raise ImportRejected(
+                f"{where}: messages[{number}].parent_id names no message of the file (an orphan)."
+            )
+        draft.parents.append(None if message.parent_id is None else index[message.parent_id])
+    for number in range(len(draft.messages)):
+        seen, at = {number}, draft.parents[number]
+        while at is not None:
+            if at in seen:
+                raise ImportRejected(
+                    f"{where}: messages[{number}] is its own ancestor through parent_id (a cycle)."
+                )
+            seen.add(at)
+            at = draft.parents[at]
+    if leaf_id is None:
+        draft.leaf = len(draft.messages) - 1 if draft.messages else None
+    elif not isinstance(leaf_id, str) or leaf_id not in index:
+        raise ImportRejected(f'{where}: "current_leaf_id" names no message of the file.')
+    else:
+        draft.leaf = index[leaf_id]
 
 
 def _check_settings(raw: object, system_prompt: str, where: str) -> dict[str, Any]:
@@ -261,10 +206,10 @@ def _check_settings(raw: object, system_prompt: str, where: str) -> dict[str, An
     return {name: checked[name] for name in CONVERSATION_SETTINGS}
 
 
-def _check_message(message: object, where: str) -> MessageDraft:
+def _check_message(message: object, where: str, *, is_tree: bool) -> MessageDraft:
     if not isinstance(message, dict):
         raise ImportRejected(f"{where} must be a JSON object.")
-    _no_unknown_keys(message, MESSAGE_KEYS, where)
+    _no_unknown_keys(message, TREE_MESSAGE_KEYS if is_tree else MESSAGE_KEYS, where)
     role = message.get("role")
     if role not in Message.Role.values:
         raise ImportRejected(f'{where}.role must be "user" or "assistant", not {json.dumps(role)[:40]}.')
@@ -280,9 +225,13 @@ def _check_message(message: object, where: str) -> MessageDraft:
     params = message.get("params", {})
     if not isinstance(params, dict):
         raise ImportRejected(f"{where}.params must be a JSON object.")
-    if "id" in message:
-        _text(message, "id", where, limit=100)
+    file_id = _text(message, "id", where, limit=100) if "id" in message else None
+    parent_id = message.get("parent_id")
+    if parent_id is not None:
+        parent_id = _text(message, "parent_id", where, limit=100)
     return MessageDraft(
+        file_id=file_id,
+        parent_id=parent_id,
         role=role,
         content=_text(message, "content", where, limit=limit),
         status=status,
@@ -375,14 +324,18 @@ def _create(owner: AbstractBaseUser, draft: ConversationDraft) -> Conversation:
             params=message.params,
             error=message.error,
             model_name=message.model_name,
+            parent_id=None if parent is None else ids[parent],
             **message.stats,
         )
-        for message_id, message in zip(ids, draft.messages, strict=True)
+        for message_id, message, parent in zip(ids, draft.messages, draft.parents, strict=True)
     ]
     Message.objects.bulk_create(rows, batch_size=500)
     for row, moment in zip(rows, times, strict=True):
         row.created_at = moment
     Message.objects.bulk_update(rows, ["created_at"], batch_size=500)
+    if draft.leaf is not None:
+        conversation.current_leaf_id = ids[draft.leaf]
+        Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=ids[draft.leaf])
     return conversation
 
 

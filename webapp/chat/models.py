@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -40,6 +41,11 @@ class Conversation(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
     # Set only on a temporary chat: unlisted, never exported, deleted from then on (webapp/chat/retention.py).
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The last message of the path shown (webapp/chat/tree.py): the messages
+    # form a tree, and this remembers which branch the person is on.
+    current_leaf = models.ForeignKey(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["-updated_at"]
@@ -74,6 +80,11 @@ class Message(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # The message this one follows; None for a first message. Siblings (the
+    # same parent) are the versions a regenerate or an edit made, oldest first.
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
@@ -107,9 +118,70 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; a new message given no parent continues the path shown.
+
+        That is how messages were added before they formed a tree, and code
+        that appends them so (the API, fixtures, scripts) still builds one
+        path. The services name each parent (a root too: `explicit_parent`).
+        """
+        appended = self._state.adding and self.parent_id is None and not self.explicit_parent
+        if appended:
+            self.parent_id = (
+                Conversation.objects.filter(pk=self.conversation_id)
+                .values_list("current_leaf_id", flat=True)
+                .first()
+            )
+        super().save(*args, **kwargs)
+        if appended:
+            Conversation.objects.filter(pk=self.conversation_id).update(current_leaf=self)
+
+    # Set by the services, which choose every parent themselves (None: a new root).
+    explicit_parent = False
+
     @property
     def is_live(self) -> bool:
         return self.status in self.LIVE_STATUSES
 
     def stats(self) -> dict[str, float | int | None]:
         return {name: getattr(self, name) for name in STAT_FIELDS}
+
+
+class Feedback(models.Model):
+    """A person's rating of a reply: 👍 or 👎, with optional reasons and a comment; changed at will.
+
+    One per person and reply (a reply has one owner, who alone can see it).
+    Kept for analysis and for datasets (docs/feedback.md).
+    """
+
+    class Rating(models.TextChoices):
+        UP = "up"
+        DOWN = "down"
+
+    class Reason(models.TextChoices):
+        ACCURATE = "accurate", "Accurate"
+        HELPFUL = "helpful", "Helpful"
+        WELL_WRITTEN = "well_written", "Well written"
+        INCORRECT = "incorrect", "Not correct"
+        UNHELPFUL = "unhelpful", "Not helpful"
+        INCOMPLETE = "incomplete", "Incomplete"
+        UNSAFE = "unsafe", "Harmful or unsafe"
+        OTHER = "other", "Something else"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rating = models.CharField(max_length=8, choices=Rating.choices)
+    reasons = models.JSONField(default=list, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="chat_feedback_one_per_person")
+        ]
+        # Rates over time and per rating, for the staff pages to come.
+        indexes = [models.Index(fields=["rating", "updated_at"], name="chat_feedback_rating")]
+
+    def __str__(self) -> str:
+        return f"{self.rating} on {self.message_id} by {self.user_id}"

@@ -8,7 +8,7 @@ back as safe HTML: the text is escaped and only the `<mark>` tags are ours.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -18,8 +18,9 @@ from django.db.models import F
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from webapp.chat.models import Message
+from webapp.chat.models import Conversation, Message
 from webapp.chat.selectors import conversations_for_user, visible
+from webapp.chat.tree import MessageTree
 
 MAX_QUERY_CHARS = 200
 MAX_RESULTS = 50
@@ -35,6 +36,8 @@ class SearchHit:
     title: str
     snippet: SafeString
     message_id: UUID | None  # None when only the title matched
+    # False when the message is on a version its conversation does not show now (webapp/chat/tree.py).
+    on_path: bool = True
 
 
 def search_conversations(user: AbstractBaseUser, query: str) -> list[SearchHit]:
@@ -43,8 +46,34 @@ def search_conversations(user: AbstractBaseUser, query: str) -> list[SearchHit]:
     if not query:
         return []
     if connection.vendor == "postgresql":
-        return _search_postgresql(user, query)
-    return _search_portable(user, query)
+        return _mark_other_versions(_search_postgresql(user, query))
+    return _mark_other_versions(_search_portable(user, query))
+
+
+def _mark_other_versions(hits: list[SearchHit]) -> list[SearchHit]:
+    """Say which hits are on a branch other than the one shown: one query for their conversations' trees."""
+    wanted = {hit.conversation_id for hit in hits if hit.message_id is not None}
+    if not wanted:
+        return hits
+    rows: dict[UUID, list[tuple[UUID, UUID | None]]] = {}
+    hidden: set[UUID] = set()
+    messages = (
+        Message.objects.filter(conversation_id__in=wanted)
+        .annotate(hidden_id=F("moderation_hidden__id"))
+        .order_by("created_at", "id")
+        .values_list("conversation_id", "id", "parent_id", "hidden_id")
+    )
+    for conversation_id, message_id, parent_id, hidden_id in messages:
+        rows.setdefault(conversation_id, []).append((message_id, parent_id))
+        if hidden_id is not None:
+            hidden.add(message_id)
+    leaves = dict(Conversation.objects.filter(pk__in=wanted).values_list("pk", "current_leaf_id"))
+    shown: set[UUID] = set()
+    for conversation_id, tree_rows in rows.items():
+        shown.update(MessageTree(tree_rows, hidden).shown_path(leaves.get(conversation_id)))
+    return [
+        replace(hit, on_path=hit.message_id in shown) if hit.message_id is not None else hit for hit in hits
+    ]
 
 
 def _search_postgresql(user: AbstractBaseUser, query: str) -> list[SearchHit]:

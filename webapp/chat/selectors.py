@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 
 from webapp.accounts.access import can_moderate
 from webapp.chat.models import Conversation, Message
+from webapp.chat.tree import shown_path, tree_of
 
 
 class ConversationNotFound(Exception):
@@ -61,8 +62,9 @@ def visible(messages: QuerySet[Message]) -> QuerySet[Message]:
     return messages.filter(moderation_hidden__isnull=True)
 
 
-def messages_of(conversation: Conversation) -> QuerySet[Message]:
-    return visible(conversation.messages.order_by("created_at"))
+def messages_of(conversation: Conversation) -> list[Message]:
+    """The messages of the path shown, each with its `position` among its versions."""
+    return shown_path(conversation)
 
 
 def live_reply(conversation: Conversation) -> Message | None:
@@ -80,21 +82,24 @@ def queue_position(reply: Message) -> int:
 
 
 def prompt_history(reply: Message) -> list[dict[str, str]]:
-    """The turns a reply answers, in the shape `encode_chat` takes.
+    """The turns a reply answers, in the shape `encode_chat` takes: the path from the first message to it.
 
+    Only the reply's own branch counts (webapp/chat/tree.py), so two versions
+    of a reply share the turns, and the token ids, of the path before them.
     Replies that ended with no text (failed, blocked, stopped before their
-    first token) or that a moderator hid are left out together with the question they leave
-    unanswered, so the turns still alternate user/assistant; the last user
-    message is always kept.
+    first token) or that a moderator hid are left out together with the
+    question they leave unanswered, so the turns still alternate
+    user/assistant; the last user message is always kept.
     """
-    earlier = list(
-        visible(reply.conversation.messages.filter(created_at__lt=reply.created_at))
+    path = tree_of(reply.conversation).path_to(reply.parent_id)
+    by_id = {
+        key: (role, content)
+        for key, role, content in Message.objects.filter(id__in=path)
         .exclude(status=Message.Status.BLOCKED)
-        .order_by("created_at")
-        .values_list("role", "content")
-    )
+        .values_list("id", "role", "content")
+    }
     turns: list[dict[str, str]] = []
-    for role, content in earlier:
+    for role, content in (by_id[key] for key in path if key in by_id):
         if role == Message.Role.USER:
             if turns and turns[-1]["role"] == Message.Role.USER:
                 turns.pop()  # its reply is missing: drop the unanswered question

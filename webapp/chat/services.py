@@ -20,7 +20,7 @@ from inference.chat_template import ContextOverflow, fit_chat
 from inference.params import ParamError, SamplingParams, parse_params
 from webapp.accounts.access import default_limits, limits_for_id
 from webapp.celery import app as celery_app
-from webapp.chat import events, live, quotas
+from webapp.chat import events, live, quotas, tree
 from webapp.chat.models import SETTINGS_FIELDS, Conversation, Message
 from webapp.chat.selectors import live_reply, queue_position
 from webapp.moderation.services import check_not_sanctioned
@@ -136,7 +136,7 @@ def check_settings(*, conversation: Conversation, raw_settings: object) -> dict[
     sampling = {name: merged[name] for name in SAMPLING_SETTINGS if merged[name] is not None}
     params = check_params(sampling, max_tokens_limit=_max_tokens_limit(conversation))
     system_prompt = check_system_prompt(merged["system_prompt"])
-    _check_fits(_join_system_prompt(merged["guardrail"], system_prompt), "x", params)
+    check_fits(_join_system_prompt(merged["guardrail"], system_prompt), "x", params)
     return {
         "system_prompt": system_prompt,
         "temperature": params.temperature,
@@ -173,7 +173,7 @@ def check_send(
     """Validate a `send`: the text and the sampling parameters, and that they fit the context."""
     content = check_content(content)
     params = check_params(raw_params, conversation=conversation)
-    _check_fits(system_prompt_for(conversation), content, params)
+    check_fits(system_prompt_for(conversation), content, params)
     return content, params
 
 
@@ -192,7 +192,7 @@ def check_content(content: object) -> str:
     return content
 
 
-def _check_fits(system_prompt: str | None, content: str, params: SamplingParams) -> None:
+def check_fits(system_prompt: str | None, content: str, params: SamplingParams) -> None:
     """The system prompt, one message and `max_tokens` must fit the context."""
     try:
         fit_chat(
@@ -244,73 +244,39 @@ def reply_send(
     raw: bool = False,
     stop: tuple[str, ...] = (),
 ) -> Message:
-    """Store the user's message and a queued reply, then announce and enqueue it.
+    """Store the user's message at the end of the path shown and a queued reply to it; announce, enqueue.
 
     For the API: with `raw` the worker encodes `content` as the whole prompt, no
     chat template; `stop` strings end the reply before the first one.
     """
     with transaction.atomic():
-        locked = _lock_idle(conversation)
-        user_message = Message.objects.create(
-            conversation=locked, role=Message.Role.USER, content=content, status=Message.Status.COMPLETE
+        locked = lock_idle(conversation)
+        user_message = add_message(
+            conversation=locked,
+            parent_id=tree.leaf_id(locked),
+            role=Message.Role.USER,
+            content=content,
+            status=Message.Status.COMPLETE,
         )
+        position = tree.message_position(user_message)
+        # Registered first, so the echo goes out before the reply's `start`.
+        transaction.on_commit(lambda: live.publish(locked.id, events.message_event(user_message, position)))
         if not locked.title:
             locked.title = _title_from(content)
-        locked.save(update_fields=["title", "updated_at"])
-        transaction.on_commit(lambda: live.publish(locked.id, events.message_event(user_message)))
-        return _create_reply(locked, params, raw=raw, stop=stop)
-
-
-def reply_regenerate(*, conversation: Conversation, raw_params: object = None) -> Message:
-    """Replace the last reply with a new one, generated from the same turns."""
-    params = check_params(raw_params, conversation=conversation)
-    with transaction.atomic():
-        locked = _lock_idle(conversation)
-        last = locked.messages.order_by("-created_at").first()
-        if last is None or last.role != Message.Role.ASSISTANT:
-            raise ChatInputError("nothing_to_regenerate", "There is no reply to regenerate.")
-        removed = [last.id]
-        last.delete()
-        locked.save(update_fields=["updated_at"])
-        transaction.on_commit(lambda: live.publish(locked.id, events.removed_event(removed)))
-        return _create_reply(locked, params)
-
-
-def reply_edit(
-    *, conversation: Conversation, message_id: object, content: object, raw_params: object = None
-) -> Message:
-    """Change an earlier message of the user and answer it again; the turns after it are deleted."""
-    content = check_content(content)
-    params = check_params(raw_params, conversation=conversation)
-    _check_fits(system_prompt_for(conversation), content, params)
-    with transaction.atomic():
-        locked = _lock_idle(conversation)
-        message = _user_message(locked, message_id)
-        later = locked.messages.filter(created_at__gt=message.created_at)
-        removed = list(later.values_list("id", flat=True))
-        later.delete()
-        message.content = content
-        message.save(update_fields=["content", "updated_at"])
-        locked.save(update_fields=["updated_at"])
-
-        def announce() -> None:
-            if removed:
-                live.publish(locked.id, events.removed_event(removed))
-            live.publish(locked.id, events.message_event(message))
-
-        transaction.on_commit(announce)
-        return _create_reply(locked, params)
+        reply = create_reply(locked, params, parent=user_message, raw=raw, stop=stop)
+        locked.save(update_fields=["title", "current_leaf", "updated_at"])
+        return reply
 
 
 def check_resume(*, conversation: Conversation, message_id: object) -> Message:
     """The reply a client reconnecting after a drop was watching (a `resume` event)."""
-    reply = _message(conversation, message_id)
+    reply = message_of(conversation, message_id)
     if reply.role != Message.Role.ASSISTANT:
         raise ChatInputError("not_a_reply", "That message is not a reply.")
     return reply
 
 
-def _message(conversation: Conversation, message_id: object) -> Message:
+def message_of(conversation: Conversation, message_id: object) -> Message:
     if not isinstance(message_id, str):
         raise ChatInputError("invalid_message_id", "message_id must be a string.")
     try:
@@ -319,13 +285,6 @@ def _message(conversation: Conversation, message_id: object) -> Message:
         message = None
     if message is None:
         raise ChatInputError("unknown_message", "No message of this conversation has that id.")
-    return message
-
-
-def _user_message(conversation: Conversation, message_id: object) -> Message:
-    message = _message(conversation, message_id)
-    if message.role != Message.Role.USER:
-        raise ChatInputError("not_a_user_message", "Only your own messages can be edited.")
     return message
 
 
@@ -338,7 +297,8 @@ def reply_stop(*, conversation: Conversation) -> Message:
     return reply
 
 
-def _lock_idle(conversation: Conversation) -> Conversation:
+def lock_idle(conversation: Conversation) -> Conversation:
+    """The conversation's row, locked, once sure a reply may be asked for (ChatInputError if not)."""
     # The row lock serialises two sends racing on one conversation (two tabs).
     try:
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
@@ -352,21 +312,46 @@ def _lock_idle(conversation: Conversation) -> Conversation:
     return locked
 
 
-def _create_reply(
-    conversation: Conversation, params: SamplingParams, *, raw: bool = False, stop: tuple[str, ...] = ()
+def add_message(*, conversation: Conversation, parent_id: UUID | None, **fields: Any) -> Message:
+    """A new message under `parent_id` (None: a first message, a root of the tree)."""
+    message = Message(conversation=conversation, parent_id=parent_id, **fields)
+    message.explicit_parent = True
+    message.save(force_insert=True)
+    return message
+
+
+def create_reply(
+    conversation: Conversation,
+    params: SamplingParams,
+    *,
+    parent: Message,
+    earlier_versions: tuple[UUID, ...] = (),
+    raw: bool = False,
+    stop: tuple[str, ...] = (),
 ) -> Message:
+    """A queued reply to `parent`, made the end of the path shown (the caller saves the conversation).
+
+    `earlier_versions`: the replies to `parent` already shown, for the
+    `start` event's sibling fields; it is announced and enqueued on commit.
+    """
     stored = params.to_dict()
     # reply_jobs.reply_claim takes these back out before rebuilding SamplingParams.
     if raw:
         stored["raw"] = True
     if stop:
         stored["stop"] = list(stop)
-    reply = Message.objects.create(
-        conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, params=stored
+    reply = add_message(
+        conversation=conversation,
+        parent_id=parent.id,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.QUEUED,
+        params=stored,
     )
+    conversation.current_leaf = reply
+    position = tree.Position(parent.id, (*earlier_versions, reply.id), len(earlier_versions))
 
     def announce_and_enqueue() -> None:
-        live.publish(conversation.id, events.start_event(reply.id, queue_position(reply)))
+        live.publish(conversation.id, events.start_event(reply.id, queue_position(reply), position))
         reply_enqueue(reply_id=reply.id)
 
     transaction.on_commit(announce_and_enqueue)

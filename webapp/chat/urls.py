@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.chat import export_views, views
+from webapp.chat import export_views, feedback_views, views
 from webapp.moderation import report_views
 
 app_name = "chat"
@@ -20,5 +20,8 @@ urlpatterns = [
         name="export_conversation",
     ),
     path("<str:conversation_id>/m/<str:message_id>/report/", report_views.report_reply, name="report"),
+    path(
+        "<str:conversation_id>/m/<str:message_id>/feedback/", feedback_views.reply_feedback, name="feedback"
+    ),
     path("<str:conversation_id>/", views.conversation_page, name="conversation"),
 ]

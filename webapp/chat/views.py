@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.accounts.access import limits_for
 from webapp.chat import services
+from webapp.chat.feedback import ratings_of, reasons_for_page
 from webapp.chat.models import Conversation
 from webapp.chat.search import MAX_QUERY_CHARS, search_conversations
 from webapp.chat.selectors import (
@@ -107,9 +108,13 @@ def _owned(request: HttpRequest, conversation_id: str) -> Conversation:
 
 def _page_context(request: HttpRequest, *, conversation: Conversation | None) -> dict[str, object]:
     recent = list(conversations_for_user(request.user)[: SIDEBAR_LIMIT + 1])
+    chat_messages = messages_of(conversation) if conversation else []
+    ratings = ratings_of(request.user, chat_messages)
+    for message in chat_messages:
+        message.rating = ratings.get(message.id, "")
     return {
         "conversation": conversation,
-        "chat_messages": list(messages_of(conversation)) if conversation else [],
+        "chat_messages": chat_messages,
         "conversations": recent[:SIDEBAR_LIMIT],
         "more_conversations": len(recent) > SIDEBAR_LIMIT,
         "model": model_summary(live_workers()),
@@ -117,6 +122,7 @@ def _page_context(request: HttpRequest, *, conversation: Conversation | None) ->
         "temporary_chat_hours": settings.TEMPORARY_CHAT_HOURS,
         "export_formats": EXPORT_FORMAT_LABELS,
         "chat_settings": conversation.chat_settings() if conversation else None,
+        "feedback_reasons": reasons_for_page(),
         "limits": {
             "max_message_chars": settings.MAX_MESSAGE_CHARS,
             "export_formats": EXPORT_FORMAT_LABELS,

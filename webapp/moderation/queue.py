@@ -4,8 +4,9 @@ Two tables feed one list, so a page is the newest `size` items of both,
 paged by keyset: a cursor names the last item shown as (created_at, kind,
 id) and the next page is what sorts below it. Each page costs the same few
 queries however deep it is and however many rows there are: one per table
-(each walking its own `(status, -created_at, -id)` index) and one for the
-messages around every item.
+(each walking its own `(status, -created_at, -id)` index) and a handful for
+the path around every item (one per generation walked, one for the replies
+below, one for the versions).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Case, F, Max, Q, QuerySet, Value, When
-from django.db.models.expressions import RowRange, Window
+from django.db.models import Q, QuerySet
 
 from inference.moderation.base import Action
 from webapp.api.models import ApiKey
 from webapp.chat.models import Message
+from webapp.chat.tree import Position
 from webapp.moderation.models import ModerationEvent, Report, ReviewStatus
 
 KINDS = ("event", "report")
@@ -223,41 +224,59 @@ def queue_page(filters: QueueFilters, *, before: Cursor | None = None, size: int
 
 
 def attach_context(items: list[QueueItem]) -> None:
-    """Fill each item's `context`: the messages around its message, in one query for the page.
+    """Fill each item's `context`: its message's path, CONTEXT_BEFORE messages up and the newest reply below.
 
-    A sliding window marks every message within reach of an item's message, so
-    the database returns only those, however long the conversations are.
+    The conversation is a tree (webapp/chat/tree.py): the context is the
+    branch the message is on, each message with its `position` among its
+    versions (hidden replies included: staff see them). A few queries for
+    the whole page, one per generation walked, however long the conversations are.
     """
     items = [item for item in items if item.message is not None]  # a deleted conversation has no context
     targets = {item.message.pk for item in items}
     if not targets:
         return
-    near = Window(
-        Max(Case(When(id__in=targets, then=Value(1)), default=Value(0))),
-        partition_by=[F("conversation_id")],
-        order_by=[F("created_at").asc(), F("id").asc()],
-        frame=RowRange(start=-CONTEXT_AFTER, end=CONTEXT_BEFORE),
-    )
-    rows = (
-        Message.objects.filter(conversation_id__in={item.message.conversation_id for item in items})
-        .select_related("moderation_hidden")
-        .annotate(near=near)
-        .filter(near=1)
-        .order_by("conversation_id", "created_at", "id")
-    )
-    by_conversation: dict[object, list[Message]] = {}
-    for message in rows:
-        by_conversation.setdefault(message.conversation_id, []).append(message)
+    found = {m.pk: m for m in _context_rows(pk__in=targets)}
+    wanted = {m.parent_id for m in found.values()} - {None} - found.keys()
+    for _ in range(CONTEXT_BEFORE):
+        ancestors = list(_context_rows(pk__in=wanted)) if wanted else []
+        found |= {m.pk: m for m in ancestors}
+        wanted = {m.parent_id for m in ancestors} - {None} - found.keys()
+    newest_child: dict[object, Message] = {}
+    for child in _context_rows(parent_id__in=targets).order_by("created_at", "id"):
+        newest_child[child.parent_id] = child
     for item in items:
-        thread = by_conversation.get(item.message.conversation_id, [])
-        at = next((i for i, message in enumerate(thread) if message.pk == item.message.pk), None)
-        if at is None:
-            continue
-        item.context = thread[max(0, at - CONTEXT_BEFORE) : at + CONTEXT_AFTER + 1]
-        item.flagged = thread[at]
+        target = found[item.message.pk]
+        path = [target]
+        while len(path) <= CONTEXT_BEFORE and path[0].parent_id in found:
+            path.insert(0, found[path[0].parent_id])
+        after = newest_child.get(target.pk)
+        item.context = path + ([after] if after is not None and CONTEXT_AFTER else [])
+        item.flagged = target
         if item.kind == "event" and item.record.stage == "input":
-            asked = [m for m in thread[max(0, at - CONTEXT_BEFORE) : at] if m.role == Message.Role.USER]
+            asked = [m for m in path[:-1] if m.role == Message.Role.USER]
             item.flagged = asked[-1] if asked else item.flagged
+    _attach_positions([message for item in items for message in item.context])
+
+
+def _context_rows(**lookup: object) -> QuerySet[Message]:
+    return Message.objects.filter(**lookup).select_related("moderation_hidden")
+
+
+def _attach_positions(messages: list[Message]) -> None:
+    """Each message's place among its versions (its parent's messages, or its conversation's first ones)."""
+    parents = {m.parent_id for m in messages} - {None}
+    rooted = {m.conversation_id for m in messages if m.parent_id is None}
+    siblings: dict[tuple[object, object], list[object]] = {}
+    rows = Message.objects.filter(
+        Q(parent_id__in=parents) | Q(parent__isnull=True, conversation_id__in=rooted)
+    ).order_by("created_at", "id")
+    for conversation_id, parent_id, message_id in rows.values_list("conversation_id", "parent_id", "id"):
+        key = (conversation_id if parent_id is None else None, parent_id)
+        siblings.setdefault(key, []).append(message_id)
+    for message in messages:
+        key = (message.conversation_id if message.parent_id is None else None, message.parent_id)
+        versions = tuple(siblings.get(key, [message.pk]))
+        message.position = Position(message.parent_id, versions, versions.index(message.pk))
 
 
 class UnknownItems(LookupError):

@@ -307,8 +307,12 @@ def sanction_apply(
     kind: str,
     until: datetime | None = None,
     reason: str,
+    message_ids: Sequence[object] = (),
 ) -> Sanction:
     """Warn, suspend (until a time) or ban `user`; a ban also ends their sessions (see enforcement).
+
+    `message_ids`: the messages it was taken for (from queue items), named in
+    the audit log: the exact versions, wherever they sit in their tree.
 
     Banning a user already banned returns the ban in force and logs nothing (bulk actions
     over several items of one user ban them once).
@@ -333,6 +337,7 @@ def sanction_apply(
                 "sanction_id": sanction.pk,
                 "until": until.isoformat() if until else None,
                 "reason": reason,
+                **({"message_ids": [str(key) for key in message_ids]} if message_ids else {}),
             },
         )
         if kind == Sanction.Kind.BAN:

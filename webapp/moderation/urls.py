@@ -9,4 +9,5 @@ urlpatterns = [
     path("rules/", views.rule_create, name="rule_create"),
     path("policies/", views.policies, name="policies"),
     path("stats/", views.stats_page, name="stats"),
+    path("feedback/", views.feedback_page, name="feedback"),
 ]

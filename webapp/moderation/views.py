@@ -7,6 +7,8 @@ moderator role (webapp.accounts.access) gets 403 on every URL, whatever the meth
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -18,6 +20,7 @@ from inference.moderation.base import CATEGORIES, Action
 from webapp.accounts.access import moderator_required
 from webapp.moderation import services, stats
 from webapp.moderation.bulk import items_apply
+from webapp.moderation.feedback_stats import feedback_stats
 from webapp.moderation.forms import (
     ITEM_ACTIONS,
     RULE_ACTIONS,
@@ -134,16 +137,22 @@ def policies(request: HttpRequest) -> HttpResponse:
 @moderator_required
 @require_GET
 def stats_page(request: HttpRequest) -> HttpResponse:
+    return _window_page(request, "moderation/stats.html", stats.dashboard_stats)
+
+
+@moderator_required
+@require_GET
+def feedback_page(request: HttpRequest) -> HttpResponse:
+    """👍/👎 over a window: rates per day, model and reason; the replies rated 👎 and their moderation."""
+    return _window_page(request, "moderation/feedback.html", feedback_stats)
+
+
+def _window_page(request: HttpRequest, template: str, figures: Callable[..., object]) -> HttpResponse:
+    """A page of figures over the last `days` days (StatsForm); a bad window is a 400 that says why."""
     form = StatsForm(request.GET)
     if not form.is_valid():
-        return render(
-            request, "moderation/stats.html", {"form": form, "errors": form_errors(form)}, status=400
-        )
-    return render(
-        request,
-        "moderation/stats.html",
-        {"form": form, "stats": stats.dashboard_stats(days=form.window_days())},
-    )
+        return render(request, template, {"form": form, "errors": form_errors(form)}, status=400)
+    return render(request, template, {"form": form, "stats": figures(days=form.window_days())})
 
 
 def _back(

@@ -16,7 +16,7 @@ from webapp.chat import live, quotas, reply_jobs
 from webapp.chat import services as chat_services
 from webapp.chat.models import Conversation
 from webapp.chat.search import search_conversations
-from webapp.chat.selectors import conversations_for_user
+from webapp.chat.selectors import conversations_for_user, messages_of
 from webapp.moderation.models import ModerationEvent
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -153,6 +153,7 @@ def test_stored_requests_are_listed(key, monkeypatch) -> None:
     conversation = Conversation.objects.get(pk=conversation_id)
     assert list(conversations_for_user(conversation.owner)) == [conversation]
     assert [m.content for m in conversation.messages.order_by("created_at")] == ["a", "b", "c walrus", "d"]
+    assert [m.content for m in messages_of(conversation)] == ["a", "b", "c walrus", "d"]  # one path
     assert conversation.api_link.api_key == key[0]
     assert [hit.conversation_id for hit in search_conversations(conversation.owner, "walrus")] == [
         conversation_id

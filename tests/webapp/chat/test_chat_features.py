@@ -37,14 +37,14 @@ def stored(conversation: Conversation) -> list[tuple[str, str, str]]:
 # --- edit --------------------------------------------------------------------------
 
 
-async def test_edit_replaces_the_later_turns_and_queues_a_new_reply(enqueued: list[str]) -> None:
+async def test_edit_adds_a_version_and_queues_a_new_reply_keeping_the_old_turns(enqueued: list[str]) -> None:
     user = await make_user()
     conversation = await make_conversation(user)
     comm = await open_socket(conversation, user)
     first_id, first_reply = await send_and_claim(comm, "first")
     await finish(first_reply)
     assert (await receive(comm))["type"] == "done"
-    _, second_reply = await send_and_claim(comm, "second")
+    second_id, second_reply = await send_and_claim(comm, "second")
     await finish(second_reply)
     await receive(comm)
 
@@ -53,15 +53,26 @@ async def test_edit_replaces_the_later_turns_and_queues_a_new_reply(enqueued: li
             {"type": "edit", "message_id": first_id, "content": "first, edited", "params": {"max_tokens": 5}}
         )
     )
+    # The old version and every turn after it leave the path shown; none is deleted.
     removed = await receive(comm)
-    assert removed["type"] == "removed" and len(removed["message_ids"]) == 3
-    assert first_reply in removed["message_ids"] and second_reply in removed["message_ids"]
+    assert removed == {"type": "removed", "message_ids": [first_id, first_reply, second_id, second_reply]}
     edited = await receive(comm)
-    assert edited["type"] == "message" and edited["message"] == {**edited["message"], "id": first_id}
+    assert edited["type"] == "message" and edited["message"]["id"] != first_id
     assert edited["message"]["content"] == "first, edited"
+    assert edited["message"]["parent_id"] is None
+    assert edited["message"]["sibling_ids"] == [first_id, edited["message"]["id"]]
+    assert (edited["message"]["sibling_index"], edited["message"]["sibling_count"]) == (1, 2)
     start = await receive(comm)
     assert start["type"] == "start" and enqueued[-1] == start["message_id"]
-    assert await stored(conversation) == [("user", "first, edited", "complete"), ("assistant", "", "queued")]
+    assert start["parent_id"] == edited["message"]["id"] and start["sibling_count"] == 1
+    assert await stored(conversation) == [
+        ("user", "first", "complete"),
+        ("assistant", "an answer", "complete"),
+        ("user", "second", "complete"),
+        ("assistant", "an answer", "complete"),
+        ("user", "first, edited", "complete"),
+        ("assistant", "", "queued"),
+    ]
     reply = await database_sync_to_async(Message.objects.get)(id=start["message_id"])
     assert reply.params["max_tokens"] == 5
     await comm.disconnect()
@@ -108,17 +119,25 @@ async def test_bad_edits_get_an_error_and_change_nothing(settings, enqueued: lis
     assert other_reply
 
 
-async def test_regenerate_tells_the_sockets_which_reply_went(enqueued: list[str]) -> None:
+async def test_regenerate_adds_a_sibling_reply_and_says_which_left_the_path(enqueued: list[str]) -> None:
     user = await make_user()
     conversation = await make_conversation(user)
     comm = await open_socket(conversation, user)
-    _, reply_id = await send_and_claim(comm, "hello")
+    question_id, reply_id = await send_and_claim(comm, "hello")
     await finish(reply_id)
     await receive(comm)
     await comm.send_to(text_data=json.dumps({"type": "regenerate"}))
     assert await receive(comm) == {"type": "removed", "message_ids": [reply_id]}
     start = await receive(comm)
     assert start["type"] == "start" and start["message_id"] != reply_id
+    assert start["parent_id"] == question_id
+    assert start["sibling_ids"] == [reply_id, start["message_id"]]
+    assert (start["sibling_index"], start["sibling_count"]) == (1, 2)
+    assert await stored(conversation) == [
+        ("user", "hello", "complete"),
+        ("assistant", "an answer", "complete"),
+        ("assistant", "", "queued"),
+    ]
     await comm.disconnect()
 
 

@@ -264,7 +264,18 @@ async def test_snapshot_then_only_newer_tokens(enqueued: list[str]) -> None:
         conversation_id=str(conversation.id), message_id=str(reply.id), seq=2, text="lo"
     )
     comm = await open_socket(conversation, user)
-    assert await receive(comm) == {"type": "snapshot", "message_id": str(reply.id), "seq": 2, "text": "Hello"}
+    snapshot = await receive(comm)
+    assert snapshot == {
+        "type": "snapshot",
+        "message_id": str(reply.id),
+        "seq": 2,
+        "text": "Hello",
+        # Where the reply sits in the tree: a first message here, with no other version.
+        "parent_id": None,
+        "sibling_index": 0,
+        "sibling_count": 1,
+        "sibling_ids": [str(reply.id)],
+    }
     # A token the snapshot already holds is not sent again; a newer one is.
     await database_sync_to_async(live.publish)(
         conversation.id, {"type": "token", "message_id": str(reply.id), "seq": 2, "text": "lo"}

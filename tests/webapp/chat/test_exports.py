@@ -56,10 +56,13 @@ def test_each_format_matches_its_golden_file(logged_in: Client, alice, export_fo
 def test_json_is_lossless_and_versioned(logged_in: Client, alice) -> None:
     conversation = build_conversation(alice)
     document = json.loads(logged_in.get(f"/c/{CONVERSATION_ID}/export/json/").content)
-    assert (document["format"], document["version"]) == ("mistral-chat/conversation", 1)
+    assert (document["format"], document["version"]) == ("mistral-chat/conversation", 2)
     assert document["system_prompt"] == SYSTEM_PROMPT and "owner" not in document
     stored = list(Message.objects.filter(conversation=conversation).order_by("created_at"))
     assert [m["id"] for m in document["messages"]] == [str(m.id) for m in stored]
+    # A linear conversation is one path: each message under the one before, the last one shown.
+    assert [m["parent_id"] for m in document["messages"]] == [None] + [str(m.id) for m in stored[:-1]]
+    assert document["current_leaf_id"] == str(stored[-1].id)
     for exported, message in zip(document["messages"], stored, strict=True):
         assert exported["content"] == message.content and exported["status"] == message.status
         assert exported["params"] == message.params and exported["stats"] == message.stats()
@@ -251,10 +254,10 @@ def test_an_error_mid_zip_ends_it_with_a_note_not_a_broken_download(
         Conversation.objects.create(owner=alice, title=f"chat {number}")
     render = exports.render_conversation
 
-    def failing_on_the_second(conversation, messages, export_format):
+    def failing_on_the_second(conversation, messages, export_format, **options):
         if conversation.title == "chat 1":
             raise RuntimeError("the database went away")
-        return render(conversation, messages, export_format)
+        return render(conversation, messages, export_format, **options)
 
     monkeypatch.setattr(exports, "render_conversation", failing_on_the_second)
     archive = read_zip(logged_in.get("/c/export/?format=txt"))

@@ -42,11 +42,15 @@ def upload(client: Client, content: bytes, name: str = "export.json"):
 
 
 def without_ids(document: dict) -> dict:
-    """The fields an import changes, blanked: the conversation's id and each message's."""
+    """The fields an import changes, blanked: the conversation's id; each message's, and the
+    ids that name messages (parents, the path's leaf), as the position of the message named."""
     document = copy.deepcopy(document)
     document["id"] = None
+    number = {message["id"]: n for n, message in enumerate(document["messages"])}
+    document["current_leaf_id"] = number.get(document.get("current_leaf_id"))
     for message in document["messages"]:
         message["id"] = None
+        message["parent_id"] = number.get(message.get("parent_id"))
     return document
 
 
@@ -184,7 +188,7 @@ HOSTILE = {
     "not UTF-8": ('{"format": "é"}'.encode("latin-1"), "is not UTF-8"),
     "not an object": (b"[1, 2, 3]", "expected a JSON object"),
     "another format": (dumps({**minimal(), "format": "chatgpt"}), "is not a conversation export"),
-    "a newer version": (dumps(minimal(version=2)), "version 2; this server reads version 1"),
+    "a newer version": (dumps(minimal(version=3)), "version 3; this server reads versions 1 and 2"),
     "a version that is not a number": (dumps(minimal(version="1")), 'version "1"'),
     "messages not a list": (dumps(minimal(messages={"0": "hi"})), '"messages" must be a list'),
     "content not a string": (

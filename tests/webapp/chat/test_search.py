@@ -76,3 +76,21 @@ def test_the_search_page(alice) -> None:
     assert "Planning a trip" in body and "<mark>Lyon</mark>" in body
     assert "Nothing matches." in client.get("/c/search/", {"q": "zebra"}).content.decode()
     assert Client().get("/c/search/", {"q": "Lyon"}).status_code == 302
+
+
+def test_a_hit_on_another_version_says_so_and_links_to_show_it(alice) -> None:
+    trip = Conversation.objects.get(owner=alice, title="Planning a trip")
+    question = trip.messages.get(role="user")
+    # A second version of the reply, now the one shown: the first is on another version.
+    Message.objects.create(conversation=trip, parent=question, role="assistant", content="Buses are cheaper.")
+    newest = trip.messages.latest("created_at")
+    Conversation.objects.filter(pk=trip.pk).update(current_leaf=newest)
+    [hit] = search_conversations(alice, "TGV")
+    assert hit.on_path is False
+    [hit] = search_conversations(alice, "Buses")
+    assert hit.on_path is True
+    client = Client()
+    client.force_login(alice)
+    page = client.get("/c/search/", {"q": "TGV"}).content.decode()
+    assert "on another version" in page
+    assert f"?show={trip.messages.get(content__startswith='Several').id}#m-" in page

@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from webapp.chat.exports import FORMATS
-from webapp.chat.models import Conversation, Message
+from webapp.chat.models import Conversation, Feedback, Message
 from webapp.chat.search import search_conversations
 
 pytestmark = pytest.mark.django_db
@@ -149,3 +149,25 @@ def test_a_send_after_it_was_deleted_under_an_open_page_is_a_clear_error(alice) 
         services.reply_send(conversation=conversation, content="still there?", params=SamplingParams())
     assert refused.value.code == "conversation_deleted"
     assert not Message.objects.exists() and not Conversation.objects.exists()
+
+
+def _rated(conversation: Conversation, owner, text: str) -> None:
+    Message.objects.create(conversation=conversation, role="user", content=f"question for {text}")
+    reply = Message.objects.create(conversation=conversation, role="assistant", content=text)
+    Feedback.objects.create(message=reply, user=owner, rating=Feedback.Rating.UP)
+
+
+def test_the_rated_dataset_leaves_it_out_from_the_command_and_the_admin(alice, secret, kept, capsys) -> None:
+    _rated(kept, alice, "the kept answer")
+    _rated(secret, alice, "the temporary answer")
+    call_command("export_conversations", "--format", "rated")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "the kept answer" in lines[0]
+    staff = Client()
+    staff.force_login(get_user_model().objects.create_superuser(username="root", password=None))
+    response = staff.post(
+        "/admin/chat/conversation/",
+        {"action": "export_rated_replies", "_selected_action": [str(secret.id), str(kept.id)]},
+    )
+    downloaded = b"".join(response.streaming_content).decode().splitlines()
+    assert len(downloaded) == 1 and "the kept answer" in downloaded[0]

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.django_db
 REQUESTS = [
     ("queue", "get", {}),
     ("stats", "get", {}),
+    ("feedback", "get", {}),
     ("policies", "get", {}),
     ("policies", "post", {"category": "health", "action": "block", "threshold": "0.3"}),
     *[("act", "post", {"action": action, "duration": "24"}) for action in ITEM_ACTIONS],

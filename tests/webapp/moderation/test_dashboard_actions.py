@@ -17,6 +17,7 @@ from tests.webapp.moderation.dashboard_support import (
     make_person,
     make_report,
 )
+from webapp.chat.models import Message
 from webapp.moderation.forms import MAX_BULK_ITEMS
 from webapp.moderation.models import AuditLogEntry, HiddenReply, ModerationEvent, Report, Rule, Sanction
 
@@ -78,6 +79,16 @@ def test_sanction_without_a_reason_records_what_it_was_for(staff, reply) -> None
         Sanction.objects.get().reason
         == f"From the moderation queue: event:{event.pk} (hate_and_discrimination)"
     )
+
+
+def test_a_sanction_from_items_names_their_exact_messages_in_the_audit_log(staff, bob) -> None:
+    first = make_exchange(bob, "q", "a")
+    # Another version of the reply, beside the first: the sanction names the one the item is about.
+    version = Message.objects.create(conversation=first.conversation, parent=first.parent, role="assistant")
+    report = make_report(version, bob)
+    act(staff, "warn", [f"report:{report.pk}", f"event:{make_event(version).pk}"])
+    entry = AuditLogEntry.objects.get(action="sanction_warn")
+    assert entry.detail["message_ids"] == [str(version.pk)]
 
 
 def test_bulk_review_applies_to_every_selected_item(staff, bob, moderator) -> None:

@@ -272,3 +272,22 @@ def test_refresh_and_newest_links_keep_the_filters_and_drop_the_cursor(staff, re
     refresh = re.search(r'<a href="([^"]*)" id="live-refresh">', page).group(1)
     newest = re.search(r'<a href="([^"]*)" id="newest-page">', page).group(1)
     assert refresh == "/moderation/?kind=event" and newest == "?kind=event"
+
+
+def test_an_item_shows_its_own_branch_and_which_version_it_is(staff, bob) -> None:
+    first = make_exchange(bob, "q1", "a1")
+    conversation = first.conversation
+    # A regenerate made a second version of a1, then the talk went on from the first one.
+    second = Message.objects.create(
+        conversation=conversation, parent=first.parent, role="assistant", content="a1b"
+    )
+    later = Message.objects.create(conversation=conversation, parent=first, role="user", content="q2 on a1")
+    make_event(second, at=T0)
+    page = staff.get(reverse("moderation:queue")).content.decode()
+    shown = re.findall(r'<div class="text">(.*?)</div>', page, re.S)
+    assert shown == ["q1", "a1b"]  # its path, not the messages written around it in time
+    assert "version 2 of 2" in page
+    make_event(first, at=T0 + timedelta(minutes=1))
+    page = staff.get(reverse("moderation:queue")).content.decode()
+    assert re.findall(r'<div class="text">(.*?)</div>', page, re.S)[:3] == ["q1", "a1", later.content]
+    assert "version 1 of 2" in page

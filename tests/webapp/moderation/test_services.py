@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from inference.moderation.base import Action, Stage, Verdict
-from webapp.chat.exports import messages_for_export
+from webapp.chat.exports import messages_for_export, render_conversation
 from webapp.chat.selectors import messages_of, prompt_history
 from webapp.moderation import services
 from webapp.moderation.models import AuditLogEntry, CategoryPolicy, HiddenReply, ModerationEvent, Report, Rule
@@ -139,7 +139,8 @@ def test_hidden_reply_leaves_the_page_and_later_turns(conversation, question, re
     services.reply_hide(moderator=moderator, message=reply)  # again: nothing more
     assert HiddenReply.objects.get().message == reply
     assert reply not in list(messages_of(conversation))
-    assert reply not in messages_for_export(conversation)
+    exported = render_conversation(conversation, messages_for_export(conversation), "json").decode()
+    assert reply.content not in exported and follow_up.content in exported
     turns = prompt_history(next_reply)
     assert "The secret is 42." not in [t["content"] for t in turns]
     assert turns[-1] == {"role": "user", "content": follow_up.content}
