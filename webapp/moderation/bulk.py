@@ -64,7 +64,7 @@ def items_apply(
                     kind=action,
                     until=until,
                     reason=reason or _default_reason(person_items),
-                    message_ids=list(dict.fromkeys(item.message.pk for item in person_items)),
+                    message_ids=list(dict.fromkeys(item.message.pk for item in person_items if item.message)),
                 )
             return Outcome(len(people), "person")
     raise ValueError(f"unknown action {action!r}")
