@@ -44,11 +44,16 @@ def _never() -> bool:
 
 @dataclass(frozen=True)
 class EngineLoad:
-    """What the worker's heartbeat reports."""
+    """What the worker's heartbeat reports (the cache fields stay at their defaults for an engine without one)."""
 
     active: int  # replies in the batch now
-    waiting: int  # submitted, not yet admitted
+    waiting: int  # submitted, not yet admitted (with a paged cache: also those waiting for blocks)
     max_batch: int
+    blocks_used: int = 0  # paged KV cache blocks held by a request
+    blocks_total: int = 0
+    block_size: int = 0  # tokens per block
+    prefix_hit_rate: float = 0.0  # share of prompt tokens found in the prefix cache since start
+    preemptions: int = 0  # requests that gave their blocks back to be recomputed, since start
 
 
 class Engine:

@@ -1,0 +1,235 @@
+"""The paged engine: the worker's engine interface over a paged KV cache, a prefix cache and chunked prefill.
+
+Callers in many threads `submit` (ids per step to a sink: `inference.steps`),
+`generate` (an iterator) or ask for `first_logprobs`, as with
+`inference.engine.Engine`, which it replaces. One scheduler thread owns the
+device: each step it drops cancelled requests (their blocks go back at
+once), asks the `Scheduler` for the step's rows (decodes, then prefill
+chunks under `max_tokens_per_step`), has the `ModelRunner` compute them and
+sample, and hands every row's new id over in one `StepOutput`.
+
+Requests never fail for lack of cache: they wait, or the newest is
+preempted and recomputed. One that could not fit even alone in the whole
+cache is refused at submit. No Django, no Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from collections.abc import Sequence as Seq
+from typing import Any
+
+import torch
+
+from inference.block_manager import BlockManager
+from inference.device_sampling import SEED_LIMIT
+from inference.engine import EngineLoad
+from inference.loading import ModelInfo
+from inference.model_runner import ModelRunner, StepModel
+from inference.params import SamplingParams
+from inference.sampling import check_params
+from inference.scheduler import ScheduledRow, Scheduler
+from inference.sequence import Sequence
+from inference.steps import END, Request, StepOutput, StepSink, check_prompt, iterate
+
+logger = logging.getLogger(__name__)
+
+
+def _never() -> bool:
+    return False
+
+
+class PagedEngine:
+    """One model over a paged KV cache, and the scheduler thread that steps every live request on it."""
+
+    def __init__(
+        self,
+        model: StepModel,
+        kv: Any,
+        *,
+        info: ModelInfo,
+        vocab: int,
+        eos_ids: frozenset[int],
+        num_blocks: int,
+        block_size: int,
+        device: torch.device,
+        max_batch: int = 32,
+        max_tokens_per_step: int = 2048,
+        prefix_cache: bool = True,
+        cuda_graphs: bool = True,
+    ) -> None:
+        self.info = info
+        self.vocab = vocab
+        self.eos_ids = eos_ids
+        self.max_batch = max_batch
+        self.blocks = BlockManager(num_blocks, block_size, prefix_cache=prefix_cache)
+        self.scheduler = Scheduler(self.blocks, max_batch=max_batch, max_tokens_per_step=max_tokens_per_step)
+        self.runner = ModelRunner(
+            model,
+            kv,
+            vocab=vocab,
+            device=device,
+            block_size=block_size,
+            max_batch=max_batch,
+            max_tokens_per_step=max_tokens_per_step,
+            max_blocks_per_sequence=-(-info.context_length // block_size),
+            cuda_graphs=cuda_graphs,
+        )
+        self.runner.capture_graphs()
+        self._incoming: list[Request] = []
+        self._arrivals = 0
+        self._wakeup = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    # --- the callers' side -----------------------------------------------------------
+
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, *, should_stop: Callable[[], bool] = _never
+    ) -> Iterator[int]:
+        """Yield generated ids one at a time (as `Engine.generate`: bad input raises here, at the call)."""
+        return iterate(self.submit(prompt_ids, params), should_stop)
+
+    def first_logprobs(
+        self, prompt_ids: list[int], token_ids: Seq[int], *, timeout_s: float = 30.0
+    ) -> list[float]:
+        """The log-probabilities of `token_ids` as the first id after the prompt; TimeoutError after `timeout_s`."""
+        if not token_ids:
+            raise ValueError("token_ids is empty: nothing to score")
+        request = self.submit(prompt_ids, SamplingParams(temperature=0.0, max_tokens=1), score_ids=token_ids)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while request.first_logprobs is None:
+                try:
+                    item = request.tokens.get(timeout=max(deadline - time.monotonic(), 0.0))
+                except queue.Empty:
+                    raise TimeoutError(f"no first step within {timeout_s} s") from None
+                if isinstance(item, BaseException):
+                    raise item
+                if item is END:
+                    break
+        finally:
+            request.cancel()
+        if request.first_logprobs is None:
+            raise RuntimeError("the request ended before its first step")
+        return request.first_logprobs
+
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        *,
+        score_ids: Seq[int] = (),
+        sink: StepSink | None = None,
+        tag: Any = None,
+    ) -> Request:
+        """Queue a request (see `Engine.submit`); ValueError for bad input or one the cache cannot hold."""
+        check_params(params)
+        prompt = check_prompt(prompt_ids, vocab=self.vocab, context_length=self.info.context_length)
+        scored = tuple(int(i) for i in score_ids)
+        if scored and (min(scored) < 0 or max(scored) >= self.vocab):
+            raise ValueError(f"score_ids must lie in [0, {self.vocab})")
+        budget = min(params.max_tokens, self.info.context_length - len(prompt))
+        needed = self.blocks.blocks_for(len(prompt) + budget)
+        if needed > self.blocks.num_blocks:
+            raise ValueError(
+                f"{len(prompt)} prompt tokens + {budget} to generate need {needed} cache blocks of "
+                f"{self.blocks.block_size} tokens, but the whole KV cache holds {self.blocks.num_blocks} "
+                "(raise KV_CACHE_GB, or ask for fewer tokens)"
+            )
+        request = Request(prompt=prompt, params=params, budget=budget, sink=sink, tag=tag, score_ids=scored)
+        with self._wakeup:
+            self._incoming.append(request)
+            self._ensure_scheduler()
+            self._wakeup.notify()
+        return request
+
+    def load(self) -> EngineLoad:
+        scheduler = self.scheduler
+        return EngineLoad(
+            active=len(scheduler.running),
+            waiting=len(scheduler.waiting) + len(self._incoming),
+            max_batch=self.max_batch,
+            blocks_used=self.blocks.used_blocks,
+            blocks_total=self.blocks.num_blocks,
+            block_size=self.blocks.block_size,
+            prefix_hit_rate=round(self.blocks.hit_rate, 4),
+            preemptions=scheduler.preemptions,
+        )
+
+    # --- the scheduler thread ------------------------------------------------------------
+
+    def _ensure_scheduler(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="paged-engine", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        out = StepOutput()
+        while True:
+            with self._wakeup:
+                while not self._incoming and not self.scheduler.has_work():
+                    self._wakeup.wait()
+                for request in self._incoming:
+                    self._arrivals += 1
+                    seed = (
+                        request.params.seed
+                        if request.params.seed is not None
+                        else secrets.randbelow(SEED_LIMIT)
+                    )
+                    self.scheduler.add(Sequence.of(request, seed=seed, arrival=self._arrivals))
+                self._incoming.clear()
+            rows: list[ScheduledRow] = []
+            try:
+                self._drop_ended(out)
+                rows = self.scheduler.schedule()
+                if rows:
+                    with torch.inference_mode():
+                        self._step(rows, out)
+            except Exception as error:  # a failed step fails its rows' requests, not the engine
+                logger.exception("engine step failed")
+                for row in rows:
+                    self.scheduler.finish(row.sequence)
+                    out.end(row.sequence.request, error)
+            out.deliver()
+
+    def _drop_ended(self, out: StepOutput) -> None:
+        for sequence in [*self.scheduler.running, *self.scheduler.waiting]:
+            request = sequence.request
+            if request.cancelled.is_set() or request.budget == 0:
+                self.scheduler.finish(sequence)  # its blocks are free before this step is planned
+                out.end(request)
+
+    def _step(self, rows: list[ScheduledRow], out: StepOutput) -> None:
+        scoring = [
+            i
+            for i, row in enumerate(rows)
+            if row.samples and row.sequence.request.score_ids and row.sequence.generated == 0
+        ]
+        result = self.runner.run(rows, want_logits=bool(scoring))
+        self.scheduler.advance(rows)
+        if result.logits is not None:
+            for i in scoring:
+                request = rows[i].sequence.request
+                logprobs = torch.log_softmax(result.logits[i].float(), dim=-1)
+                request.first_logprobs = logprobs[list(request.score_ids)].tolist()
+        for row, token in zip(rows, result.ids, strict=True):
+            if row.samples:
+                self._emit(row.sequence, token, out)
+
+    def _emit(self, sequence: Sequence, token: int, out: StepOutput) -> None:
+        request = sequence.request
+        if token in self.eos_ids and not request.params.ignore_eos:
+            self.scheduler.finish(sequence)
+            out.end(request)
+            return
+        sequence.token_ids.append(token)
+        request.generated += 1
+        out.add(request, token)
+        if request.generated >= request.budget:
+            self.scheduler.finish(sequence)
+            out.end(request)
