@@ -323,6 +323,7 @@ def load_engine(
     device: str | None = None,
     dtype: str | None = None,
     max_batch: int = 32,
+    **_: object,  # the paged engine's options (KV cache, chunking): this engine has none
 ) -> Engine:
     """Build the tiny model (no ``model_path``) or load local weights; raise EngineError if unloadable."""
     model, name = load_model(model_path=model_path, device=device, dtype=dtype)

@@ -71,4 +71,14 @@ def model_summary(workers: list[dict[str, Any]]) -> dict[str, Any]:
         "workers": len(workers),
         "active": sum(w.get("active", 0) for w in ready),
         "capacity": sum(w.get("max_batch", 0) for w in ready),
+        # The paged KV caches of the ready workers: blocks in use, and the prefix cache's hit rate
+        # (the share of prompt tokens it served, averaged over the workers that have a cache).
+        "waiting": sum(w.get("waiting", 0) for w in ready),
+        "kv_blocks_used": sum(w.get("kv_blocks_used", 0) for w in ready),
+        "kv_blocks_total": sum(w.get("kv_blocks_total", 0) for w in ready),
+        "prefix_hit_rate": _mean([w["prefix_hit_rate"] for w in ready if w.get("kv_blocks_total")]),
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
