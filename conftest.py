@@ -18,6 +18,10 @@ os.environ.setdefault("QUOTA_TOKENS_PER_DAY", "10000000")
 # in-memory test database locks whole tables between threads. The stacks that the
 # integration tests start use the sockets' pool (tests/support/stack.py).
 os.environ.setdefault("SOCKET_THREADS", "0")
+# Triton kernels run in Triton's interpreter on a machine without a GPU. Triton reads
+# this when a kernel is defined, so it is set before anything imports one.
+if not os.path.exists("/dev/nvidia0"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import django  # noqa: E402
 

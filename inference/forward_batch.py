@@ -31,12 +31,10 @@ class ForwardBatch:
 
     input_ids: torch.Tensor  # [T] long: every row's new tokens, row after row
     positions: torch.Tensor  # [T] long: each token's position in its own sequence
-    slot_mapping: (
-        torch.Tensor
-    )  # [T] long: the flat cache slot each token's K/V is written to (PAD_SLOT: none)
-    query_start: (
-        torch.Tensor
-    )  # [B + 1] int32: row r's tokens are input_ids[query_start[r]:query_start[r + 1]]
+    # [T] long: the flat cache slot each token's K/V is written to (PAD_SLOT: none)
+    slot_mapping: torch.Tensor
+    # [B + 1] int32: row r's tokens are input_ids[query_start[r]:query_start[r + 1]]
+    query_start: torch.Tensor
     context_lens: torch.Tensor  # [B] int32: row r's length after this step (cached tokens + its new ones)
     block_tables: torch.Tensor  # [B, max_blocks] int32: each row's blocks in order, padded with 0
     # Host-side facts the scheduler knows anyway; the model may choose its path by

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
+from inference.mistral import MistralForward
 from inference.tiny import TINY_MODEL_NAME, build_tiny_model
 
 # Our tokenizer is mistral_common's v1 SentencePiece model: 32000 ids. A model with
@@ -125,3 +126,26 @@ def _load_pretrained(model_path: str, torch_dtype: torch.dtype) -> PreTrainedMod
         )
     except Exception as exc:  # any failure here means the same thing to an operator
         raise EngineError(f"cannot load the weights of {model_path!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def load_forward(
+    *, model_path: str | None = None, device: str | None = None, dtype: str | None = None
+) -> tuple[MistralForward, str]:
+    """Our paged forward (`inference.mistral`) over the tiny model or local weights, and its name.
+
+    transformers still reads the config and the safetensors (same checks and errors
+    as `load_model`); its model is converted layer by layer, on the CPU, and
+    dropped, then ours moves to the device.
+    """
+    device, torch_dtype = resolve_device_dtype(device, dtype)
+    if model_path is None:
+        hf_model: PreTrainedModel = _cast_parameters(build_tiny_model(), torch_dtype)
+        name = TINY_MODEL_NAME
+    else:
+        hf_model = _load_pretrained(model_path, torch_dtype)
+        name = model_path
+    try:
+        forward = MistralForward.from_hf(hf_model, consume=True)
+    except ValueError as exc:
+        raise EngineError(f"model {name!r} cannot run on the paged forward: {exc}") from exc
+    return forward.to(device), name
