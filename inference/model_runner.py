@@ -39,7 +39,7 @@ _BUCKET_STRIDE = 16
 class StepModel(Protocol):
     """What the runner needs of a model: logits [B, vocab] at each row's last new token."""
 
-    def forward(self, batch: ForwardBatch, kv: Any) -> torch.Tensor: ...
+    def forward(self, batch: ForwardBatch, kv: Any, *, check: bool = True) -> torch.Tensor: ...
 
 
 def graph_buckets(max_batch: int) -> list[int]:
@@ -122,7 +122,7 @@ class ModelRunner:
             self.graphs[bucket].replay()
             return StepResult(self.out_ids[: len(rows)].tolist(), None)
         batch = self.fill(rows)
-        logits = self.model.forward(batch, self.kv)
+        logits = self.model.forward(batch, self.kv, check=False)  # the engine checked the prompts
         sampling = [i for i, row in enumerate(rows) if row.samples]
         ids = self._sample(logits, rows, sampling)
         return StepResult(ids, logits if want_logits else None)
@@ -231,7 +231,7 @@ class ModelRunner:
             max_query_len=1,
             max_context_len=self.max_context,
         )
-        logits = self.model.forward(batch, self.kv)
+        logits = self.model.forward(batch, self.kv, check=False)  # the engine checked the prompts
         slots = self.row_slots[:bucket]
         ids = sample(logits, _rows(self.sampling, slice(0, bucket)), self.seen[slots])
         self.seen[slots, ids] = True

@@ -25,12 +25,15 @@ from collections.abc import Sequence as Seq
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel
 
 from inference.block_manager import BlockManager
 from inference.device_sampling import SEED_LIMIT
 from inference.engine import EngineLoad
-from inference.loading import ModelInfo
+from inference.loading import EngineError, ModelInfo, check_vocab, load_forward
+from inference.mistral import MistralForward
 from inference.model_runner import ModelRunner, StepModel
+from inference.paged_kv import PagedKV, blocks_for_memory
 from inference.params import SamplingParams
 from inference.sampling import check_params
 from inference.scheduler import ScheduledRow, Scheduler
@@ -38,6 +41,10 @@ from inference.sequence import Sequence
 from inference.steps import END, Request, StepOutput, StepSink, check_prompt, iterate
 
 logger = logging.getLogger(__name__)
+
+# The KV cache on the CPU when KV_CACHE_GB is not set: 256k tokens of the tiny model
+# (allocating is zeroing, and it is paid at every worker start).
+CPU_KV_CACHE_GB = 0.25
 
 
 def _never() -> bool:
@@ -233,3 +240,99 @@ class PagedEngine:
         if request.generated >= request.budget:
             self.scheduler.finish(sequence)
             out.end(request)
+
+
+def load_engine(
+    *,
+    model_path: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_batch: int = 32,
+    kv_cache_gb: float | None = None,
+    kv_cache_fraction: float = 0.9,
+    block_size: int = 16,
+    max_tokens_per_step: int = 2048,
+    prefix_cache: bool = True,
+    cuda_graphs: bool = True,
+) -> PagedEngine:
+    """Our paged forward over the tiny model (no `model_path`) or local weights, with its KV cache.
+
+    The cache takes `kv_cache_gb` when given, else `kv_cache_fraction` of the
+    device memory free once the weights are loaded (CUDA) or CPU_KV_CACHE_GB;
+    never more blocks than `max_batch` full contexts use. Raises EngineError
+    when the model cannot load or the budget holds no block.
+    """
+    forward, name = load_forward(model_path=model_path, device=device, dtype=dtype)
+    budget = cache_budget_gb(forward.device, kv_cache_gb, kv_cache_fraction)
+    return paged_engine_for(
+        forward,
+        name=name,
+        kv_cache_gb=budget,
+        max_batch=max_batch,
+        block_size=block_size,
+        max_tokens_per_step=max_tokens_per_step,
+        prefix_cache=prefix_cache,
+        cuda_graphs=cuda_graphs,
+    )
+
+
+def paged_engine_for(
+    model: MistralForward | PreTrainedModel,
+    *,
+    name: str,
+    kv_cache_gb: float = CPU_KV_CACHE_GB,
+    max_batch: int = 32,
+    block_size: int = 16,
+    max_tokens_per_step: int = 2048,
+    prefix_cache: bool = True,
+    cuda_graphs: bool = True,
+) -> PagedEngine:
+    """A paged engine over a loaded model (ours, or a transformers Mistral converted), with a cache of `kv_cache_gb`."""
+    forward = model if isinstance(model, MistralForward) else MistralForward.from_hf(model)
+    config = forward.config
+    check_vocab(config.vocab_size, name)
+    context = int(config.max_position_embeddings)
+    try:
+        num_blocks = blocks_for_memory(
+            config, budget_bytes=int(kv_cache_gb * 2**30), block_size=block_size, dtype=forward.dtype
+        )
+    except ValueError as exc:
+        raise EngineError(str(exc)) from exc
+    num_blocks = min(num_blocks, max_batch * -(-context // block_size))
+    kv = PagedKV.allocate(
+        config, num_blocks=num_blocks, block_size=block_size, dtype=forward.dtype, device=forward.device
+    )
+    logger.info("KV cache: %d blocks of %d tokens (%.2f GB)", num_blocks, block_size, kv.nbytes() / 2**30)
+    eos = config.eos_token_id
+    return PagedEngine(
+        forward,
+        kv,
+        info=ModelInfo(
+            name=name,
+            device=str(forward.device),
+            dtype=str(forward.dtype).removeprefix("torch."),
+            context_length=context,
+            parameters=sum(p.numel() for p in forward.parameters()),
+        ),
+        vocab=int(config.vocab_size),
+        eos_ids=frozenset([eos] if isinstance(eos, int) else (eos or [])),
+        num_blocks=num_blocks,
+        block_size=block_size,
+        device=forward.device,
+        max_batch=max_batch,
+        max_tokens_per_step=max_tokens_per_step,
+        prefix_cache=prefix_cache,
+        cuda_graphs=cuda_graphs,
+    )
+
+
+def cache_budget_gb(device: torch.device, kv_cache_gb: float | None, fraction: float) -> float:
+    """The KV cache's memory: as asked, else a fraction of what the device has free now."""
+    if kv_cache_gb:
+        return kv_cache_gb
+    if device.type != "cuda":
+        return CPU_KV_CACHE_GB
+    if not 0 < fraction <= 1:
+        raise EngineError(f"KV_CACHE_FRACTION must be in (0, 1], got {fraction}")
+    free, _ = torch.cuda.mem_get_info(device)
+    return fraction * free / 2**30

@@ -240,7 +240,7 @@ GUARDRAIL_DEFAULT = env_bool("GUARDRAIL_DEFAULT", True)
 # previous eager engine (kept for side-by-side benchmarks), a test points this at a scripted one.
 INFERENCE_ENGINE = os.environ.get("INFERENCE_ENGINE", "inference.paged_engine.load_engine")
 # The paged engine's KV cache: KV_CACHE_GB of memory when set (> 0), else on CUDA
-# KV_CACHE_FRACTION of the memory free once the weights are loaded (on the CPU, 1 GB).
+# KV_CACHE_FRACTION of the memory free once the weights are loaded (on the CPU, 0.25 GB).
 KV_CACHE_GB = env_float("KV_CACHE_GB", 0.0)
 KV_CACHE_FRACTION = env_float("KV_CACHE_FRACTION", 0.9)
 KV_BLOCK_SIZE = env_int("KV_BLOCK_SIZE", 16)  # tokens per cache block (the prefix cache shares whole blocks)

@@ -177,7 +177,7 @@ def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(monkeypatch: p
     model = engine.runner.model
     original = model.forward
     monkeypatch.setattr(
-        model, "forward", lambda batch, kv: (_ for _ in ()).throw(RuntimeError("device lost"))
+        model, "forward", lambda batch, kv, check=True: (_ for _ in ()).throw(RuntimeError("device lost"))
     )
     with pytest.raises(RuntimeError, match="device lost"):
         list(engine.generate(PROMPTS[0], GREEDY))

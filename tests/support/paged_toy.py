@@ -36,7 +36,7 @@ class ToyPagedModel:
         self.head = weight(dim, vocab) * 8  # peaked logits: greedy choices are clear-cut
         self.calls = 0
 
-    def forward(self, batch: ForwardBatch, kv: ToyKV) -> torch.Tensor:
+    def forward(self, batch: ForwardBatch, kv: ToyKV, *, check: bool = True) -> torch.Tensor:
         self.calls += 1
         positions = batch.positions
         angles = positions[:, None].float() / (100.0 ** (torch.arange(self.dim) / self.dim))
