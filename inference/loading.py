@@ -86,13 +86,14 @@ def load_model(
 ) -> tuple[PreTrainedModel, str]:
     """The tiny model (no ``model_path``) or local weights, on the device, and its name."""
     device, torch_dtype = resolve_device_dtype(device, dtype)
-    if model_path is None:
-        model: PreTrainedModel = _cast_parameters(build_tiny_model(), torch_dtype)
-        name = TINY_MODEL_NAME
-    else:
-        model = _load_pretrained(model_path, torch_dtype)
-        name = model_path
+    model, name = _load_on_cpu(model_path, torch_dtype)
     return model.to(device).eval(), name
+
+
+def _load_on_cpu(model_path: str | None, torch_dtype: torch.dtype) -> tuple[PreTrainedModel, str]:
+    if model_path is None:
+        return _cast_parameters(build_tiny_model(), torch_dtype), TINY_MODEL_NAME
+    return _load_pretrained(model_path, torch_dtype), model_path
 
 
 def _cast_parameters(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
@@ -138,12 +139,7 @@ def load_forward(
     dropped, then ours moves to the device.
     """
     device, torch_dtype = resolve_device_dtype(device, dtype)
-    if model_path is None:
-        hf_model: PreTrainedModel = _cast_parameters(build_tiny_model(), torch_dtype)
-        name = TINY_MODEL_NAME
-    else:
-        hf_model = _load_pretrained(model_path, torch_dtype)
-        name = model_path
+    hf_model, name = _load_on_cpu(model_path, torch_dtype)
     try:
         forward = MistralForward.from_hf(hf_model, consume=True)
     except ValueError as exc:

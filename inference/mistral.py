@@ -13,6 +13,7 @@ graph. Plain torch, no Django: weights come from a loaded transformers model
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from inference.attention import paged_decode_attention, prefill_attention, store_kv, token_rows
+from inference.attention import PrefillPlan, blocks_needed, paged_decode_attention, store_kv, token_rows
 from inference.forward_batch import ForwardBatch
 from inference.paged_kv import PagedKV, kv_shape
 from inference.triton_attention import decode_kernel_for
@@ -75,7 +76,12 @@ class MistralShape:
 
 
 class RMSNorm(nn.Module):
-    """transformers' Mistral RMSNorm, to the operation: normalise in float32, scale in the model's dtype."""
+    """RMSNorm in one `F.rms_norm` call (float32 inside, like transformers').
+
+    transformers rounds the normalised value to the model's dtype before the gain;
+    this multiplies first and rounds once: the same in float32, at most a bf16 ulp
+    apart otherwise, for one fused kernel instead of eight small ones.
+    """
 
     def __init__(self, weight: torch.Tensor, eps: float) -> None:
         super().__init__()
@@ -83,10 +89,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        dtype = hidden.dtype
-        hidden = hidden.float()
-        hidden = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * hidden.to(dtype)
+        return F.rms_norm(hidden, self.weight.shape, self.weight, self.eps)
 
 
 def rope_tables(
@@ -103,6 +106,58 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What every layer's attention of one step shares, computed once per step.
+
+    A decode step attends each token as a row of its own: its row's blocks, and
+    its own length (position + 1), so the trailing padding tokens of a captured
+    step need no special case. The Triton kernel (CUDA) gets the block tables'
+    whole width, so a captured graph serves any length up to it; the torch path
+    (CPU) only the columns ``max_context_len`` needs. A prefill step has its
+    `PrefillPlan`.
+    """
+
+    batch: ForwardBatch
+    decode: Callable[..., torch.Tensor] | None = None
+    decode_tables: torch.Tensor | None = None  # [T, blocks]
+    decode_lengths: torch.Tensor | None = None  # [T]
+    prefill: PrefillPlan | None = None
+
+    @classmethod
+    def of(cls, batch: ForwardBatch, kv: PagedKV) -> StepPlan:
+        tables = batch.block_tables
+        if batch.is_decode:
+            rows = token_rows(batch.query_start, batch.input_ids.shape[0]).long()
+            kernel = decode_kernel_for(kv.keys[0].device, kv.keys[0].shape[-1], kv.block_size)
+            if kernel is None:
+                tables = tables[:, : blocks_needed(batch.max_context_len, kv.block_size, tables.shape[1])]
+            return cls(
+                batch,
+                decode=kernel or paged_decode_attention,
+                decode_tables=tables[rows],
+                decode_lengths=batch.positions + 1,
+            )
+        prefill = PrefillPlan.build(
+            query_start=batch.query_start,
+            positions=batch.positions,
+            block_tables=tables,
+            context_lens=batch.context_lens,
+            max_query_len=batch.max_query_len,
+            max_context_len=batch.max_context_len,
+            block_size=kv.block_size,
+        )
+        return cls(batch, prefill=prefill)
+
+    def attend(
+        self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        if self.prefill is not None:
+            return self.prefill.attend(q, k_cache, v_cache, scale)
+        assert self.decode is not None and self.decode_tables is not None and self.decode_lengths is not None
+        return self.decode(q, k_cache, v_cache, self.decode_tables, self.decode_lengths, scale)
 
 
 class DecoderLayer(nn.Module):
@@ -132,11 +187,10 @@ class DecoderLayer(nn.Module):
         self,
         hidden: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        batch: ForwardBatch,
-        rows: torch.Tensor,
+        plan: StepPlan,
         cache: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
-        hidden = hidden + self._attention(self.input_norm(hidden), rope, batch, rows, cache)
+        hidden = hidden + self._attention(self.input_norm(hidden), rope, plan, cache)
         gate, up = F.linear(self.post_norm(hidden), self.gate_up).chunk(2, dim=-1)
         return hidden + F.linear(F.silu(gate) * up, self.down)
 
@@ -144,39 +198,18 @@ class DecoderLayer(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        batch: ForwardBatch,
-        rows: torch.Tensor,
+        plan: StepPlan,
         cache: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
         s = self.shape
         tokens = x.shape[0]
-        q, k, v = F.linear(x, self.qkv).split(
-            [s.num_heads * s.head_dim, s.num_kv_heads * s.head_dim, s.num_kv_heads * s.head_dim], dim=-1
-        )
-        q = apply_rope(q.view(tokens, s.num_heads, s.head_dim), *rope)
-        k = apply_rope(k.view(tokens, s.num_kv_heads, s.head_dim), *rope)
+        qkv = F.linear(x, self.qkv).view(tokens, s.num_heads + 2 * s.num_kv_heads, s.head_dim)
+        # Q and K rotate together: one set of RoPE kernels a layer, not two.
+        qk = apply_rope(qkv[:, : s.num_heads + s.num_kv_heads], *rope)
+        q, k, v = qk[:, : s.num_heads], qk[:, s.num_heads :], qkv[:, s.num_heads + s.num_kv_heads :]
         k_cache, v_cache = cache
-        store_kv(k_cache, v_cache, k, v.view(tokens, s.num_kv_heads, s.head_dim), batch.slot_mapping)
-        scale = s.head_dim**-0.5
-        if batch.is_decode:
-            # One token per row: each attends as a row of its own, with its row's
-            # blocks and its own length (position + 1), so trailing padding tokens
-            # of a captured step need no special case.
-            decode = decode_kernel_for(q, k_cache.shape[1]) or paged_decode_attention
-            attended = decode(q, k_cache, v_cache, batch.block_tables[rows], batch.positions + 1, scale)
-        else:
-            attended = prefill_attention(
-                q,
-                k_cache,
-                v_cache,
-                query_start=batch.query_start,
-                positions=batch.positions,
-                block_tables=batch.block_tables,
-                context_lens=batch.context_lens,
-                max_query_len=batch.max_query_len,
-                max_context_len=batch.max_context_len,
-                scale=scale,
-            )
+        store_kv(k_cache, v_cache, k, v, plan.batch.slot_mapping)
+        attended = plan.attend(q, k_cache, v_cache, s.head_dim**-0.5)
         return F.linear(attended.reshape(tokens, s.num_heads * s.head_dim), self.out)
 
 
@@ -286,10 +319,10 @@ class MistralForward(nn.Module):
         """
         if check:
             self.check(batch, kv)
-        rows = token_rows(batch.query_start, batch.input_ids.shape[0]).long()
+        plan = StepPlan.of(batch, kv)
         hidden = F.embedding(batch.input_ids, self.embed)
         rope = rope_tables(batch.positions, self.inv_freq, hidden.dtype)
         for index, layer in enumerate(self.layers):
-            hidden = layer(hidden, rope, batch, rows, kv.layer(index))
+            hidden = layer(hidden, rope, plan, kv.layer(index))
         last = (batch.query_start[1:].long() - 1).clamp(min=0)
         return F.linear(self.norm(hidden[last]), self.lm_head).float()

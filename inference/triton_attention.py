@@ -37,9 +37,8 @@ def available() -> bool:
     return triton is not None
 
 
-def supports(q: torch.Tensor, block_size: int) -> bool:
-    """Whether the kernel handles these shapes: power-of-two block size (>= 16) and head dim."""
-    head_dim = q.shape[-1]
+def supports(head_dim: int, block_size: int) -> bool:
+    """Whether the kernel takes these shapes: a power-of-two block size (>= 16) and head dim (>= 16)."""
     return (
         block_size >= 16
         and block_size & (block_size - 1) == 0
@@ -48,9 +47,11 @@ def supports(q: torch.Tensor, block_size: int) -> bool:
     )
 
 
-def decode_kernel_for(q: torch.Tensor, block_size: int) -> Callable[..., torch.Tensor] | None:
-    """The Triton decode attention for a CUDA query it supports, else None (use the torch one)."""
-    if q.is_cuda and available() and supports(q, block_size):
+def decode_kernel_for(
+    device: torch.device, head_dim: int, block_size: int
+) -> Callable[..., torch.Tensor] | None:
+    """The Triton decode attention for a CUDA cache of shapes it takes, else None (use torch's)."""
+    if device.type == "cuda" and available() and supports(head_dim, block_size):
         return paged_decode_attention_triton
     return None
 
@@ -171,7 +172,7 @@ def paged_decode_attention_triton(
         raise RuntimeError("Triton is not installed")
     rows, heads, head_dim = q.shape
     _, block_size, kv_heads, cache_head_dim = k_cache.shape
-    if cache_head_dim != head_dim or heads % kv_heads or not supports(q, block_size):
+    if cache_head_dim != head_dim or heads % kv_heads or not supports(head_dim, block_size):
         raise ValueError(f"unsupported shapes: q {tuple(q.shape)}, cache {tuple(k_cache.shape)}")
     if k_cache.stride() != v_cache.stride() or k_cache.stride(-1) != 1 or q.stride(-1) != 1:
         raise ValueError("the K and V caches must share one layout, contiguous in head_dim")

@@ -8,6 +8,7 @@ that attention and positions matter to the logits.
 
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 import torch
 from transformers import MistralForCausalLM
 
-from inference.forward_batch import PAD_SLOT
+from inference.forward_batch import PAD_SLOT, ForwardBatch
 from inference.loading import EngineError, load_forward
 from inference.mistral import MistralForward
 from inference.paged_kv import PagedKV
@@ -157,6 +158,29 @@ def test_padding_rows_disturb_neither_other_rows_nor_the_cache(
         assert mine[padded_kv.scratch_block].any() and not theirs[plain_kv.scratch_block].any()
     torch.testing.assert_close(plain[0], reference(hf, a), atol=ATOL, rtol=0)
     torch.testing.assert_close(plain[1], reference(hf, b), atol=ATOL, rtol=0)
+
+
+def on_meta(batch: ForwardBatch) -> ForwardBatch:
+    for name in ("input_ids", "positions", "slot_mapping", "query_start", "context_lens", "block_tables"):
+        setattr(batch, name, getattr(batch, name).to("meta"))
+    return batch
+
+
+def test_an_unchecked_step_never_reads_the_device_back(ours: MistralForward) -> None:
+    # Meta tensors have no values: any read back to the host (.item(), nonzero, a
+    # bool of a tensor) raises. A step that runs on them cannot sync, so a decode
+    # step can be captured in a CUDA graph.
+    meta = copy.deepcopy(ours).to("meta")
+    assert meta.inv_freq.device.type == "meta" and meta.inv_freq.dtype == torch.float32
+    kv = PagedKV.allocate(meta.config, num_blocks=8, block_size=BLOCK, dtype=torch.float32, device="meta")
+    decode = make_batch(
+        [Row([5], [0, 1], cached=4), Row([7], [2], cached=2)], block_size=BLOCK, padding_rows=2
+    )
+    prefill = make_batch([Row([5, 6, 7], [0, 1], cached=4), Row([7], [2])], block_size=BLOCK)
+    assert meta(on_meta(decode), kv, check=False).shape == (4, 32000)
+    assert meta(on_meta(prefill), kv, check=False).shape == (2, 32000)
+    with pytest.raises((RuntimeError, NotImplementedError)):  # the check reads ids: it would sync
+        meta(prefill, kv)
 
 
 @pytest.mark.parametrize(

@@ -90,6 +90,18 @@ def test_kernel_matches_the_torch_reference(
     torch.testing.assert_close(out, expected, atol=2e-5, rtol=1e-5)
 
 
+def test_a_query_sliced_from_the_fused_qkv_is_read_by_its_strides() -> None:
+    # The forward hands the kernel q = qk[:, :heads]: rows lie (heads + kv_heads) * D apart.
+    q, k_cache, v_cache, tables, lens = random_case(
+        [17, 3], heads=4, kv_heads=2, head_dim=64, block_size=16, width=2, seed=5
+    )
+    fused = torch.cat([q, torch.randn(2, 2, 64, device=q.device)], dim=1)
+    sliced = fused[:, :4]
+    assert not sliced.is_contiguous()
+    out = poisoned_run(sliced, k_cache, v_cache, tables, lens, 0.125)
+    torch.testing.assert_close(out, paged_decode_attention(q, k_cache, v_cache, tables, lens, 0.125))
+
+
 def test_an_empty_row_gives_zeros_not_nan() -> None:
     q, k_cache, v_cache, tables, lens = random_case(
         [5, 1], heads=2, kv_heads=1, head_dim=64, block_size=16, width=2, seed=3
@@ -113,9 +125,9 @@ def test_bfloat16_matches_within_bfloat16_rounding() -> None:
 
 def test_shapes_it_cannot_take_are_refused_or_routed_to_torch() -> None:
     q = torch.randn(1, 4, 64)
-    assert not triton_attention.supports(q, 8) and not triton_attention.supports(q, 24)
-    assert not triton_attention.supports(torch.randn(1, 4, 48), 16)
-    assert triton_attention.decode_kernel_for(q, 16) is None  # a CPU query: the torch path
+    assert not triton_attention.supports(64, 8) and not triton_attention.supports(64, 24)
+    assert not triton_attention.supports(48, 16) and triton_attention.supports(128, 16)
+    assert triton_attention.decode_kernel_for(torch.device("cpu"), 64, 16) is None  # the torch path
     k_cache = torch.zeros(2, 8, 1, 64)
     with pytest.raises(ValueError, match="unsupported shapes"):
         triton_attention.paged_decode_attention_triton(
