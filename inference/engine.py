@@ -18,9 +18,7 @@ Python and torch.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,7 +31,15 @@ from inference.kv_cache import BatchCache
 from inference.loading import ModelInfo, check_vocab, load_model
 from inference.params import SamplingParams
 from inference.sampling import RowParams, check_params, new_generator, sample_batch
-from inference.steps import END, Request, StepOutput, StepSink, check_prompt, iterate
+from inference.steps import (
+    Request,
+    StepOutput,
+    StepSink,
+    await_first_logprobs,
+    check_prompt,
+    check_score_ids,
+    iterate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,22 +108,7 @@ class Engine:
         if not token_ids:
             raise ValueError("token_ids is empty: nothing to score")
         request = self.submit(prompt_ids, SamplingParams(temperature=0.0, max_tokens=1), score_ids=token_ids)
-        deadline = time.monotonic() + timeout_s
-        try:
-            while True:
-                try:
-                    item = request.tokens.get(timeout=max(deadline - time.monotonic(), 0.0))
-                except queue.Empty:
-                    raise TimeoutError(f"no first step within {timeout_s} s") from None
-                if isinstance(item, BaseException):
-                    raise item
-                if item is END or request.first_logprobs is not None:
-                    break
-        finally:
-            request.cancel()
-        if request.first_logprobs is None:
-            raise RuntimeError("the request ended before its first step")
-        return request.first_logprobs
+        return await_first_logprobs(request, timeout_s)
 
     def submit(
         self,
@@ -139,9 +130,7 @@ class Engine:
         check_params(params)
         vocab = self.model.config.vocab_size
         prompt = check_prompt(prompt_ids, vocab=vocab, context_length=self.info.context_length)
-        scored = tuple(int(i) for i in score_ids)
-        if scored and (min(scored) < 0 or max(scored) >= vocab):
-            raise ValueError(f"score_ids must lie in [0, {vocab})")
+        scored = check_score_ids(score_ids, vocab=vocab)
         request = Request(
             prompt=prompt,
             params=params,

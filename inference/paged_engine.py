@@ -16,10 +16,8 @@ cache is refused at submit. No Django, no Redis.
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 from collections.abc import Sequence as Seq
 from typing import Any
@@ -38,7 +36,15 @@ from inference.params import SamplingParams
 from inference.sampling import check_params
 from inference.scheduler import ScheduledRow, Scheduler
 from inference.sequence import Sequence
-from inference.steps import END, Request, StepOutput, StepSink, check_prompt, iterate
+from inference.steps import (
+    Request,
+    StepOutput,
+    StepSink,
+    await_first_logprobs,
+    check_prompt,
+    check_score_ids,
+    iterate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,22 +114,7 @@ class PagedEngine:
         if not token_ids:
             raise ValueError("token_ids is empty: nothing to score")
         request = self.submit(prompt_ids, SamplingParams(temperature=0.0, max_tokens=1), score_ids=token_ids)
-        deadline = time.monotonic() + timeout_s
-        try:
-            while request.first_logprobs is None:
-                try:
-                    item = request.tokens.get(timeout=max(deadline - time.monotonic(), 0.0))
-                except queue.Empty:
-                    raise TimeoutError(f"no first step within {timeout_s} s") from None
-                if isinstance(item, BaseException):
-                    raise item
-                if item is END:
-                    break
-        finally:
-            request.cancel()
-        if request.first_logprobs is None:
-            raise RuntimeError("the request ended before its first step")
-        return request.first_logprobs
+        return await_first_logprobs(request, timeout_s)
 
     def submit(
         self,
@@ -137,9 +128,7 @@ class PagedEngine:
         """Queue a request (see `Engine.submit`); ValueError for bad input or one the cache cannot hold."""
         check_params(params)
         prompt = check_prompt(prompt_ids, vocab=self.vocab, context_length=self.info.context_length)
-        scored = tuple(int(i) for i in score_ids)
-        if scored and (min(scored) < 0 or max(scored) >= self.vocab):
-            raise ValueError(f"score_ids must lie in [0, {self.vocab})")
+        scored = check_score_ids(score_ids, vocab=self.vocab)
         budget = min(params.max_tokens, self.info.context_length - len(prompt))
         needed = self.blocks.blocks_for(len(prompt) + budget)
         if needed > self.blocks.num_blocks:

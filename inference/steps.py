@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,3 +144,35 @@ def check_prompt(prompt_ids: Sequence[int], *, vocab: int, context_length: int) 
             f"prompt of {len(prompt)} tokens leaves no room in the {context_length}-token context"
         )
     return prompt
+
+
+def check_score_ids(score_ids: Sequence[int], *, vocab: int) -> tuple[int, ...]:
+    """The ids to score as ints; ValueError if any lies outside the vocabulary."""
+    scored = tuple(int(i) for i in score_ids)
+    if scored and (min(scored) < 0 or max(scored) >= vocab):
+        raise ValueError(f"score_ids must lie in [0, {vocab})")
+    return scored
+
+
+def await_first_logprobs(request: Request, timeout_s: float) -> list[float]:
+    """Wait for a scoring request's first step and return its log-probabilities; it is cancelled after.
+
+    Raises TimeoutError after `timeout_s`, the step's error if it failed, or
+    RuntimeError if the request ended without a first step.
+    """
+    deadline = time.monotonic() + timeout_s
+    try:
+        while request.first_logprobs is None:
+            try:
+                item = request.tokens.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                raise TimeoutError(f"no first step within {timeout_s} s") from None
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, End):
+                break
+    finally:
+        request.cancel()
+    if request.first_logprobs is None:
+        raise RuntimeError("the request ended before its first step")
+    return request.first_logprobs
