@@ -252,13 +252,15 @@ class ModelRunner:
         if not sampling:
             return ids
         params = [rows[i].sequence.request.params for i in sampling]
-        index = _host(sampling, torch.long).to(self.device)
-        row_sampling = _rows(self.sampling, index)
+        # Every row samples in a decode step: slices, not a gather of the whole logits.
+        index: slice | torch.Tensor = (
+            slice(0, len(rows)) if len(sampling) == len(rows) else _host(sampling, torch.long).to(self.device)
+        )
         slots = self.row_slots[index]
         penalized = any(p.repetition_penalty != 1.0 for p in params)
         chosen = sample(
             logits[index],
-            row_sampling,
+            _rows(self.sampling, index),
             self.seen[slots] if penalized else None,
             sampled=any(p.temperature != 0 for p in params),
             filtered=any(p.top_k > 0 or p.top_p < 1.0 for p in params),
