@@ -198,6 +198,12 @@ class ModelRunner:
         if not self.use_graphs:
             return
         pool = torch.cuda.graph_pool_handle()
+        with torch.inference_mode():  # as the steps run: the forward returns inference tensors
+            self._capture(pool)
+        torch.cuda.synchronize()
+        logger.info("captured decode graphs for batch sizes %s", self.buckets)
+
+    def _capture(self, pool: Any) -> None:
         for bucket in reversed(self.buckets):
             self._pad_only(bucket)
             self._decode_step(bucket)  # warm-up outside the graph: lazy inits, Triton autotuning
@@ -206,8 +212,6 @@ class ModelRunner:
             with torch.cuda.graph(graph, pool=pool):
                 self._decode_step(bucket)
             self.graphs[bucket] = graph
-        torch.cuda.synchronize()
-        logger.info("captured decode graphs for batch sizes %s", self.buckets)
 
     def _pad_only(self, bucket: int) -> None:
         """Buffers for a decode of `bucket` padding rows: what a capture runs on."""

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from inference.loading import ModelInfo
-from inference.paged_engine import PagedEngine
+from inference.paged_engine import PagedEngine, paged_engine_for
 from inference.params import SamplingParams
+from inference.tiny import build_tiny_model
 from tests.support.paged_toy import ToyKV, ToyPagedModel
 
 EOS = 2
@@ -194,3 +195,22 @@ def test_load_reports_the_cache() -> None:
     assert (load.blocks_total, load.block_size, load.active) == (50, 4, 1)
     assert load.blocks_used >= 3
     request.cancel()
+
+
+# --- the same claims with the tiny Mistral and our forward (what the worker runs) -----------------
+
+
+def _tiny(**options: object) -> PagedEngine:
+    return paged_engine_for(build_tiny_model(), name="tiny", kv_cache_gb=0.02, max_batch=4, **options)
+
+
+def test_tiny_mistral_a_reused_prefix_and_chunks_give_the_logits_of_one_full_prefill() -> None:
+    history = [1, *range(2000, 2070)]
+    follow_up = [*history, *range(3000, 3012)]
+    scored = list(range(0, 32000, 3))
+    cached = _tiny(max_tokens_per_step=16)
+    list(cached.generate(history, GREEDY))  # the history's blocks, computed in chunks of 16
+    reused = torch.tensor(cached.first_logprobs(follow_up, scored))
+    assert cached.load().prefix_hit_rate > 0.3
+    whole = torch.tensor(_tiny(prefix_cache=False).first_logprobs(follow_up, scored))
+    torch.testing.assert_close(reused, whole, atol=1e-4, rtol=1e-4)
