@@ -30,7 +30,7 @@ otherwise EOS ends a request early and the tokens actually produced count.
 then the history + its reply + a new question is sent again, and its TTFT is
 timed with the prefix cache on and off (and with the eager engine).
 
-    .venv/bin/python bench/engine.py --modes engine,paged --follow-up 6000   # old vs new, one run
+    .venv/bin/python bench/engine.py --modes engine,paged --repeats 3 --follow-up   # old vs new, one run
 
 Ratios are only meaningful within one run; absolute times only on a GPU.
 """
@@ -560,6 +560,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
     parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each level and mode, alternating; the median is shown"
+    )
+    parser.add_argument(
         "--kv-cache-gb", type=float, default=0.25, help="the paged engine's KV cache (default 0.25)"
     )
     parser.add_argument(
@@ -604,7 +607,9 @@ def main(argv: list[str] | None = None) -> int:
     for concurrency in args.concurrency:
         count = max(concurrency, args.min_requests)
         prompts = random_prompts(count, args.prompt_tokens, seed=args.seed + concurrency)
-        for mode in args.modes:
+        runs: dict[str, list[Level]] = {}
+        # Modes alternate within each repeat, so a burst of load on a shared machine hits them alike.
+        for mode in [m for _ in range(args.repeats) for m in args.modes]:
             if mode in failures:
                 continue
             backend: Backend | None = None
@@ -619,14 +624,18 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 if backend is not None:
                     backend.close()
-            levels.append(level)
+            runs.setdefault(mode, []).append(level)
             print(
                 f"  {mode:>10} c={concurrency:<3} {level.tokens:>6} tokens in {level.wall_s:6.2f} s = "
                 f"{level.tokens_per_s:8.1f} tok/s, TTFT p50 {fmt(percentile(level.ttft_ms, 50))} ms",
                 file=sys.stderr,
                 flush=True,
             )
+        # Each mode's median run by throughput (its TTFTs with it).
+        levels += [sorted(done, key=lambda lv: lv.tokens_per_s)[len(done) // 2] for done in runs.values()]
     print()
+    if args.repeats > 1:
+        print(f"Each row: the median of {args.repeats} runs by tok/s, the modes alternating.")
     print_results(levels, failures, args.markdown)
     if args.follow_up:
         print()
