@@ -75,19 +75,28 @@ def _drain(decoding: _Batch) -> None:
             request.tokens.get_nowait()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_arguments(parser: argparse.ArgumentParser, *, batches: str, contexts: str) -> None:
+    """The options every step benchmark takes: model, device, dtype, the cases, steps per case."""
     parser.add_argument("--model", choices=("tiny", "mistral-7b"), default="tiny")
     parser.add_argument("--device", help="default: cpu for tiny, cuda for mistral-7b")
     parser.add_argument("--dtype", choices=tuple(_DTYPES), help="default: float32 on cpu, bfloat16 on cuda")
-    parser.add_argument("--batches", default="1,8,64")
-    parser.add_argument("--contexts", default="128,2048")
+    parser.add_argument("--batches", default=batches)
+    parser.add_argument("--contexts", default=contexts)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case (median)")
+
+
+def device_and_dtype(args: argparse.Namespace) -> tuple[str, torch.dtype]:
+    device_name = args.device or ("cuda" if args.model == "mistral-7b" else "cpu")
+    return device_name, _DTYPES[args.dtype or ("bfloat16" if device_name == "cuda" else "float32")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(parser, batches="1,8,64", contexts="128,2048")
     parser.add_argument("--profile", action="store_true", help="profile the largest case's steps")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
-    device_name = args.device or ("cuda" if args.model == "mistral-7b" else "cpu")
-    dtype = _DTYPES[args.dtype or ("bfloat16" if device_name == "cuda" else "float32")]
+    device_name, dtype = device_and_dtype(args)
     print(machine_description(), flush=True)
     model, name = build_model(args.model, device_name, dtype)
     engine = Engine(model, name=name, max_batch=max(int(b) for b in args.batches.split(",")))

@@ -206,7 +206,7 @@ def _compare(
     return [
         name,
         shape,
-        f"mean |ours - fp32| {ours_error:.2e} (transformers {their_error:.2e})",
+        f"mean abs error vs fp32: ours {ours_error:.2e}, transformers {their_error:.2e}",
         f"<= {bound:.2e}, top-1 agrees",
         _verdict(ours_error <= bound and top1),
     ]
@@ -244,7 +244,7 @@ def check_kernel(device: torch.device, *, small: bool) -> list[list[str]]:
             [
                 "triton decode kernel",
                 f"B {batch}, ctx {context}, {heads}/{kv_heads}x{head_dim}, {str(dtype).removeprefix('torch.')}",
-                f"max |kernel - torch| {error:.1e}{timing}",
+                f"max abs diff {error:.1e}{timing}",
                 f"<= {tolerance:.0e}",
                 _verdict(error <= tolerance and bool(torch.isfinite(out).all())),
             ]

@@ -3,8 +3,9 @@
 Both run the same weights on the same rows: transformers with its own
 `DynamicCache` (rows of equal length, so no padding mask), ours over a
 `PagedKV` whose blocks are scattered. Each case is prefilled once, then the
-median of ``--steps`` decode steps is timed (each step appends one token per
-row, so the context grows by ``--steps`` during the timing). The tiny model by
+median of ``--steps`` decode steps is timed, the two taking turns step by
+step (each step appends one token per row, so the context grows by
+``--steps`` during the timing). The tiny model by
 default; ``--model mistral-7b --device cuda`` on a GPU:
 
     python3 bench/paged_forward.py --batches 1,16,64 --contexts 128,1024
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,13 +29,30 @@ import torch  # noqa: E402
 from transformers import DynamicCache, PreTrainedModel  # noqa: E402
 
 from bench.common import fmt, format_table, machine_description  # noqa: E402
-from bench.decode_step import _timed  # noqa: E402
-from bench.engine import _DTYPES, build_model  # noqa: E402
+from bench.decode_step import add_model_arguments, device_and_dtype  # noqa: E402
+from bench.engine import build_model  # noqa: E402
 from inference.forward_batch import ForwardBatch  # noqa: E402
 from inference.mistral import MistralForward  # noqa: E402
 from inference.paged_kv import PagedKV  # noqa: E402
 
 BLOCK_SIZE = 16
+
+
+def _alternating(device: torch.device, steps: int, *cases: Callable[[], object]) -> list[float]:
+    """Median milliseconds of each case's step, the cases taking turns step by step, so that
+    a shared machine's load falls on all of them alike; two untimed rounds first."""
+    times: list[list[float]] = [[] for _ in cases]
+    for round_ in range(steps + 2):
+        for case, step in zip(times, cases, strict=True):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if round_ >= 2:
+                case.append((time.perf_counter() - start) * 1000)
+    return [sorted(case)[len(case) // 2] for case in times]
 
 
 class PagedRows:
@@ -97,19 +117,13 @@ class HFRows:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("tiny", "mistral-7b"), default="tiny")
-    parser.add_argument("--device", help="default: cpu for tiny, cuda for mistral-7b")
-    parser.add_argument("--dtype", choices=tuple(_DTYPES), help="default: float32 on cpu, bfloat16 on cuda")
-    parser.add_argument("--batches", default="1,16,64")
-    parser.add_argument("--contexts", default="128,1024")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per case (median)")
+    add_model_arguments(parser, batches="1,16,64", contexts="128,1024")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device_name = args.device or ("cuda" if args.model == "mistral-7b" else "cpu")
-    dtype = _DTYPES[args.dtype or ("bfloat16" if device_name == "cuda" else "float32")]
+    device_name, dtype = device_and_dtype(args)
     print(machine_description(), flush=True)
     model, _ = build_model(args.model, device_name, dtype)
     model.config._attn_implementation = "eager"  # transformers' eager attention, as the old engine's baseline
@@ -124,8 +138,7 @@ def main() -> None:
                 )
                 ours = PagedRows(forward, ids, room=args.steps + 2)
                 theirs = HFRows(model, ids)
-                ours_ms = _timed(device, args.steps, ours.decode)
-                hf_ms = _timed(device, args.steps, theirs.decode)
+                ours_ms, hf_ms = _alternating(device, args.steps, ours.decode, theirs.decode)
                 rows.append(
                     [
                         str(batch),

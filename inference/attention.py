@@ -17,6 +17,7 @@ when Triton imports; this module is what it is tested against.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -97,20 +98,45 @@ def paged_decode_attention(
     return out.masked_fill(empty[:, None, None], 0.0)
 
 
+# `paged_decode_attention`'s signature: (q, k_cache, v_cache, block_tables, context_lens, scale).
+DecodeAttention = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor
+]
+
+
+def _on(device: torch.device, values: list[int]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.long, device=device)
+
+
 @dataclass(frozen=True)
 class PrefillPlan:
-    """What every layer's prefill attention of one step shares: built once, used per layer.
+    """What every layer's attention of a step with a prefill shares: built once, used per layer.
 
-    Rows are padded to ``max_query_len`` queries and to the keys of their first
-    ``max_context_len`` positions (host-side facts, so no sync); ``mask`` says
-    which key each padded query sees: its row's cached positions up to its own.
+    The step's rows are split by their number of new tokens. Rows with one (rows
+    decoding alongside a prompt's chunk) go through ``decode``, as in a decode
+    step. Rows with more (prompt chunks) are padded to the longest chunk and to
+    the longest context among them only, and meet in one
+    `scaled_dot_product_attention`, where ``mask`` lets each query see its row's
+    cached positions up to its own. So 64 decoding rows beside one 512-token
+    chunk cost 64 decode queries, not 64 x 512 padded ones. Built from host
+    copies of ``query_start`` and ``context_lens``: one sync a prefill step
+    (never in a decode step, which does not come here). Rows with no token and
+    tokens past the last row (padding) get zeros.
     """
 
-    row: torch.Tensor  # [T] long: each token's row
-    column: torch.Tensor  # [T] long: its index among its row's new tokens
-    tables: torch.Tensor  # [B, blocks]: the blocks holding the first max_context_len positions
-    mask: torch.Tensor  # [B, 1, max_query_len, blocks * block_size] bool
-    max_query_len: int
+    decode: DecodeAttention
+    single_tokens: torch.Tensor  # [S]: the token of each one-token row
+    single_tables: torch.Tensor  # [S, blocks]
+    single_lengths: torch.Tensor  # [S]
+    chunk_tokens: torch.Tensor  # [C]: the chunk rows' tokens, row after row
+    chunk_row: torch.Tensor  # [C]: each one's index among the chunk rows
+    chunk_column: torch.Tensor  # [C]: its index among its row's new tokens
+    chunk_tables: torch.Tensor  # [R, blocks]
+    mask: torch.Tensor  # [R, 1, longest chunk, blocks * block_size] bool (no keys when fresh)
+    # Every chunk row a whole fresh prompt of one length (a burst of equal prompts,
+    # or one prompt with no cached prefix): plain causal attention, no mask, which
+    # SDPA's flash kernels run with GQA and no [Q, L] mask in memory.
+    fresh: bool = False
 
     @classmethod
     def build(
@@ -120,59 +146,95 @@ class PrefillPlan:
         positions: torch.Tensor,
         block_tables: torch.Tensor,
         context_lens: torch.Tensor,
-        max_query_len: int,
-        max_context_len: int,
         block_size: int,
+        decode: DecodeAttention | None = None,
     ) -> PrefillPlan:
-        tokens, rows = positions.shape[0], context_lens.shape[0]
         device = positions.device
-        num_blocks = blocks_needed(max_context_len, block_size, block_tables.shape[1])
-        row = token_rows(query_start, tokens).long()
-        column = torch.arange(tokens, device=device) - query_start.long()[row]
-        query_positions = torch.full((rows, max_query_len), -1, dtype=torch.long, device=device)
-        query_positions[row, column] = positions.long()
-        key_positions = torch.arange(num_blocks * block_size, device=device)
-        mask = (key_positions[None, None, :] <= query_positions[:, :, None]) & (
-            key_positions[None, None, :] < context_lens[:, None, None]
+        starts, lengths = query_start.tolist(), context_lens.tolist()
+        new = [end - start for start, end in zip(starts, starts[1:], strict=False)]
+        single = [r for r, n in enumerate(new) if n == 1]
+        chunks = [r for r, n in enumerate(new) if n > 1]
+        width = block_tables.shape[1]
+
+        def tables(rows: list[int]) -> torch.Tensor:
+            needed = blocks_needed(max((lengths[r] for r in rows), default=1), block_size, width)
+            return block_tables[_on(device, rows)][:, :needed]
+
+        chunk_tokens = [t for r in chunks for t in range(starts[r], starts[r + 1])]
+        chunk_row = _on(device, [i for i, r in enumerate(chunks) for _ in range(new[r])])
+        chunk_column = _on(device, [c for r in chunks for c in range(new[r])])
+        query_positions = torch.full(
+            (len(chunks), max((new[r] for r in chunks), default=0)), -1, dtype=torch.long, device=device
         )
-        # A padding query sees nothing; let it see key 0 rather than have SDPA produce
-        # NaN for an empty row (its output is dropped anyway).
-        mask[..., 0] |= query_positions < 0
+        query_positions[chunk_row, chunk_column] = positions[_on(device, chunk_tokens)].long()
+        chunk_tables = tables(chunks)
+        fresh = len({new[r] for r in chunks}) == 1 and all(lengths[r] == new[r] for r in chunks)
+        keys = torch.arange(0 if fresh else chunk_tables.shape[1] * block_size, device=device)
+        mask = (keys[None, None, :] <= query_positions[:, :, None]) & (
+            keys[None, None, :] < context_lens[_on(device, chunks)][:, None, None]
+        )
         return cls(
-            row=row,
-            column=column,
-            tables=block_tables[:, :num_blocks],
+            fresh=fresh,
+            decode=decode or paged_decode_attention,
+            single_tokens=_on(device, [starts[r] for r in single]),
+            single_tables=tables(single),
+            single_lengths=context_lens[_on(device, single)],
+            chunk_tokens=_on(device, chunk_tokens),
+            chunk_row=chunk_row,
+            chunk_column=chunk_column,
+            chunk_tables=chunk_tables,
             mask=mask[:, None],
-            max_query_len=max_query_len,
         )
 
     def attend(
         self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float
     ) -> torch.Tensor:
         """``q``: ``[T, H, D]`` (the new tokens' K/V already stored); returns ``[T, H, D]``."""
+        out = torch.zeros_like(q)
+        if self.single_tokens.numel():
+            out[self.single_tokens] = self.decode(
+                q[self.single_tokens], k_cache, v_cache, self.single_tables, self.single_lengths, scale
+            )
+        if self.chunk_tokens.numel():
+            out[self.chunk_tokens] = self._chunks(q[self.chunk_tokens], k_cache, v_cache, scale)
+        return out
+
+    def _chunks(
+        self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float
+    ) -> torch.Tensor:
         heads, head_dim = q.shape[1:]
-        rows = self.tables.shape[0]
-        keys = _gather_keys(k_cache, self.tables).to(q.dtype)  # [B, L, KVH, D]
-        values = _gather_keys(v_cache, self.tables).to(q.dtype)
-        padded = q.new_zeros(rows, self.max_query_len, heads, head_dim)
-        padded[self.row, self.column] = q
+        rows, longest = self.mask.shape[0], self.mask.shape[2]
+        keys = _gather_keys(k_cache, self.chunk_tables).to(q.dtype)  # [R, L, KVH, D]
+        values = _gather_keys(v_cache, self.chunk_tables).to(q.dtype)
         grouped = heads != keys.shape[2]
+        if self.fresh:  # no padding, keys = the chunk itself: [R, Q, ...] views
+            out = F.scaled_dot_product_attention(
+                q.view(rows, longest, heads, head_dim).transpose(1, 2),
+                keys[:, :longest].transpose(1, 2),
+                values[:, :longest].transpose(1, 2),
+                is_causal=True,
+                scale=scale,
+                enable_gqa=grouped,
+            )
+            return out.transpose(1, 2).reshape(-1, heads, head_dim)
+        padded = q.new_zeros(rows, longest, heads, head_dim)
+        padded[self.chunk_row, self.chunk_column] = q
         if grouped and q.is_cuda:
             # SDPA's memory-efficient CUDA kernel takes a mask but not `enable_gqa` (torch
-            # <= 2.11 falls back to the math kernel, [B, H, Q, L] scores in memory): repeat
+            # <= 2.11 falls back to the math kernel, [R, H, Q, L] scores in memory): repeat
             # K/V here instead, a copy of one layer's gathered prefix.
             keys = keys.repeat_interleave(heads // keys.shape[2], dim=2)
             values = values.repeat_interleave(heads // values.shape[2], dim=2)
             grouped = False
         out = F.scaled_dot_product_attention(
-            padded.transpose(1, 2),  # [B, H, Q, D]
-            keys.transpose(1, 2),  # [B, KVH, L, D]
+            padded.transpose(1, 2),  # [R, H, Q, D]
+            keys.transpose(1, 2),  # [R, KVH, L, D]
             values.transpose(1, 2),
             attn_mask=self.mask,
             scale=scale,
             enable_gqa=grouped,
         )
-        return out.transpose(1, 2)[self.row, self.column]
+        return out.transpose(1, 2)[self.chunk_row, self.chunk_column]
 
 
 def prefill_attention(
@@ -184,25 +246,21 @@ def prefill_attention(
     positions: torch.Tensor,
     block_tables: torch.Tensor,
     context_lens: torch.Tensor,
-    max_query_len: int,
-    max_context_len: int,
     scale: float,
 ) -> torch.Tensor:
     """Every new token (``q``: ``[T, H, D]``, rows flattened) over its row's cache up to itself.
 
     The new tokens' K and V must already be stored. Token ``t`` of row ``r`` at
     position ``p`` attends to the row's cached positions ``0..p``: the prefix a
-    previous step or the prefix cache left, and the chunk causally. One
-    `scaled_dot_product_attention` over the rows padded as `PrefillPlan` says
-    (the model builds the plan once a step). Returns ``[T, H, D]``.
+    previous step or the prefix cache left, and the chunk causally; rows with
+    one new token as in a decode step (see `PrefillPlan`, which the model
+    builds once a step). Returns ``[T, H, D]``.
     """
     plan = PrefillPlan.build(
         query_start=query_start,
         positions=positions,
         block_tables=block_tables,
         context_lens=context_lens,
-        max_query_len=max_query_len,
-        max_context_len=max_context_len,
         block_size=k_cache.shape[1],
     )
     return plan.attend(q, k_cache, v_cache, scale)

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from inference.attention import PrefillPlan, blocks_needed, paged_decode_attention, store_kv, token_rows
-from inference.forward_batch import ForwardBatch
+from inference.forward_batch import PAD_SLOT, ForwardBatch
 from inference.paged_kv import PagedKV, kv_shape
 from inference.triton_attention import decode_kernel_for
 
@@ -116,8 +116,8 @@ class StepPlan:
     its own length (position + 1), so the trailing padding tokens of a captured
     step need no special case. The Triton kernel (CUDA) gets the block tables'
     whole width, so a captured graph serves any length up to it; the torch path
-    (CPU) only the columns ``max_context_len`` needs. A prefill step has its
-    `PrefillPlan`.
+    (CPU) only the columns ``max_context_len`` needs. A step with a prefill has
+    its `PrefillPlan` (which reads the rows' lengths back to the host once).
     """
 
     batch: ForwardBatch
@@ -129,27 +129,26 @@ class StepPlan:
     @classmethod
     def of(cls, batch: ForwardBatch, kv: PagedKV) -> StepPlan:
         tables = batch.block_tables
-        if batch.is_decode:
-            rows = token_rows(batch.query_start, batch.input_ids.shape[0]).long()
-            kernel = decode_kernel_for(kv.keys[0].device, kv.keys[0].shape[-1], kv.block_size)
-            if kernel is None:
-                tables = tables[:, : blocks_needed(batch.max_context_len, kv.block_size, tables.shape[1])]
-            return cls(
-                batch,
-                decode=kernel or paged_decode_attention,
-                decode_tables=tables[rows],
-                decode_lengths=batch.positions + 1,
+        kernel = decode_kernel_for(kv.keys[0].device, kv.keys[0].shape[-1], kv.block_size)
+        if not batch.is_decode:
+            prefill = PrefillPlan.build(
+                query_start=batch.query_start,
+                positions=batch.positions,
+                block_tables=tables,
+                context_lens=batch.context_lens,
+                block_size=kv.block_size,
+                decode=kernel,
             )
-        prefill = PrefillPlan.build(
-            query_start=batch.query_start,
-            positions=batch.positions,
-            block_tables=tables,
-            context_lens=batch.context_lens,
-            max_query_len=batch.max_query_len,
-            max_context_len=batch.max_context_len,
-            block_size=kv.block_size,
+            return cls(batch, prefill=prefill)
+        if kernel is None:
+            tables = tables[:, : blocks_needed(batch.max_context_len, kv.block_size, tables.shape[1])]
+        rows = token_rows(batch.query_start, batch.input_ids.shape[0]).long()
+        return cls(
+            batch,
+            decode=kernel or paged_decode_attention,
+            decode_tables=tables[rows],
+            decode_lengths=batch.positions + 1,
         )
-        return cls(batch, prefill=prefill)
 
     def attend(
         self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float
@@ -306,9 +305,10 @@ class MistralForward(nn.Module):
             raise ValueError(f"block_tables hold fewer than max_context_len={batch.max_context_len} tokens")
         if kv.num_layers != s.num_layers or tuple(kv.keys[0].shape[2:]) != (s.num_kv_heads, s.head_dim):
             raise ValueError("the KV cache was allocated for another model shape")
-        low, high = int(batch.input_ids.min()), int(batch.input_ids.max())
-        if low < 0 or high >= s.vocab_size:
-            raise ValueError(f"token ids must lie in [0, {s.vocab_size}), got {low}..{high}")
+        _check_range("token ids", batch.input_ids, 0, s.vocab_size)
+        _check_range("positions", batch.positions, 0, batch.max_context_len)
+        _check_range("slots", batch.slot_mapping, PAD_SLOT, kv.num_slots)
+        _check_range("blocks", batch.block_tables, 0, kv.num_blocks)
 
     @torch.inference_mode()
     def forward(self, batch: ForwardBatch, kv: PagedKV, *, check: bool = True) -> torch.Tensor:
@@ -326,3 +326,12 @@ class MistralForward(nn.Module):
             hidden = layer(hidden, rope, plan, kv.layer(index))
         last = (batch.query_start[1:].long() - 1).clamp(min=0)
         return F.linear(self.norm(hidden[last]), self.lm_head).float()
+
+
+def _check_range(what: str, values: torch.Tensor, low: int, end: int) -> None:
+    """Raise ValueError unless every value lies in [low, end)."""
+    if values.numel() == 0:
+        return
+    least, most = int(values.min()), int(values.max())
+    if least < low or most >= end:
+        raise ValueError(f"{what} must lie in [{low}, {end}), got {least}..{most}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.attention import paged_decode_attention, prefill_attention, store_kv, token_rows
+from inference.attention import PrefillPlan, paged_decode_attention, prefill_attention, store_kv, token_rows
 from inference.forward_batch import PAD_SLOT
 
 
@@ -96,8 +96,6 @@ def test_prefill_attends_to_the_cached_prefix_and_causally_within_the_chunk(
         positions=positions,
         block_tables=tables,
         context_lens=torch.tensor(lengths, dtype=torch.int32),
-        max_query_len=9,
-        max_context_len=13,
         scale=8**-0.5,
     )
     for row in range(3):
@@ -119,3 +117,45 @@ def test_store_kv_writes_each_slot_and_sends_padding_to_the_last_slot() -> None:
 def test_token_rows_maps_tokens_to_rows_including_empty_and_padding() -> None:
     query_start = torch.tensor([0, 2, 2, 5, 5], dtype=torch.int32)  # rows of 2, 0, 3, 0 tokens
     assert token_rows(query_start, 7).tolist() == [0, 0, 2, 2, 2, 3, 3]
+
+
+def test_prefill_gives_zeros_to_padding_and_leaves_other_rows_alone() -> None:
+    # Row 0: 3 new tokens after 2 cached; row 1: none (padding); then one unowned token.
+    k_cache, v_cache, tables, keys, values = scattered_cache(
+        [5, 1], block_size=4, kv_heads=2, head_dim=8, seed=6
+    )
+    q = torch.randn(4, 4, 8, generator=torch.Generator().manual_seed(3))
+    out = prefill_attention(
+        q,
+        k_cache,
+        v_cache,
+        query_start=torch.tensor([0, 3, 3], dtype=torch.int32),
+        positions=torch.tensor([2, 3, 4, 0]),
+        block_tables=tables,
+        context_lens=torch.tensor([5, 0], dtype=torch.int32),
+        scale=8**-0.5,
+    )
+    torch.testing.assert_close(out[:3], naive(q[:3], keys[0], values[0], torch.tensor([2, 3, 4])))
+    assert not out[3].any()
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(4, 4), (4, 2)])
+def test_prefill_of_fresh_prompts_of_one_length_is_plain_causal(heads: int, kv_heads: int) -> None:
+    k_cache, v_cache, tables, keys, values = scattered_cache(
+        [6, 6, 6], block_size=4, kv_heads=kv_heads, head_dim=8, seed=7
+    )
+    q = torch.randn(18, heads, 8, generator=torch.Generator().manual_seed(4))
+    query_start = torch.tensor([0, 6, 12, 18], dtype=torch.int32)
+    plan = PrefillPlan.build(
+        query_start=query_start,
+        positions=torch.arange(6).repeat(3),
+        block_tables=tables,
+        context_lens=torch.tensor([6, 6, 6], dtype=torch.int32),
+        block_size=4,
+    )
+    assert plan.fresh  # the maskless path is the one under test
+    out = plan.attend(q, k_cache, v_cache, 8**-0.5)
+    for row in range(3):
+        start = row * 6
+        expected = naive(q[start : start + 6], keys[row], values[row], torch.arange(6))
+        torch.testing.assert_close(out[start : start + 6], expected, atol=1e-5, rtol=1e-5)

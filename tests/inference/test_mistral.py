@@ -166,21 +166,50 @@ def on_meta(batch: ForwardBatch) -> ForwardBatch:
     return batch
 
 
-def test_an_unchecked_step_never_reads_the_device_back(ours: MistralForward) -> None:
-    # Meta tensors have no values: any read back to the host (.item(), nonzero, a
-    # bool of a tensor) raises. A step that runs on them cannot sync, so a decode
-    # step can be captured in a CUDA graph.
+def test_an_unchecked_decode_step_never_reads_the_device_back(ours: MistralForward) -> None:
+    # Meta tensors have no values: any read back to the host (.item(), .tolist(),
+    # nonzero, a bool of a tensor) raises. A decode step that runs on them cannot
+    # sync, so it can be captured in a CUDA graph.
     meta = copy.deepcopy(ours).to("meta")
     assert meta.inv_freq.device.type == "meta" and meta.inv_freq.dtype == torch.float32
     kv = PagedKV.allocate(meta.config, num_blocks=8, block_size=BLOCK, dtype=torch.float32, device="meta")
     decode = make_batch(
-        [Row([5], [0, 1], cached=4), Row([7], [2], cached=2)], block_size=BLOCK, padding_rows=2
+        [Row([5], [0, 1], cached=4), Row([7], [2], cached=2)],
+        block_size=BLOCK,
+        padding_rows=2,
+        padding_tokens=2,
     )
-    prefill = make_batch([Row([5, 6, 7], [0, 1], cached=4), Row([7], [2])], block_size=BLOCK)
     assert meta(on_meta(decode), kv, check=False).shape == (4, 32000)
-    assert meta(on_meta(prefill), kv, check=False).shape == (2, 32000)
     with pytest.raises((RuntimeError, NotImplementedError)):  # the check reads ids: it would sync
-        meta(prefill, kv)
+        meta(on_meta(make_batch([Row([5], [0, 1], cached=4)], block_size=BLOCK)), kv)
+    # A step with a prefill reads its rows' lengths once (it is never captured).
+    prefill = make_batch([Row([5, 6, 7], [0, 1], cached=4), Row([7], [2])], block_size=BLOCK)
+    with pytest.raises(NotImplementedError):
+        meta(on_meta(prefill), kv, check=False)
+
+
+def test_a_mixed_step_serves_decoding_rows_chunks_and_padding_alike(
+    hf: MistralForCausalLM, ours: MistralForward
+) -> None:
+    # Two rows decode while one prompt prefills its second chunk and another its
+    # first; an empty row and two unowned tokens pad the step.
+    a, b, c, d = prompt(7, 15), prompt(4, 16), prompt(11, 17), prompt(6, 18)
+    kv = new_cache(hf)
+    ours(make_batch([Row(a[:-1], [0, 1]), Row(b[:-1], [2]), Row(c[:5], [3, 4, 5])], block_size=BLOCK), kv)
+    mixed = make_batch(
+        [
+            Row(a[-1:], [0, 1], cached=6),
+            Row(c[5:], [3, 4, 5], cached=5),
+            Row(b[-1:], [2], cached=3),
+            Row(d, [6, 7]),
+        ],
+        block_size=BLOCK,
+        padding_rows=1,
+        padding_tokens=2,
+    )
+    logits = ours(mixed, kv)
+    for index, ids in enumerate([a, c, b, d]):
+        torch.testing.assert_close(logits[index], reference(hf, ids), atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize(
@@ -191,6 +220,11 @@ def test_an_unchecked_step_never_reads_the_device_back(ours: MistralForward) -> 
         (lambda batch: setattr(batch, "max_context_len", 40000), "longer than the model's 32768"),
         (lambda batch: setattr(batch, "max_context_len", 13), "block_tables hold fewer"),
         (lambda batch: setattr(batch, "positions", batch.positions[:-1]), "must all be [T]"),
+        (lambda batch: batch.positions.__setitem__(1, 6), "positions must lie in"),
+        (lambda batch: batch.slot_mapping.__setitem__(1, 32 * BLOCK), "slots must lie in"),
+        (lambda batch: batch.slot_mapping.__setitem__(1, -2), "slots must lie in"),
+        (lambda batch: batch.block_tables.__setitem__((0, 1), 32), "blocks must lie in"),
+        (lambda batch: setattr(batch, "input_ids", batch.input_ids[:0]), "at least one token"),
     ],
 )
 def test_bad_steps_are_refused_and_change_nothing(
