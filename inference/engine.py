@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,20 +32,15 @@ from inference.loading import ModelInfo, check_vocab, load_model
 from inference.params import SamplingParams
 from inference.sampling import RowParams, check_params, new_generator, sample_batch
 from inference.steps import (
+    CallerSide,
     Request,
     StepOutput,
     StepSink,
-    await_first_logprobs,
     check_prompt,
     check_score_ids,
-    iterate,
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _never() -> bool:
-    return False
 
 
 @dataclass(frozen=True)
@@ -62,7 +57,7 @@ class EngineLoad:
     preemptions: int = 0  # requests that gave their blocks back to be recomputed, since start
 
 
-class Engine:
+class Engine(CallerSide):
     """One loaded causal LM and the scheduler that batches every live reply on it."""
 
     def __init__(self, model: PreTrainedModel, *, name: str, max_batch: int = 32) -> None:
@@ -81,34 +76,6 @@ class Engine:
         self._thread: threading.Thread | None = None
 
     # --- the callers' side -----------------------------------------------------------
-
-    def generate(
-        self, prompt_ids: list[int], params: SamplingParams, *, should_stop: Callable[[], bool] = _never
-    ) -> Iterator[int]:
-        """Yield generated token ids one at a time.
-
-        Ends after EOS (not yielded, unless ``params.ignore_eos``), after
-        ``params.max_tokens`` ids, at the end of the context window, or soon
-        after ``should_stop()`` turns true (checked before the request joins
-        and while waiting for each token). Bad prompts or parameters raise
-        ValueError here, at the call, not at the first ``next``.
-        """
-        request = self.submit(prompt_ids, params)
-        return iterate(request, should_stop)
-
-    def first_logprobs(
-        self, prompt_ids: list[int], token_ids: Sequence[int], *, timeout_s: float = 30.0
-    ) -> list[float]:
-        """The log-probabilities of `token_ids` as the first id after the prompt (softmax over the vocabulary).
-
-        A one-token request that joins the batch like any other: no second
-        copy of the model, and it waits its turn. Raises TimeoutError after
-        `timeout_s` (the request is cancelled).
-        """
-        if not token_ids:
-            raise ValueError("token_ids is empty: nothing to score")
-        request = self.submit(prompt_ids, SamplingParams(temperature=0.0, max_tokens=1), score_ids=token_ids)
-        return await_first_logprobs(request, timeout_s)
 
     def submit(
         self,

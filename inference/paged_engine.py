@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator
 from collections.abc import Sequence as Seq
 from typing import Any
 
@@ -37,13 +36,12 @@ from inference.sampling import check_params
 from inference.scheduler import ScheduledRow, Scheduler
 from inference.sequence import Sequence
 from inference.steps import (
+    CallerSide,
     Request,
     StepOutput,
     StepSink,
-    await_first_logprobs,
     check_prompt,
     check_score_ids,
-    iterate,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,11 +51,7 @@ logger = logging.getLogger(__name__)
 CPU_KV_CACHE_GB = 0.25
 
 
-def _never() -> bool:
-    return False
-
-
-class PagedEngine:
+class PagedEngine(CallerSide):
     """One model over a paged KV cache, and the scheduler thread that steps every live request on it."""
 
     def __init__(
@@ -100,21 +94,6 @@ class PagedEngine:
         self._thread: threading.Thread | None = None
 
     # --- the callers' side -----------------------------------------------------------
-
-    def generate(
-        self, prompt_ids: list[int], params: SamplingParams, *, should_stop: Callable[[], bool] = _never
-    ) -> Iterator[int]:
-        """Yield generated ids one at a time (as `Engine.generate`: bad input raises here, at the call)."""
-        return iterate(self.submit(prompt_ids, params), should_stop)
-
-    def first_logprobs(
-        self, prompt_ids: list[int], token_ids: Seq[int], *, timeout_s: float = 30.0
-    ) -> list[float]:
-        """The log-probabilities of `token_ids` as the first id after the prompt; TimeoutError after `timeout_s`."""
-        if not token_ids:
-            raise ValueError("token_ids is empty: nothing to score")
-        request = self.submit(prompt_ids, SamplingParams(temperature=0.0, max_tokens=1), score_ids=token_ids)
-        return await_first_logprobs(request, timeout_s)
 
     def submit(
         self,

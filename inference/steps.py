@@ -19,6 +19,11 @@ from typing import Any
 
 from inference.params import SamplingParams
 
+
+def _never() -> bool:
+    return False
+
+
 # How long an iterating caller waits for its next id before it looks at `should_stop` again.
 STOP_POLL_S = 0.02
 
@@ -176,3 +181,49 @@ def await_first_logprobs(request: Request, timeout_s: float) -> list[float]:
     if request.first_logprobs is None:
         raise RuntimeError("the request ended before its first step")
     return request.first_logprobs
+
+
+class CallerSide:
+    """What an engine offers besides `submit`: a stream of ids, and first-step log-probabilities.
+
+    Both engines inherit it; each implements `submit` (bad input raises
+    ValueError there, so here too, at the call).
+    """
+
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        *,
+        score_ids: Sequence[int] = (),
+        sink: StepSink | None = None,
+        tag: Any = None,
+    ) -> Request:
+        raise NotImplementedError
+
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, *, should_stop: Callable[[], bool] = _never
+    ) -> Iterator[int]:
+        """Yield generated token ids one at a time.
+
+        Ends after EOS (not yielded, unless ``params.ignore_eos``), after
+        ``params.max_tokens`` ids, at the end of the context window, or soon
+        after ``should_stop()`` turns true (checked before the request joins
+        and while waiting for each token). Bad prompts or parameters raise
+        ValueError here, at the call, not at the first ``next``.
+        """
+        return iterate(self.submit(prompt_ids, params), should_stop)
+
+    def first_logprobs(
+        self, prompt_ids: list[int], token_ids: Sequence[int], *, timeout_s: float = 30.0
+    ) -> list[float]:
+        """The log-probabilities of `token_ids` as the first id after the prompt (softmax over the vocabulary).
+
+        A one-token request that joins the batch like any other: no second
+        copy of the model, and it waits its turn. Raises TimeoutError after
+        `timeout_s` (the request is cancelled).
+        """
+        if not token_ids:
+            raise ValueError("token_ids is empty: nothing to score")
+        request = self.submit(prompt_ids, SamplingParams(temperature=0.0, max_tokens=1), score_ids=token_ids)
+        return await_first_logprobs(request, timeout_s)
