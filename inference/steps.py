@@ -190,16 +190,8 @@ class CallerSide:
     ValueError there, so here too, at the call).
     """
 
-    def submit(
-        self,
-        prompt_ids: list[int],
-        params: SamplingParams,
-        *,
-        score_ids: Sequence[int] = (),
-        sink: StepSink | None = None,
-        tag: Any = None,
-    ) -> Request:
-        raise NotImplementedError
+    # submit(prompt_ids, params, *, score_ids=(), sink=None, tag=None) -> Request, in each engine.
+    submit: Callable[..., Request]
 
     def generate(
         self, prompt_ids: list[int], params: SamplingParams, *, should_stop: Callable[[], bool] = _never
