@@ -8,10 +8,12 @@ import torch
 from inference.block_manager import BlockTable
 from inference.forward_batch import PAD_SLOT
 from inference.model_runner import ModelRunner, bucket_for, graph_buckets
+from inference.paged_engine import paged_engine_for
 from inference.params import SamplingParams
 from inference.scheduler import ScheduledRow
 from inference.sequence import Sequence
 from inference.steps import Request
+from inference.tiny import build_tiny_model
 from tests.support.paged_toy import ToyKV, ToyPagedModel
 
 BS = 4
@@ -102,3 +104,38 @@ def test_graphs_stay_off_on_the_cpu() -> None:
     runner = _runner()
     runner.capture_graphs()
     assert not runner.use_graphs and runner.graphs == {}
+
+
+class _EagerGraph:
+    """Stands in for a captured graph on the CPU: replay runs the captured step's code eagerly."""
+
+    def __init__(self, runner: ModelRunner, bucket: int) -> None:
+        self.runner, self.bucket = runner, bucket
+
+    def replay(self) -> None:
+        self.runner._decode_step(self.bucket)
+
+
+def test_the_replay_path_pads_to_its_bucket_and_gives_the_tokens_of_eager_steps() -> None:
+    """Everything a CUDA replay does but the capture: padding rows, the step's code, ids from out_ids."""
+    seeded = SamplingParams(
+        temperature=0.9, top_k=40, top_p=0.9, repetition_penalty=1.2, seed=11, ignore_eos=True
+    )
+    greedy = SamplingParams(temperature=0.0, ignore_eos=True)
+    prompts = [[1, *range(500 + 9 * i, 509 + 11 * i)] for i in range(3)]
+    jobs = [(prompt, params) for prompt in prompts for params in (seeded, greedy)][:5]  # 5 rows: bucket 8
+    replayed = paged_engine_for(build_tiny_model(), name="tiny", kv_cache_gb=0.02, max_batch=8)
+    runner = replayed.runner
+    runner.use_graphs = True
+    runner.graphs = {bucket: _EagerGraph(runner, bucket) for bucket in runner.buckets}
+    calls = []
+    runner.graphs[8].replay = lambda: (calls.append(8), runner._decode_step(8))
+    eager = paged_engine_for(build_tiny_model(), name="tiny", kv_cache_gb=0.02, max_batch=8)
+    for engine in (replayed, eager):
+        with engine._wakeup:  # all five join the same steps
+            requests = [
+                engine.submit(p, SamplingParams(**{**vars(params), "max_tokens": 8})) for p, params in jobs
+            ]
+        engine.results = [[request.tokens.get(timeout=30) for _ in range(8)] for request in requests]
+    assert calls, "no step replayed the bucket of 8"
+    assert replayed.results == eager.results
