@@ -126,6 +126,8 @@ class BlockManager:
     def grow(self, table: BlockTable, num_tokens: int) -> None:
         """Add blocks until the sequence can hold `num_tokens` tokens."""
         missing = self.blocks_for(num_tokens) - len(table.blocks)
+        if missing <= 0:
+            return
         if missing > len(self._free):
             raise CacheFullError(f"{missing} blocks needed, {len(self._free)} free")
         table.blocks.extend(self._take_fresh() for _ in range(missing))

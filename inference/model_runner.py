@@ -91,7 +91,11 @@ class ModelRunner:
         self.slot_mapping = zeros(tokens)
         self.query_start = zeros(max_batch + 1, dtype=torch.int32)
         self.context_lens = zeros(max_batch, dtype=torch.int32)
-        self.block_tables = zeros(max_batch, max_blocks_per_sequence, dtype=torch.int32)
+        # Block tables by sequence row, not by the step's row: a running sequence's table only
+        # grows, so a step writes just the blocks added since the last (one in 16 decode steps);
+        # the step's tables are gathered on the device. The spare last row (zeros) is the padding's.
+        self.row_tables = zeros(max_batch + 1, max_blocks_per_sequence, dtype=torch.int32)
+        self._tables_synced = [0] * max_batch
         self.sampling = RowSampling(
             temperature=zeros(max_batch, dtype=torch.float32),
             top_k=zeros(max_batch),
@@ -104,7 +108,7 @@ class ModelRunner:
         self.row_slots = zeros(max_batch)
         self.seen = zeros(max_batch + 1, vocab, dtype=torch.bool)
         self.out_ids = zeros(max_batch)
-        self._seen_owner: list[Sequence | None] = [None] * max_batch
+        self._owner: list[tuple[Sequence, int] | None] = [None] * max_batch
         self.buckets = graph_buckets(max_batch)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.use_graphs = cuda_graphs and device.type == "cuda"
@@ -114,7 +118,7 @@ class ModelRunner:
     def run(self, rows: list[ScheduledRow], *, want_logits: bool = False) -> StepResult:
         """Run one step for `rows` (a decode of all rows replays a graph when there is one)."""
         for row in rows:
-            self._claim_seen(row.sequence)
+            self._claim_row(row.sequence)
         decode = all(row.length == 1 for row in rows)
         bucket = bucket_for(len(rows), self.buckets) if decode and self.use_graphs else None
         if bucket is not None and bucket in self.graphs and not want_logits:
@@ -148,7 +152,6 @@ class ModelRunner:
             starts.append(starts[-1] + row.length)
         context = [row.start + row.length for row in rows]
         width = max(len(row.sequence.table.blocks) for row in rows)
-        tables = [row.sequence.table.blocks + [0] * (width - len(row.sequence.table.blocks)) for row in rows]
         params = [row.sequence.request.params for row in rows]
         sampling = [
             [p.temperature for p in params],
@@ -166,7 +169,6 @@ class ModelRunner:
             slots += [PAD_SLOT] * padding
             starts += [starts[-1] + i + 1 for i in range(padding)]
             context += [1] * padding
-            tables += [[0] * width] * padding
             for values, neutral in zip(sampling, (0.0, 0, 1.0, 1.0, 0, 0), strict=True):
                 values += [neutral] * padding
             row_slots += [self.max_batch] * padding
@@ -176,7 +178,8 @@ class ModelRunner:
         _put(self.slot_mapping, slots)
         _put(self.query_start, starts)
         _put(self.context_lens, context)
-        self.block_tables[:n, :width].copy_(_host(tables, torch.int32), non_blocking=True)
+        for row in rows:
+            self._sync_table(row.sequence)
         for buffer, values in zip(vars(self.sampling).values(), sampling, strict=True):
             _put(buffer, values)
         _put(self.row_slots, row_slots)
@@ -186,7 +189,7 @@ class ModelRunner:
             slot_mapping=self.slot_mapping[:t],
             query_start=self.query_start[: n + 1],
             context_lens=self.context_lens[:n],
-            block_tables=self.block_tables[:n, :width] if pad_to is None else self.block_tables[:n],
+            block_tables=self.row_tables[self.row_slots[:n], :width] if pad_to is None else self._tables(n),
             max_query_len=max(row.length for row in rows) if rows else 1,
             max_context_len=max(context) if pad_to is None else self.max_context,
         )
@@ -220,7 +223,6 @@ class ModelRunner:
         self.slot_mapping[:bucket].fill_(PAD_SLOT)
         self.query_start[: bucket + 1].copy_(torch.arange(bucket + 1, dtype=torch.int32))
         self.context_lens[:bucket].fill_(1)
-        self.block_tables[:bucket].zero_()
         self.row_slots[:bucket].fill_(self.max_batch)
 
     def _decode_step(self, bucket: int) -> None:
@@ -231,7 +233,7 @@ class ModelRunner:
             slot_mapping=self.slot_mapping[:bucket],
             query_start=self.query_start[: bucket + 1],
             context_lens=self.context_lens[:bucket],
-            block_tables=self.block_tables[:bucket],
+            block_tables=self._tables(bucket),
             max_query_len=1,
             max_context_len=self.max_context,
         )
@@ -243,13 +245,28 @@ class ModelRunner:
 
     # --- sampling state ------------------------------------------------------------------
 
-    def _claim_seen(self, sequence: Sequence) -> None:
-        """A sequence new to its row (admitted, or back after a preemption): its seen ids from scratch."""
-        if self._seen_owner[sequence.slot] is sequence:
+    def _claim_row(self, sequence: Sequence) -> None:
+        """A sequence new to its row (admitted, or back after a preemption): its seen ids and table afresh."""
+        owner = (sequence, sequence.preemptions)
+        if self._owner[sequence.slot] == owner:
             return
-        self._seen_owner[sequence.slot] = sequence
+        self._owner[sequence.slot] = owner
+        self._tables_synced[sequence.slot] = 0
         self.seen[sequence.slot].zero_()
         self.seen[sequence.slot, _host(sequence.token_ids, torch.long).to(self.device)] = True
+
+    def _sync_table(self, sequence: Sequence) -> None:
+        """Copy the blocks the sequence gained since the last step into its row of the tables."""
+        blocks, done = sequence.table.blocks, self._tables_synced[sequence.slot]
+        if len(blocks) > done:
+            self.row_tables[sequence.slot, done : len(blocks)].copy_(
+                _host(blocks[done:], torch.int32), non_blocking=True
+            )
+            self._tables_synced[sequence.slot] = len(blocks)
+
+    def _tables(self, rows: int) -> torch.Tensor:
+        """The step's block tables, full width (a graph's static shape), gathered by sequence row."""
+        return self.row_tables[self.row_slots[:rows]]
 
     def _sample(self, logits: torch.Tensor, rows: list[ScheduledRow], sampling: list[int]) -> list[int]:
         ids = [0] * len(rows)

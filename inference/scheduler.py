@@ -67,7 +67,8 @@ class Scheduler:
         rows: list[ScheduledRow] = []
         budget = self.max_tokens_per_step
         for sequence in list(self.running):
-            if sequence.remaining == 1 and sequence in self.running and self._make_room(sequence):
+            # A sequence preempted earlier in this loop holds no blocks: it waits now.
+            if sequence.remaining == 1 and sequence.table.blocks and self._make_room(sequence):
                 self.blocks.grow(sequence.table, sequence.computed + 1)
                 rows.append(ScheduledRow.of(sequence, 1))
                 budget -= 1
@@ -115,7 +116,7 @@ class Scheduler:
     def _make_room(self, sequence: Sequence) -> bool:
         """Free a block for `sequence`'s next token by preempting the newest; False if it was the newest."""
         while not self.blocks.can_grow(sequence.table, sequence.computed + 1):
-            victim = max(self.running, key=lambda s: s.arrival)
+            victim = self.running[-1]  # the newest: running is kept in order of arrival
             self.preempt(victim)
             if victim is sequence:
                 return False
