@@ -302,5 +302,6 @@ def cache_budget_gb(device: torch.device, kv_cache_gb: float | None, fraction: f
         return CPU_KV_CACHE_GB
     if not 0 < fraction <= 1:
         raise EngineError(f"KV_CACHE_FRACTION must be in (0, 1], got {fraction}")
+    torch.cuda.empty_cache()  # memory the allocator keeps reserved is not free to the driver
     free, _ = torch.cuda.mem_get_info(device)
     return fraction * free / 2**30
