@@ -6,13 +6,16 @@ head_dim]``, see `inference.paged_kv`):
 - `store_kv` writes a step's new K and V to their slots;
 - `paged_decode_attention` attends one query per row to the row's cached
   tokens (a decode step); no host sync, so it can be captured in a CUDA graph;
-- `prefill_attention` attends each row's new chunk to the row's whole cached
-  prefix and causally within the chunk (prefix cache, chunked prefill).
+- `prefill_attention` (through `PrefillPlan`, which the model builds once a
+  step) attends each row's new chunk to the row's whole cached prefix and
+  causally within the chunk (prefix cache, chunked prefill).
 
-GQA without repeating K and V: the ``H`` query heads are viewed as
-``[kv_heads, H / kv_heads]`` and each group meets its one K/V head. On CUDA
-the decode step goes through the Triton kernel (`inference.triton_attention`)
-when Triton imports; this module is what it is tested against.
+GQA without repeating K and V: `scaled_dot_product_attention`'s
+``enable_gqa`` meets each group of ``H / kv_heads`` query heads with its one
+K/V head (on CUDA the masked chunk path repeats K/V instead, see
+`PrefillPlan`). On CUDA the decode attention is the Triton kernel
+(`inference.triton_attention`) when Triton imports; this module is what it
+is tested against.
 """
 
 from __future__ import annotations

@@ -265,6 +265,16 @@ def test_loads_a_saved_folder_and_matches_transformers(tmp_path: Path) -> None:
     torch.testing.assert_close(logits[0], reference(build_tiny_model(), ids), atol=1e-5, rtol=0)
 
 
+def test_consuming_the_transformers_model_drops_its_layers_and_keeps_the_logits() -> None:
+    hf_model, ids = build_tiny_model(), prompt(5, seed=19)
+    expected = reference(hf_model, ids)
+    forward = MistralForward.from_hf(hf_model, consume=True)
+    assert all(isinstance(layer, torch.nn.Identity) for layer in hf_model.model.layers)
+    kv = PagedKV.allocate(forward.config, num_blocks=2, block_size=BLOCK, dtype=torch.float32, device="cpu")
+    logits = forward(make_batch([Row(ids, [0, 1])], block_size=BLOCK), kv)
+    torch.testing.assert_close(logits[0], expected, atol=1e-5, rtol=0)
+
+
 def test_the_tiny_model_loads_in_bfloat16_with_float32_rope() -> None:
     forward, _ = load_forward(device="cpu", dtype="bfloat16")
     assert forward.dtype == torch.bfloat16 and forward.inv_freq.dtype == torch.float32
