@@ -9,7 +9,10 @@ token id; it includes any time spent waiting for earlier requests):
 
 - `sequential`: transformers' `model.generate`, one request at a time, FIFO
   (the baseline: a worker that serves one person at a time);
-- `engine`: `inference.engine.Engine.generate`, one thread per request;
+- `engine`: `inference.engine.Engine.generate` (the eager engine: transformers'
+  model, left-padded batch), one thread per request;
+- `paged`: `inference.paged_engine.PagedEngine.generate` (the worker's default: our
+  forward over a paged KV cache, chunked prefill, CUDA graphs on a GPU);
 - `hf-cb`: transformers' own continuous batching (`ContinuousBatchingManager`),
   streaming, its results routed by one dispatcher thread (transformers #42943).
 
@@ -21,6 +24,13 @@ otherwise EOS ends a request early and the tokens actually produced count.
     .venv/bin/python bench/engine.py --markdown            # same, table for docs/benchmarks.md
     .venv/bin/python bench/engine.py --model mistral-7b --prompt-tokens 2048 --max-tokens 256 \\
         --concurrency 1,64 --modes engine                  # on a GPU: 7B shape, random bf16 weights
+
+`--follow-up N` then measures the next turn of a conversation of N tokens
+(default 6000 with `--follow-up`): the paged engine answers the history once,
+then the history + its reply + a new question is sent again, and its TTFT is
+timed with the prefix cache on and off (and with the eager engine).
+
+    .venv/bin/python bench/engine.py --modes engine,paged --repeats 3 --follow-up   # old vs new, one run
 
 Ratios are only meaningful within one run; absolute times only on a GPU.
 """
@@ -49,10 +59,11 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
 from bench.common import fmt, format_table, machine_description, percentile  # noqa: E402
 from inference.engine import Engine  # noqa: E402
+from inference.paged_engine import PagedEngine, paged_engine_for  # noqa: E402
 from inference.params import SamplingParams  # noqa: E402
 from inference.tiny import TINY_MODEL_NAME, build_tiny_model, mistral_7b_config  # noqa: E402
 
-MODES = ("sequential", "engine", "hf-cb")
+MODES = ("sequential", "engine", "paged", "hf-cb")
 _END = object()  # end of one request's token stream
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -213,6 +224,25 @@ class EngineBackend(Backend):
             if callable(getattr(self.engine, method, None)):
                 getattr(self.engine, method)()
                 return
+
+
+class PagedBackend(EngineBackend):
+    """The paged engine over the same weights (converted to our forward): every client thread calls `generate`."""
+
+    name = "paged"
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        name: str,
+        max_tokens: int,
+        fixed_length: bool,
+        max_batch: int,
+        cache_gb: float,
+    ):
+        self.engine = paged_engine_for(model, name=name, max_batch=max_batch, kv_cache_gb=cache_gb)
+        extra = {"ignore_eos": True} if fixed_length else {}
+        self.params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=0, **extra)
 
 
 class HFContinuousBatchingBackend(Backend):
@@ -392,6 +422,8 @@ def make_backend(
         return SequentialBackend(model, args.max_tokens, fixed, args.sequential_max_requests)
     if mode == "engine":
         return EngineBackend(model, name, args.max_tokens, fixed, args.max_batch or top)
+    if mode == "paged":
+        return PagedBackend(model, name, args.max_tokens, fixed, args.max_batch or top, args.kv_cache_gb)
     return HFContinuousBatchingBackend(model, args.max_tokens, fixed, top, args.prompt_tokens)
 
 
@@ -421,7 +453,7 @@ def print_results(levels: list[Level], failures: dict[str, str], markdown: bool)
         )
 
     by_key = {(level.mode, level.concurrency): level for level in levels}
-    pairs = [("engine", "sequential"), ("hf-cb", "sequential"), ("engine", "hf-cb")]
+    pairs = [("engine", "sequential"), ("hf-cb", "sequential"), ("engine", "hf-cb"), ("paged", "engine")]
     ratio_rows = []
     for concurrency in sorted({level.concurrency for level in levels}):
         cells = [str(concurrency)]
@@ -434,6 +466,60 @@ def print_results(levels: list[Level], failures: dict[str, str], markdown: bool)
     print(format_table(["concurrency", *(f"{a}/{b}" for a, b in pairs)], ratio_rows, markdown=markdown))
     for mode, reason in failures.items():
         print(f"\n{mode}: not measured: {reason}")
+
+
+# --- the next turn of a long conversation --------------------------------------------
+
+
+def follow_up_ttft(
+    model: PreTrainedModel, name: str, args: argparse.Namespace, repeats: int = 3
+) -> dict[str, list[float]]:
+    """TTFT (ms) of a follow-up turn: history, the reply to it, and a new question of 40 tokens.
+
+    Each repeat is a new conversation (other random ids), so only its own
+    history can be in the prefix cache, as for a person's next message.
+    """
+    reply = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True)
+    first_only = SamplingParams(temperature=0.0, max_tokens=1)
+    engines: dict[str, Engine | PagedEngine] = {
+        "paged, prefix cache on": paged_engine_for(
+            model, name=name, max_batch=4, kv_cache_gb=args.kv_cache_gb
+        ),
+        "paged, prefix cache off": paged_engine_for(
+            model, name=name, max_batch=4, kv_cache_gb=args.kv_cache_gb, prefix_cache=False
+        ),
+        "engine (eager)": Engine(model, name=name, max_batch=4),
+    }
+    times: dict[str, list[float]] = {label: [] for label in engines}
+    for repeat in range(repeats):
+        history = random_prompts(1, args.follow_up, seed=args.seed + 777 + repeat)[0]
+        question = random_prompts(1, 41, seed=args.seed + 999 + repeat)[0][1:]
+        for label, engine in engines.items():
+            answer = list(engine.generate(history, reply))
+            follow_up = [*history, *answer, 2, *question]  # the reply, EOS, the next [INST] ... [/INST]
+            started = time.perf_counter()
+            next(iter(engine.generate(follow_up, first_only)))
+            times[label].append((time.perf_counter() - started) * 1000.0)
+    return times
+
+
+def print_follow_up(times: dict[str, list[float]], tokens: int, markdown: bool) -> None:
+    print(
+        f"Follow-up turn on a {tokens:,}-token conversation: time to the first token (ms, {len(next(iter(times.values())))} conversations)"
+    )
+    cached = percentile(times["paged, prefix cache on"], 50) or 0.0
+    rows = [
+        [
+            label,
+            fmt(percentile(values, 50)),
+            fmt(max(values)),
+            f"{(percentile(values, 50) or 0) / cached:.1f}x" if cached else "n/a",
+        ]
+        for label, values in times.items()
+    ]
+    print(
+        format_table(["engine", "TTFT p50 ms", "TTFT max ms", "vs prefix cache on"], rows, markdown=markdown)
+    )
 
 
 def parse_list(text: str) -> list[int]:
@@ -473,6 +559,20 @@ def main(argv: list[str] | None = None) -> int:
         "--max-batch", type=int, default=0, help="the engine's max_batch (default: top concurrency)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each level and mode, alternating; the median is shown"
+    )
+    parser.add_argument(
+        "--kv-cache-gb", type=float, default=0.25, help="the paged engine's KV cache (default 0.25)"
+    )
+    parser.add_argument(
+        "--follow-up",
+        type=int,
+        nargs="?",
+        const=6000,
+        default=0,
+        help="also time the next turn of a conversation of this many tokens (default 6000)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     args = parser.parse_args(argv)
 
@@ -507,7 +607,9 @@ def main(argv: list[str] | None = None) -> int:
     for concurrency in args.concurrency:
         count = max(concurrency, args.min_requests)
         prompts = random_prompts(count, args.prompt_tokens, seed=args.seed + concurrency)
-        for mode in args.modes:
+        runs: dict[str, list[Level]] = {}
+        # Modes alternate within each repeat, so a burst of load on a shared machine hits them alike.
+        for mode in [m for _ in range(args.repeats) for m in args.modes]:
             if mode in failures:
                 continue
             backend: Backend | None = None
@@ -522,15 +624,22 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 if backend is not None:
                     backend.close()
-            levels.append(level)
+            runs.setdefault(mode, []).append(level)
             print(
                 f"  {mode:>10} c={concurrency:<3} {level.tokens:>6} tokens in {level.wall_s:6.2f} s = "
                 f"{level.tokens_per_s:8.1f} tok/s, TTFT p50 {fmt(percentile(level.ttft_ms, 50))} ms",
                 file=sys.stderr,
                 flush=True,
             )
+        # Each mode's median run by throughput (its TTFTs with it).
+        levels += [sorted(done, key=lambda lv: lv.tokens_per_s)[len(done) // 2] for done in runs.values()]
     print()
+    if args.repeats > 1:
+        print(f"Each row: the median of {args.repeats} runs by tok/s, the modes alternating.")
     print_results(levels, failures, args.markdown)
+    if args.follow_up:
+        print()
+        print_follow_up(follow_up_ttft(model, name, args), args.follow_up, args.markdown)
     return 0 if not failures else 1
 
 

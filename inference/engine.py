@@ -18,11 +18,9 @@ Python and torch.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,25 +31,33 @@ from inference.kv_cache import BatchCache
 from inference.loading import ModelInfo, check_vocab, load_model
 from inference.params import SamplingParams
 from inference.sampling import RowParams, check_params, new_generator, sample_batch
-from inference.steps import END, Request, StepOutput, StepSink, check_prompt, iterate
+from inference.steps import (
+    CallerSide,
+    Request,
+    StepOutput,
+    StepSink,
+    check_prompt,
+    check_score_ids,
+)
 
 logger = logging.getLogger(__name__)
 
 
-def _never() -> bool:
-    return False
-
-
 @dataclass(frozen=True)
 class EngineLoad:
-    """What the worker's heartbeat reports."""
+    """What the worker's heartbeat reports (the cache fields stay at their defaults for an engine without one)."""
 
     active: int  # replies in the batch now
-    waiting: int  # submitted, not yet admitted
+    waiting: int  # submitted, not yet admitted (with a paged cache: also those waiting for blocks)
     max_batch: int
+    blocks_used: int = 0  # paged KV cache blocks held by a request
+    blocks_total: int = 0
+    block_size: int = 0  # tokens per block
+    prefix_hit_rate: float = 0.0  # share of prompt tokens found in the prefix cache since start
+    preemptions: int = 0  # requests that gave their blocks back to be recomputed, since start
 
 
-class Engine:
+class Engine(CallerSide):
     """One loaded causal LM and the scheduler that batches every live reply on it."""
 
     def __init__(self, model: PreTrainedModel, *, name: str, max_batch: int = 32) -> None:
@@ -70,49 +76,6 @@ class Engine:
         self._thread: threading.Thread | None = None
 
     # --- the callers' side -----------------------------------------------------------
-
-    def generate(
-        self, prompt_ids: list[int], params: SamplingParams, *, should_stop: Callable[[], bool] = _never
-    ) -> Iterator[int]:
-        """Yield generated token ids one at a time.
-
-        Ends after EOS (not yielded, unless ``params.ignore_eos``), after
-        ``params.max_tokens`` ids, at the end of the context window, or soon
-        after ``should_stop()`` turns true (checked before the request joins
-        and while waiting for each token). Bad prompts or parameters raise
-        ValueError here, at the call, not at the first ``next``.
-        """
-        request = self.submit(prompt_ids, params)
-        return iterate(request, should_stop)
-
-    def first_logprobs(
-        self, prompt_ids: list[int], token_ids: Sequence[int], *, timeout_s: float = 30.0
-    ) -> list[float]:
-        """The log-probabilities of `token_ids` as the first id after the prompt (softmax over the vocabulary).
-
-        A one-token request that joins the batch like any other: no second
-        copy of the model, and it waits its turn. Raises TimeoutError after
-        `timeout_s` (the request is cancelled).
-        """
-        if not token_ids:
-            raise ValueError("token_ids is empty: nothing to score")
-        request = self.submit(prompt_ids, SamplingParams(temperature=0.0, max_tokens=1), score_ids=token_ids)
-        deadline = time.monotonic() + timeout_s
-        try:
-            while True:
-                try:
-                    item = request.tokens.get(timeout=max(deadline - time.monotonic(), 0.0))
-                except queue.Empty:
-                    raise TimeoutError(f"no first step within {timeout_s} s") from None
-                if isinstance(item, BaseException):
-                    raise item
-                if item is END or request.first_logprobs is not None:
-                    break
-        finally:
-            request.cancel()
-        if request.first_logprobs is None:
-            raise RuntimeError("the request ended before its first step")
-        return request.first_logprobs
 
     def submit(
         self,
@@ -134,9 +97,7 @@ class Engine:
         check_params(params)
         vocab = self.model.config.vocab_size
         prompt = check_prompt(prompt_ids, vocab=vocab, context_length=self.info.context_length)
-        scored = tuple(int(i) for i in score_ids)
-        if scored and (min(scored) < 0 or max(scored) >= vocab):
-            raise ValueError(f"score_ids must lie in [0, {vocab})")
+        scored = check_score_ids(score_ids, vocab=vocab)
         request = Request(
             prompt=prompt,
             params=params,
@@ -318,6 +279,7 @@ def load_engine(
     device: str | None = None,
     dtype: str | None = None,
     max_batch: int = 32,
+    **_: object,  # the paged engine's options (KV cache, chunking): this engine has none
 ) -> Engine:
     """Build the tiny model (no ``model_path``) or load local weights; raise EngineError if unloadable."""
     model, name = load_model(model_path=model_path, device=device, dtype=dtype)

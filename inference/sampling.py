@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from inference.device_sampling import apply_penalty, filter_scores
 from inference.params import SamplingParams
 
 
@@ -69,10 +70,7 @@ def sample_batch(
     """
     scores = logits.float()
     if rows.any_penalty and seen is not None:
-        penalty = rows.penalty[:, None]
-        # HF semantics: a penalty > 1 makes a seen token less likely whatever its sign.
-        penalized = torch.where(scores > 0, scores / penalty, scores * penalty)
-        scores = torch.where(seen, penalized, scores)
+        scores = apply_penalty(scores, rows.penalty, seen)
     choice = scores.argmax(dim=-1)
     if not rows.any_sampled:
         return choice
@@ -102,25 +100,11 @@ def sample_next(
 
 
 def _filtered(scores: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """Set to -inf what top-k and top-p leave out, row by row."""
+    """Set to -inf what top-k and top-p leave out, row by row (skipped when no row asks)."""
     vocab = scores.shape[-1]
-    wants_k = (top_k > 0) & (top_k < vocab)
-    wants_p = top_p < 1.0
-    if not bool(wants_k.any() or wants_p.any()):
+    if not bool(((top_k > 0) & (top_k < vocab)).any() or (top_p < 1.0).any()):
         return scores
-    ordered, order = scores.sort(dim=-1, descending=True)
-    k = torch.where(wants_k, top_k, torch.full_like(top_k, vocab))
-    kth_best = ordered.gather(1, (k - 1)[:, None])
-    scores = scores.masked_fill(scores < kth_best, float("-inf"))
-    if bool(wants_p.any()):
-        ordered = ordered.masked_fill(ordered < kth_best, float("-inf"))
-        probs = torch.softmax(ordered, dim=-1)
-        # Drop a token when the likelier ones already hold top_p of the mass.
-        mass_before = torch.cumsum(probs, dim=-1) - probs
-        drop_ordered = (mass_before >= top_p[:, None]) & wants_p[:, None]
-        drop = torch.zeros_like(drop_ordered).scatter(1, order, drop_ordered)
-        scores = scores.masked_fill(drop, float("-inf"))
-    return scores
+    return filter_scores(scores, top_k, top_p)
 
 
 def _gumbel(size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from inference.params import SamplingParams
+
+
+def _never() -> bool:
+    return False
+
 
 # How long an iterating caller waits for its next id before it looks at `should_stop` again.
 STOP_POLL_S = 0.02
@@ -143,3 +149,73 @@ def check_prompt(prompt_ids: Sequence[int], *, vocab: int, context_length: int) 
             f"prompt of {len(prompt)} tokens leaves no room in the {context_length}-token context"
         )
     return prompt
+
+
+def check_score_ids(score_ids: Sequence[int], *, vocab: int) -> tuple[int, ...]:
+    """The ids to score as ints; ValueError if any lies outside the vocabulary."""
+    scored = tuple(int(i) for i in score_ids)
+    if scored and (min(scored) < 0 or max(scored) >= vocab):
+        raise ValueError(f"score_ids must lie in [0, {vocab})")
+    return scored
+
+
+def await_first_logprobs(request: Request, timeout_s: float) -> list[float]:
+    """Wait for a scoring request's first step and return its log-probabilities; it is cancelled after.
+
+    Raises TimeoutError after `timeout_s`, the step's error if it failed, or
+    RuntimeError if the request ended without a first step.
+    """
+    deadline = time.monotonic() + timeout_s
+    try:
+        while request.first_logprobs is None:
+            try:
+                item = request.tokens.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                raise TimeoutError(f"no first step within {timeout_s} s") from None
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, End):
+                break
+    finally:
+        request.cancel()
+    if request.first_logprobs is None:
+        raise RuntimeError("the request ended before its first step")
+    return request.first_logprobs
+
+
+class CallerSide:
+    """What an engine offers besides `submit`: a stream of ids, and first-step log-probabilities.
+
+    Both engines inherit it; each implements `submit` (bad input raises
+    ValueError there, so here too, at the call).
+    """
+
+    # submit(prompt_ids, params, *, score_ids=(), sink=None, tag=None) -> Request, in each engine.
+    submit: Callable[..., Request]
+
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, *, should_stop: Callable[[], bool] = _never
+    ) -> Iterator[int]:
+        """Yield generated token ids one at a time.
+
+        Ends after EOS (not yielded, unless ``params.ignore_eos``), after
+        ``params.max_tokens`` ids, at the end of the context window, or soon
+        after ``should_stop()`` turns true (checked before the request joins
+        and while waiting for each token). Bad prompts or parameters raise
+        ValueError here, at the call, not at the first ``next``.
+        """
+        return iterate(self.submit(prompt_ids, params), should_stop)
+
+    def first_logprobs(
+        self, prompt_ids: list[int], token_ids: Sequence[int], *, timeout_s: float = 30.0
+    ) -> list[float]:
+        """The log-probabilities of `token_ids` as the first id after the prompt (softmax over the vocabulary).
+
+        A one-token request that joins the batch like any other: no second
+        copy of the model, and it waits its turn. Raises TimeoutError after
+        `timeout_s` (the request is cancelled).
+        """
+        if not token_ids:
+            raise ValueError("token_ids is empty: nothing to score")
+        request = self.submit(prompt_ids, SamplingParams(temperature=0.0, max_tokens=1), score_ids=token_ids)
+        return await_first_logprobs(request, timeout_s)

@@ -25,6 +25,7 @@ from inference.engine import Engine
 from inference.moderation import judge
 from inference.moderation.base import ModerationContext
 from inference.moderation.chain import ModerationChain
+from inference.paged_engine import PagedEngine
 from inference.reply_loop import ReplyLoop
 from inference.streaming import ReplyModeration, ReplyOutcome, ReplyStream, StreamSettings
 from inference.tiny import TINY_MODEL_NAME
@@ -43,7 +44,7 @@ class _EngineHolder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loaded = threading.Event()
-        self.engine: Engine | None = None
+        self.engine: Engine | PagedEngine | None = None
         self.loop: ReplyLoop | None = None
         self.error: str = ""
 
@@ -57,6 +58,7 @@ class _EngineHolder:
                     device=settings.MODEL_DEVICE or None,
                     dtype=settings.MODEL_DTYPE or None,
                     max_batch=settings.MAX_BATCH,
+                    **engine_options(),
                 )
                 self.loop = ReplyLoop(self.engine, publish=live.publish_step, stop_poll=live.stops_requested)
                 logger.info("model loaded: %s", self.engine.info)
@@ -66,7 +68,7 @@ class _EngineHolder:
             finally:
                 self._loaded.set()
 
-    def get(self) -> tuple[Engine, ReplyLoop]:
+    def get(self) -> tuple[Engine | PagedEngine, ReplyLoop]:
         if not self._loaded.is_set():
             self.load()
         if self.engine is None or self.loop is None:
@@ -95,8 +97,25 @@ class _EngineHolder:
             "parameters": info.parameters,
             "active": load.active,
             "waiting": load.waiting,
-            **workers.engine_load_extras(load),  # KV cache and prefix cache, where the engine has them
+            # The paged KV cache (zeros for an engine without one).
+            "kv_blocks_used": load.blocks_used,
+            "kv_blocks_total": load.blocks_total,
+            "kv_block_size": load.block_size,
+            "prefix_hit_rate": load.prefix_hit_rate,
+            "preemptions": load.preemptions,
         }
+
+
+def engine_options() -> dict[str, object]:
+    """The paged engine's settings, passed to whichever `INFERENCE_ENGINE` loads (others ignore them)."""
+    return {
+        "kv_cache_gb": settings.KV_CACHE_GB or None,
+        "kv_cache_fraction": settings.KV_CACHE_FRACTION,
+        "block_size": settings.KV_BLOCK_SIZE,
+        "max_tokens_per_step": settings.MAX_TOKENS_PER_STEP,
+        "prefix_cache": settings.PREFIX_CACHE,
+        "cuda_graphs": settings.CUDA_GRAPHS,
+    }
 
 
 class _Running:

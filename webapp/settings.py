@@ -31,6 +31,11 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value.strip() else default
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    return float(value) if value.strip() else default
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name, "")
     return [item.strip() for item in value.split(",") if item.strip()] or default
@@ -288,8 +293,19 @@ DEFAULT_MAX_TOKENS = env_int("DEFAULT_MAX_TOKENS", 512)
 MAX_TOKENS_LIMIT = env_int("MAX_TOKENS_LIMIT", 4096)
 # New conversations start with Mistral's guardrail prompt on (each can turn it off).
 GUARDRAIL_DEFAULT = env_bool("GUARDRAIL_DEFAULT", True)
-# Where the worker gets its engine (a test points this at a scripted one).
-INFERENCE_ENGINE = os.environ.get("INFERENCE_ENGINE", "inference.engine.load_engine")
+# Where the worker gets its engine: the paged one; `inference.engine.load_engine` is the
+# previous eager engine (kept for side-by-side benchmarks), a test points this at a scripted one.
+INFERENCE_ENGINE = os.environ.get("INFERENCE_ENGINE", "inference.paged_engine.load_engine")
+# The paged engine's KV cache: KV_CACHE_GB of memory when set (> 0), else on CUDA
+# KV_CACHE_FRACTION of the memory free once the weights are loaded (on the CPU, 0.25 GB).
+KV_CACHE_GB = env_float("KV_CACHE_GB", 0.0)
+KV_CACHE_FRACTION = env_float("KV_CACHE_FRACTION", 0.9)
+KV_BLOCK_SIZE = env_int("KV_BLOCK_SIZE", 16)  # tokens per cache block (the prefix cache shares whole blocks)
+# Tokens computed per engine step at most: a long prompt is prefilled in chunks of what is
+# left of it after the decoding rows, so they never wait more than one chunk's time.
+MAX_TOKENS_PER_STEP = env_int("MAX_TOKENS_PER_STEP", 2048)
+PREFIX_CACHE = env_bool("PREFIX_CACHE", True)
+CUDA_GRAPHS = env_bool("CUDA_GRAPHS", True)  # capture the decode step per batch size on CUDA
 
 # --- Rate limits and quotas per user (webapp/chat/quotas.py); 0 turns one off --
 RATE_LIMIT_MESSAGES_PER_MINUTE = env_int("RATE_LIMIT_MESSAGES_PER_MINUTE", 20)

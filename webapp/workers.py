@@ -38,14 +38,6 @@ def write_heartbeat(worker: str, status: dict[str, Any]) -> None:
 
 
 # What an engine's load may carry beyond active/waiting (a paged KV cache, a prefix cache).
-ENGINE_LOAD_EXTRAS = ("kv_blocks_used", "kv_blocks_free", "prefix_hit_rate")
-
-
-def engine_load_extras(load: object) -> dict[str, Any]:
-    """The optional fields of an engine's load for its heartbeat; absent ones are left out."""
-    return {name: value for name in ENGINE_LOAD_EXTRAS if (value := getattr(load, name, None)) is not None}
-
-
 def remove_heartbeat(worker: str) -> None:
     redis_client().delete(_key(worker))
 
@@ -82,4 +74,14 @@ def model_summary(workers: list[dict[str, Any]]) -> dict[str, Any]:
         "workers": len(workers),
         "active": sum(w.get("active", 0) for w in ready),
         "capacity": sum(w.get("max_batch", 0) for w in ready),
+        # The paged KV caches of the ready workers: blocks in use, and the prefix cache's hit rate
+        # (the share of prompt tokens it served, averaged over the workers that have a cache).
+        "waiting": sum(w.get("waiting", 0) for w in ready),
+        "kv_blocks_used": sum(w.get("kv_blocks_used", 0) for w in ready),
+        "kv_blocks_total": sum(w.get("kv_blocks_total", 0) for w in ready),
+        "prefix_hit_rate": _mean([w["prefix_hit_rate"] for w in ready if w.get("kv_blocks_total")]),
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None

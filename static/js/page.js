@@ -27,6 +27,11 @@ function showModel(health) {
   document.getElementById("model-status").dataset.state = model.state;
   const load = model.capacity ? [`${model.active}/${model.capacity} replies in progress`] : [];
   if (health.queue_length) load.push(`${health.queue_length} waiting`);
+  if (model.waiting) load.push(`${model.waiting} waiting for the engine`);
+  if (model.kv_blocks_total) {
+    const used = Math.round((100 * model.kv_blocks_used) / model.kv_blocks_total);
+    load.push(`cache ${used}% used, prefix hits ${Math.round(100 * (model.prefix_hit_rate || 0))}%`);
+  }
   document.getElementById("model-load").textContent = load.join(" · ");
   banner.hidden = !(model.state in DOWN);
   if (model.state in DOWN) bannerText.textContent = DOWN[model.state];

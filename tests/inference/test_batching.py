@@ -8,9 +8,11 @@ import time
 import pytest
 import torch
 
-from inference.engine import Engine, load_engine
+from inference.engine import Engine
+from inference.paged_engine import PagedEngine
 from inference.params import SamplingParams
 from inference.tiny import build_tiny_model
+from tests.support.engines import ENGINE_KINDS, build_engine, step_model
 
 # Prompts of different lengths, so rows are left-padded differently in the batch.
 PROMPTS = [
@@ -23,12 +25,20 @@ PROMPTS = [
 ]
 
 
+AnyEngine = Engine | PagedEngine
+
+
+@pytest.fixture(scope="module", params=ENGINE_KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return load_engine(device="cpu", dtype="float32", max_batch=8)
+def engine(kind: str) -> AnyEngine:
+    return build_engine(kind, max_batch=8)
 
 
-def run_together(engine: Engine, jobs: list[tuple[list[int], SamplingParams]], stagger_s: float = 0.0):
+def run_together(engine: AnyEngine, jobs: list[tuple[list[int], SamplingParams]], stagger_s: float = 0.0):
     """Each job in its own thread, started `stagger_s` apart so later ones join a running batch."""
     results: list[list[int] | None] = [None] * len(jobs)
     errors: list[BaseException] = []
@@ -51,14 +61,14 @@ def run_together(engine: Engine, jobs: list[tuple[list[int], SamplingParams]], s
 
 
 @pytest.mark.parametrize("stagger_s", [0.0, 0.03])
-def test_greedy_in_a_batch_equals_alone(engine: Engine, stagger_s: float) -> None:
+def test_greedy_in_a_batch_equals_alone(engine: AnyEngine, stagger_s: float) -> None:
     # Different lengths too, so rows leave the batch at different steps.
     jobs = [(p, SamplingParams(temperature=0.0, max_tokens=12 + 4 * i)) for i, p in enumerate(PROMPTS)]
     alone = [list(engine.generate(p, params)) for p, params in jobs]
     assert run_together(engine, jobs, stagger_s) == alone
 
 
-def test_a_seed_gives_the_same_tokens_alone_or_in_a_batch(engine: Engine) -> None:
+def test_a_seed_gives_the_same_tokens_alone_or_in_a_batch(engine: AnyEngine) -> None:
     params = [
         SamplingParams(temperature=0.8, top_p=0.9, seed=1, max_tokens=16),
         SamplingParams(temperature=1.2, top_k=50, seed=2, max_tokens=16),
@@ -86,8 +96,8 @@ def test_logits_in_a_padded_batch_match_alone_within_tolerance() -> None:
     assert torch.allclose(alone, batched, atol=1e-4, rtol=0)
 
 
-def test_max_batch_bounds_the_batch_and_cancelling_frees_a_place() -> None:
-    engine = load_engine(device="cpu", dtype="float32", max_batch=2)
+def test_max_batch_bounds_the_batch_and_cancelling_frees_a_place(kind: str) -> None:
+    engine = build_engine(kind, max_batch=2)
     long = SamplingParams(temperature=0.0, max_tokens=100_000, ignore_eos=True)
     first, second = engine.submit(PROMPTS[0], long), engine.submit(PROMPTS[1], long)
     third = engine.submit(PROMPTS[2], SamplingParams(temperature=0.0, max_tokens=3))
@@ -106,7 +116,7 @@ def test_max_batch_bounds_the_batch_and_cancelling_frees_a_place() -> None:
     assert engine.load().active == 0 and engine.load().waiting == 0
 
 
-def test_an_abandoned_stream_leaves_the_batch(engine: Engine) -> None:
+def test_an_abandoned_stream_leaves_the_batch(engine: AnyEngine) -> None:
     stream = engine.generate(PROMPTS[0], SamplingParams(temperature=0.0, max_tokens=100_000, ignore_eos=True))
     next(stream)
     stream.close()
@@ -116,22 +126,16 @@ def test_an_abandoned_stream_leaves_the_batch(engine: Engine) -> None:
     assert engine.load().active == 0
 
 
-def test_ignore_eos_decodes_exactly_max_tokens() -> None:
-    model = build_tiny_model()
-    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
-    with torch.no_grad():
-        head.weight.zero_()
-        head.bias.zero_()
-        head.bias[2] = 10.0  # EOS, always
-    model.lm_head = head
-    engine = Engine(model, name="eos-always", max_batch=4)
+def test_ignore_eos_decodes_exactly_max_tokens(kind: str) -> None:
+    engine = build_engine(kind, name="eos-always", max_batch=4, bias={2: 10.0})  # EOS, always
     assert list(engine.generate(PROMPTS[0], SamplingParams(temperature=0.0, max_tokens=9))) == []
     forced = list(engine.generate(PROMPTS[0], SamplingParams(temperature=0.0, max_tokens=9, ignore_eos=True)))
     assert forced == [2] * 9
 
 
-def test_a_failing_step_fails_its_replies_and_the_engine_goes_on(engine: Engine, monkeypatch) -> None:
-    real_forward = engine.model.forward
+def test_a_failing_step_fails_its_replies_and_the_engine_goes_on(engine: AnyEngine, monkeypatch) -> None:
+    model = step_model(engine)
+    real_forward = model.forward
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -140,8 +144,8 @@ def test_a_failing_step_fails_its_replies_and_the_engine_goes_on(engine: Engine,
             raise RuntimeError("CUDA error: device-side assert")
         return real_forward(*args, **kwargs)
 
-    monkeypatch.setattr(engine.model, "forward", flaky)
+    monkeypatch.setattr(model, "forward", flaky)
     with pytest.raises(RuntimeError, match="device-side assert"):
         list(engine.generate(PROMPTS[0], SamplingParams(temperature=0.0, max_tokens=10)))
-    monkeypatch.setattr(engine.model, "forward", real_forward)
+    monkeypatch.setattr(model, "forward", real_forward)
     assert len(list(engine.generate(PROMPTS[0], SamplingParams(temperature=0.0, max_tokens=5)))) == 5

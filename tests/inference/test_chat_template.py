@@ -452,3 +452,24 @@ def test_fit_chat_drops_the_fewest_oldest_turns(case: tuple[Messages, str | None
     assert fitted.ids == encode_chat(messages[2 * k :], system_prompt)
     assert len(fitted.ids) + max_tokens <= context_limit
     assert not any(fits(j) for j in range(k))  # no fewer dropped turns would have fit
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversations(), _texts)
+def test_consecutive_turns_share_their_ids_so_the_prefix_cache_hits(
+    conversation: tuple[Messages, str | None], edited: str
+) -> None:
+    """Each turn's prompt (and its reply, as stored) starts the next turn's prompt, token for token."""
+    messages, system_prompt = conversation
+    if messages[-1]["role"] != "user":
+        messages = messages[:-1]
+    full = encode_chat(messages, system_prompt)
+    for end in range(1, len(messages), 2):  # every earlier prompt, ending with a user message
+        earlier = encode_chat(messages[:end], system_prompt)
+        assert full[: len(earlier)] == earlier
+        with_reply = encode_chat(messages[: end + 1], system_prompt)  # its reply and EOS
+        assert full[: len(with_reply)] == with_reply
+    # An edit of the last message keeps everything before it.
+    before_last = encode_chat(messages[:-2], system_prompt) if len(messages) > 2 else [BOS_ID]
+    edited_ids = encode_chat([*messages[:-1], {"role": "user", "content": edited}], system_prompt)
+    assert edited_ids[: len(before_last)] == before_last

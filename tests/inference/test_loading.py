@@ -12,6 +12,7 @@ from transformers import LlamaTokenizer, MistralConfig, MistralForCausalLM
 from inference.chat_template import model_path
 from inference.engine import Engine, load_engine
 from inference.loading import EngineError, resolve_device_dtype
+from inference.paged_engine import load_engine as load_paged_engine
 from inference.params import SamplingParams
 from inference.tiny import TINY_MODEL_NAME, build_tiny_model, tiny_config
 
@@ -157,3 +158,46 @@ def test_cuda_engine_streams() -> None:
     assert len(first) == 16
     assert first == list(gpu.generate(PROMPT, params))
     assert len(list(gpu.generate(PROMPT, GREEDY))) == GREEDY.max_tokens
+
+
+# --- the paged engine (the worker's default) loads the same folders -------------------------------
+
+
+def test_the_paged_engine_loads_a_folder_and_answers_as_the_eager_one(
+    saved_model: Path, engine: Engine
+) -> None:
+    paged = load_paged_engine(model_path=str(saved_model), device="cpu", dtype="float32", kv_cache_gb=0.05)
+    assert (paged.info.name, paged.info.dtype, paged.info.context_length) == (
+        str(saved_model),
+        "float32",
+        32768,
+    )
+    assert paged.info.parameters == engine.info.parameters
+    assert list(paged.generate(PROMPT, GREEDY)) == list(engine.generate(PROMPT, GREEDY))
+    load = paged.load()
+    assert load.block_size == 16 and load.blocks_total > 0
+
+
+def test_a_kv_cache_budget_that_holds_no_block_is_refused_with_the_setting_named() -> None:
+    with pytest.raises(EngineError, match="KV_CACHE_GB"):
+        load_paged_engine(device="cpu", kv_cache_gb=1e-9)
+
+
+def test_the_paged_engine_refuses_a_model_of_another_vocabulary(tmp_path: Path) -> None:
+    config = tiny_config()
+    config.vocab_size = 1000
+    MistralForCausalLM(config).save_pretrained(tmp_path, safe_serialization=True)
+    with pytest.raises(EngineError, match="vocabulary"):
+        load_paged_engine(model_path=str(tmp_path), device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_replay_gives_the_tokens_of_eager_steps() -> None:
+    graphed = load_paged_engine(kv_cache_gb=1.0, max_batch=8)
+    eager = load_paged_engine(kv_cache_gb=1.0, max_batch=8, cuda_graphs=False)
+    assert graphed.runner.graphs and not eager.runner.graphs
+    seeded = SamplingParams(
+        temperature=0.8, top_p=0.9, top_k=50, repetition_penalty=1.1, max_tokens=16, seed=3
+    )
+    for params in (GREEDY, seeded):
+        assert list(graphed.generate(PROMPT, params)) == list(eager.generate(PROMPT, params))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 
 import pytest
@@ -20,12 +21,19 @@ def health(stack: Stack) -> dict:
 
 
 def test_healthz_reports_the_worker_heartbeat(stack: Stack) -> None:
-    body = health(stack)
+    # The stack is shared: a heartbeat written while an earlier test's reply ran says so
+    # until the next beat (WORKER_HEARTBEAT_S).
+    deadline = time.monotonic() + 15
+    while (body := health(stack))["workers"][0]["active"] and time.monotonic() < deadline:
+        time.sleep(0.5)
     (worker,) = body["workers"]
     assert worker["state"] == "ready" and worker["model"] == "tiny-random-mistral"
     assert (worker["device"], worker["dtype"], worker["max_batch"]) == ("cpu", "float32", 4)
     assert worker["active"] == 0 and worker["queue_length"] == 0
     assert body["model"]["capacity"] == 4 and body["queue_length"] == 0
+    # The paged engine's KV cache, idle: blocks there, none held.
+    assert worker["kv_blocks_total"] > 0 and worker["kv_blocks_used"] == 0 and worker["kv_block_size"] == 16
+    assert body["model"]["kv_blocks_total"] == worker["kv_blocks_total"]
 
 
 async def test_replies_beyond_the_batch_wait_and_hear_their_place_move(stack: Stack) -> None:
@@ -53,6 +61,7 @@ async def test_replies_beyond_the_batch_wait_and_hear_their_place_move(stack: St
         # The heartbeat (every few seconds) shows the full batch and the queue.
         busy = await poll_health(stack, lambda body: body["model"]["state"] == "busy")
         assert busy["model"]["active"] == max_batch and busy["workers"][0]["queue_length"] >= 1
+        assert busy["workers"][0]["kv_blocks_used"] > 0  # the replies decoding hold blocks
 
         # Stopping one frees its place: the first waiting reply starts, the second moves up.
         await sockets[0].send(json.dumps({"type": "stop"}))

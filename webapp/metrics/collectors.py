@@ -26,6 +26,9 @@ ENGINE_FIELDS = {
     "active": ("engine_active_replies", "Replies in the engine's batch now."),
     "waiting": ("engine_waiting_replies", "Replies submitted to the engine, not yet in its batch."),
     "max_batch": ("engine_max_batch", "Replies the engine decodes together at most."),
+}
+# The paged KV cache's fields, read only from an engine that has one (`kv_blocks_total` > 0).
+CACHE_FIELDS = {
     "kv_blocks_used": ("engine_kv_blocks_used", "KV cache blocks in use."),
     "kv_blocks_free": ("engine_kv_blocks_free", "KV cache blocks free."),
     "prefix_hit_rate": ("engine_prefix_cache_hit_rate", "Share of prompt tokens found in the prefix cache."),
@@ -78,19 +81,21 @@ def worker_families(records: list[dict[str, Any]], *, now: float) -> Iterator[Ga
     )
     fields = {
         key: GaugeMetricFamily(f"{PREFIX}_{name}", text, labels=["worker"])
-        for key, (name, text) in ENGINE_FIELDS.items()
+        for key, (name, text) in (ENGINE_FIELDS | CACHE_FIELDS).items()
     }
     for record in records:
         worker = str(record.get("worker", "?"))
         age.add_metric([worker], max(0.0, now - float(record.get("updated_at", now))))
-        for key, family in fields.items():
-            if isinstance(record.get(key), int | float):
-                family.add_metric([worker], record[key])
+        values = {key: record.get(key) for key in ENGINE_FIELDS}
+        used, total = record.get("kv_blocks_used"), record.get("kv_blocks_total")
+        if isinstance(used, int | float) and isinstance(total, int | float) and total > 0:
+            values |= {key: record.get(key) for key in CACHE_FIELDS} | {"kv_blocks_free": total - used}
+            kv_use.add_metric([worker], used / total)
+        for key, value in values.items():
+            if isinstance(value, int | float):
+                fields[key].add_metric([worker], value)
         if record.get("max_batch") and "active" in record:
             occupancy.add_metric([worker], record["active"] / record["max_batch"])
-        used, free = record.get("kv_blocks_used"), record.get("kv_blocks_free")
-        if isinstance(used, int | float) and isinstance(free, int | float) and used + free:
-            kv_use.add_metric([worker], used / (used + free))
     yield age
     yield occupancy
     yield kv_use

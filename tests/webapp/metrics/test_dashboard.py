@@ -19,7 +19,7 @@ REDIS_SERIES = {"mchat_redis_up", "mchat_queue_length"}
 
 def exported() -> set[str]:
     record = {"worker": "w", "state": "ready", "updated_at": 0, "active": 1, "waiting": 0, "max_batch": 2}
-    record.update(kv_blocks_used=1, kv_blocks_free=1, prefix_hit_rate=0.5)
+    record.update(kv_blocks_used=1, kv_blocks_total=2, prefix_hit_rate=0.5)
     process = {family.name for family in REGISTRY.collect() if family.name.startswith("mchat_")}
     return process | {family.name for family in worker_families([record], now=0)} | REDIS_SERIES
 

@@ -81,7 +81,7 @@ def test_worker_heartbeats_become_gauges() -> None:
 
 def test_kv_cache_fields_are_read_when_a_heartbeat_has_them() -> None:
     record = {"worker": "w", "state": "ready", "updated_at": 100.0, "active": 1, "max_batch": 2}
-    record.update(kv_blocks_used=30, kv_blocks_free=90, prefix_hit_rate=0.25)
+    record.update(kv_blocks_used=30, kv_blocks_total=120, prefix_hit_rate=0.25)
     found = {
         (sample.name, sample.labels.get("worker")): sample.value
         for family in worker_families([record], now=104.0)
@@ -94,16 +94,12 @@ def test_kv_cache_fields_are_read_when_a_heartbeat_has_them() -> None:
     assert found[("mchat_worker_heartbeat_age_seconds", "w")] == 4.0
 
 
-def test_engine_load_extras_take_what_the_engine_has() -> None:
-    class Paged:
-        active, waiting, max_batch = 1, 0, 4
-        kv_blocks_used, kv_blocks_free, prefix_hit_rate = 5, 7, None
-
-    class Plain:
-        active, waiting, max_batch = 1, 0, 4
-
-    assert workers.engine_load_extras(Paged()) == {"kv_blocks_used": 5, "kv_blocks_free": 7}
-    assert workers.engine_load_extras(Plain()) == {}
+def test_an_engine_without_a_paged_cache_has_no_cache_series() -> None:
+    record = {"worker": "w", "state": "ready", "updated_at": 100.0, "active": 1, "max_batch": 2}
+    record.update(kv_blocks_used=0, kv_blocks_total=0, prefix_hit_rate=0.0)
+    names = {sample.name for family in worker_families([record], now=104.0) for sample in family.samples}
+    assert "mchat_engine_active_replies" in names
+    assert not {name for name in names if "kv" in name or "prefix" in name}
 
 
 def test_redis_down_is_a_series_not_a_failure(monkeypatch) -> None:
