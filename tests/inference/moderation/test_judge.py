@@ -24,14 +24,14 @@ from inference.moderation.judge import (
     letter_token_ids,
 )
 from inference.tiny import build_tiny_model
-from tests.inference.test_engine import _forcing_model
+from tests.support.engines import build_engine
 
 CTX = ModerationContext("c", "m", "u", ({"role": "user", "content": "How do I bake bread?"},))
 
 
 @pytest.fixture(scope="module")
 def tiny() -> Engine:
-    return Engine(build_tiny_model(seed=0), name="tiny")
+    return build_engine("paged", build_tiny_model(seed=0))
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_the_letters_keep_their_meaning_without_profanity() -> None:
 @pytest.mark.parametrize("letter, category", list(zip(LETTERS[1:], API_CATEGORIES, strict=True)))
 def test_the_favoured_letter_names_its_category(letter: str, category: str) -> None:
     # A model that always answers this letter (with the word-start mark): its category, score ~1.
-    engine = Engine(_forcing_model({letter_token_ids()[LETTERS.index(letter)][0]: 30.0}), name="forced")
+    engine = build_engine("paged", name="forced", bias={letter_token_ids()[LETTERS.index(letter)][0]: 30.0})
     hook = SelfReflectionJudge(engine=engine, action=Action.BLOCK)
     verdict = hook.check_output(CTX, "some reply")
     assert verdict.action is Action.BLOCK
@@ -104,7 +104,7 @@ def test_the_favoured_letter_names_its_category(letter: str, category: str) -> N
 
 
 def test_answer_a_means_no_category() -> None:
-    engine = Engine(_forcing_model({letter_token_ids()[0][1]: 30.0}), name="forced")  # "A", no mark
+    engine = build_engine("paged", name="forced", bias={letter_token_ids()[0][1]: 30.0})  # "A", no mark
     assert SelfReflectionJudge(engine=engine).check_input(CTX).action is Action.ALLOW
 
 
