@@ -18,7 +18,7 @@ mkdir -p .run
 # the last run are stale (their processes are gone), so each start begins empty.
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/.run/prometheus}"
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
-find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
+"$PY" -c "import pathlib, sys; [p.unlink() for p in pathlib.Path(sys.argv[1]).glob('*.db')]" "$PROMETHEUS_MULTIPROC_DIR"
 
 # Plain HTTP, not HTTPS: production's TLS defaults (redirect, Secure cookies, HSTS)
 # would lock a browser out, so `make run` turns them off unless they are set.
