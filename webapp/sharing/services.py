@@ -32,7 +32,9 @@ class ShareInputError(Exception):
 
 def check_audience(audience: object) -> str:
     if audience not in ShareLink.Audience.values:
-        raise ShareInputError("invalid_audience", "Choose who may open the link: anyone, or signed-in people.")
+        raise ShareInputError(
+            "invalid_audience", "Choose who may open the link: anyone, or signed-in people."
+        )
     return str(audience)
 
 
@@ -77,7 +79,9 @@ def share_link_create(
             title=str(conversation),
         )
         SharedMessage.objects.bulk_create(
-            SharedMessage(link=link, message=message, position=number, role=message.role, content=message.content)
+            SharedMessage(
+                link=link, message=message, position=number, role=message.role, content=message.content
+            )
             for number, message in enumerate(path)
         )
     return link, token

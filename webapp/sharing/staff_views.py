@@ -26,6 +26,8 @@ def live_links(request: HttpRequest) -> HttpResponse:
 @moderator_required
 @require_POST
 def take_down(request: HttpRequest, link_id: int) -> HttpResponse:
-    link = services.share_link_take_down(moderator=request.user, link=get_object_or_404(ShareLink, pk=link_id))
+    link = services.share_link_take_down(
+        moderator=request.user, link=get_object_or_404(ShareLink, pk=link_id)
+    )
     flash.success(request, f"Took down the link to “{link.title}”.")
     return redirect("moderation:shares")
