@@ -1,9 +1,10 @@
-// Share links: the shared page's messages rendered as the chat renders them (sanitised markdown),
-// and the "Copy link" button of a new link. No inline script: the CSP allows none.
+// Share links: the shared page's replies rendered as the chat renders them (sanitised markdown;
+// people's messages stay plain text, as typed), and the "Copy link" button of a new link.
+// No inline script: the CSP allows none.
 
 import { renderInto } from "./markdown.js";
 
-for (const content of document.querySelectorAll("#shared .message .content")) {
+for (const content of document.querySelectorAll("#shared .message.assistant .content")) {
   renderInto(content, content.textContent);
 }
 
