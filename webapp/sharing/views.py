@@ -85,7 +85,9 @@ def shared_page(request: HttpRequest, token: str) -> HttpResponse:
         return _noindex(redirect_to_login(request.get_full_path()))
     context = {"link": link, "shared": shared_messages(link), "token": token}
     response = _noindex(render(request, "sharing/page.html", context))
-    response["Referrer-Policy"] = "no-referrer"  # the token is in the URL: links out must not carry it
+    # The token is in the URL: links out must not carry it (no-referrer would send `Origin: null`
+    # with the page's own Continue form, which the CSRF check refuses).
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

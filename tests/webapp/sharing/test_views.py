@@ -28,7 +28,7 @@ def test_share_open_anonymously_and_the_page_is_noindex(logged_in, conversation)
     token = create(logged_in, conversation)
     page = Client().get(f"/s/{token}/")
     assert page.status_code == 200
-    assert page["X-Robots-Tag"].startswith("noindex") and page["Referrer-Policy"] == "no-referrer"
+    assert page["X-Robots-Tag"].startswith("noindex") and page["Referrer-Policy"] == "same-origin"
     html = page.content.decode()
     assert '<meta name="robots" content="noindex">' in html
     assert "Where to go?" in html and "**Lisbon**" in html  # markdown is rendered by share.js, sanitised
