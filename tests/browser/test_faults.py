@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from tests.browser.conftest import accept_sanitizer_reports, watch_csp
 from tests.browser.test_chat_page import sign_up
-from tests.browser.test_chat_ux import HOSTILE, last_reply, new_chat, send, shot
+from tests.browser.test_chat_ux import HOSTILE, axe_violations, last_reply, new_chat, send, shot
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.browser
@@ -137,6 +137,7 @@ def test_a_shared_hostile_reply_runs_nothing_and_continues_as_a_copy(
     expect(page).to_have_url(f"{fragile_stack.base_url}/shares/")
     url = page.get_by_label("The new link").input_value()
     assert "/s/" in url
+    assert axe_violations(page) == [], "share links page"
     accept_sanitizer_reports(csp_violations)
 
     # A fresh browser: no session, then somebody else's.
@@ -154,6 +155,7 @@ def test_a_shared_hostile_reply_runs_nothing_and_continues_as_a_copy(
         expect(reader.locator(".message.user .content")).to_have_text("xss please")
         expect(reader.locator(".message.assistant .content")).to_contain_text("ref link")
         assert_nothing_ran(reader, dialogs, [])
+        assert axe_violations(reader) == [], "shared page"
         shot(reader, "share-page")
         reader.get_by_role("button", name="Continue this chat as a copy").click()
         expect(reader).to_have_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
