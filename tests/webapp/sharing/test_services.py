@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from tests.webapp.sharing.conftest import person
 from webapp.chat.models import Conversation, Message
+from webapp.chat.retention import retention_apply
 from webapp.chat.selectors import messages_of
 from webapp.chat.services import add_message
 from webapp.moderation.models import AuditLogEntry, HiddenReply
@@ -129,8 +133,18 @@ def test_revoke_take_down_and_deletion_end_a_link(conversation, alice) -> None:
     )
     live, _ = share(conversation)
     assert list(links_for_staff()) == [live]
-    conversation.delete()  # so does retention: the snapshot goes with the chat
+    conversation.delete()  # the snapshot goes with the chat
     assert not ShareLink.objects.exists() and not SharedMessage.objects.exists()
+
+
+def test_retention_deleting_the_conversation_ends_its_links(conversation, settings) -> None:
+    settings.RETENTION_DAYS = 30
+    _, token = share(conversation)
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now() - timedelta(days=31))
+    assert retention_apply().conversations == 1
+    assert not ShareLink.objects.exists() and not SharedMessage.objects.exists()
+    with pytest.raises(ShareLinkNotFound):
+        access_share_link(conversation.owner, token)
 
 
 def test_continue_as_a_copy_makes_one_path_of_the_reader(conversation) -> None:
