@@ -13,7 +13,8 @@ from django.utils import timezone
 from webapp.accounts.audit import audit_record
 from webapp.chat.models import Conversation, Message
 from webapp.chat.selectors import messages_of
-from webapp.chat.services import add_message, check_title, conversation_create
+from webapp.chat.services import ChatInputError, add_message, check_title, conversation_create
+from webapp.moderation.services import check_not_sanctioned
 from webapp.sharing.models import SharedMessage, ShareLink
 from webapp.sharing.selectors import shared_messages, token_hash
 
@@ -61,6 +62,12 @@ def share_link_create(
     checked = check_audience(audience)
     if conversation.is_temporary:
         raise ShareInputError("temporary_chat", "A temporary chat can't be shared.")
+    try:
+        check_not_sanctioned(owner)  # a suspended person publishes nothing, as they send nothing
+    except ChatInputError as error:
+        raise ShareInputError(
+            error.code, error.message.replace("nothing was sent", "nothing was shared"), status=403
+        ) from None
     check_share_allowed(owner=owner)
     path = [
         message

@@ -12,7 +12,7 @@ from webapp.chat.models import Conversation, Message
 from webapp.chat.retention import retention_apply
 from webapp.chat.selectors import messages_of
 from webapp.chat.services import add_message
-from webapp.moderation.models import AuditLogEntry, HiddenReply
+from webapp.moderation.models import AuditLogEntry, HiddenReply, Sanction
 from webapp.sharing import services
 from webapp.sharing.models import SharedMessage, ShareLink
 from webapp.sharing.selectors import (
@@ -86,6 +86,20 @@ def test_refused_shares_change_nothing(conversation, setup: str, code: str) -> N
         share(conversation, audience)
     assert refused.value.code == code and refused.value.status == 400
     assert not ShareLink.objects.exists() and not SharedMessage.objects.exists()
+
+
+def test_a_suspended_person_shares_nothing(conversation) -> None:
+    moderator = person("mo", is_staff=True)
+    Sanction.objects.create(
+        user=conversation.owner,
+        kind="suspend",
+        until=timezone.now() + timedelta(hours=1),
+        created_by=moderator,
+    )
+    with pytest.raises(services.ShareInputError) as refused:
+        share(conversation)
+    assert (refused.value.code, refused.value.status) == ("suspended", 403)
+    assert "nothing was shared" in refused.value.message and not ShareLink.objects.exists()
 
 
 def test_the_rate_limit_counts_links_made_in_the_hour(conversation, settings) -> None:
