@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
-from tests.browser.conftest import accept_sanitizer_reports, watch_csp
+from tests.browser.conftest import DESKTOP, PHONE, accept_sanitizer_reports, watch_csp
 from tests.browser.test_chat_page import sign_up
 from tests.browser.test_chat_ux import HOSTILE, axe_violations, last_reply, new_chat, send, shot
 from tests.support.stack import Stack
@@ -131,7 +131,14 @@ def test_a_shared_hostile_reply_runs_nothing_and_continues_as_a_copy(
     new_chat(page, fragile_stack)
     send(page, "xss please")
     expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=90_000)
-    page.locator("#share-menu summary").click()
+    # On a phone the menu fits the screen; by keyboard it opens with Enter on its summary.
+    page.set_viewport_size(PHONE)
+    page.locator("#share-menu summary").focus()
+    page.keyboard.press("Enter")
+    box = page.locator(".share-form").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    shot(page, "share-menu-phone")
+    page.set_viewport_size(DESKTOP)
     page.get_by_label("Signed-in people only").check()
     page.get_by_role("button", name="Create link").click()
     expect(page).to_have_url(f"{fragile_stack.base_url}/shares/")
