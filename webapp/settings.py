@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "webapp.chat",
     "webapp.moderation",
     "webapp.api",
+    "webapp.sharing",
 ]
 
 MIDDLEWARE = [
@@ -311,6 +312,8 @@ CUDA_GRAPHS = env_bool("CUDA_GRAPHS", True)  # capture the decode step per batch
 RATE_LIMIT_MESSAGES_PER_MINUTE = env_int("RATE_LIMIT_MESSAGES_PER_MINUTE", 20)
 QUOTA_TOKENS_PER_DAY = env_int("QUOTA_TOKENS_PER_DAY", 500_000)  # prompt + completion, per UTC day
 MAX_LIVE_REPLIES_PER_USER = env_int("MAX_LIVE_REPLIES_PER_USER", 1)
+# Share links a person may make in any hour (webapp/sharing; docs/sharing.md).
+SHARE_LINKS_PER_HOUR = env_int("SHARE_LINKS_PER_HOUR", 20)
 
 # --- OpenAI-compatible API (docs/api.md) -------------------------------------
 # Keep API requests as conversations in the person's list and exports; when

@@ -9,6 +9,8 @@ from webapp.metrics.views import metrics
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index", permanent=False)),
     path("accounts/", include("webapp.accounts.urls")),
+    # Before the chat's: /c/<id>/share/ is a share link's, not a conversation's.
+    path("", include("webapp.sharing.urls")),
     path("c/", include("webapp.chat.urls")),
     path("moderation/", include("webapp.moderation.urls")),
     path("manage/", include("webapp.accounts.manage_urls")),

@@ -8,15 +8,17 @@ XSS corpus as a model reply.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
-from tests.browser.conftest import accept_sanitizer_reports
-from tests.browser.test_chat_ux import HOSTILE, last_reply, new_chat, send, shot
+from tests.browser.conftest import DESKTOP, PHONE, accept_sanitizer_reports, watch_csp
+from tests.browser.test_chat_page import sign_up
+from tests.browser.test_chat_ux import HOSTILE, axe_violations, last_reply, new_chat, send, shot
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.browser
@@ -120,6 +122,55 @@ def test_hostile_model_and_user_text_runs_nothing_streamed_or_reloaded(
     page.reload()  # rendered again from the stored text
     expect(last_reply(page).locator(".content")).to_contain_text("ref link")
     assert_nothing_ran(page, dialogs, console_errors)
+    accept_sanitizer_reports(csp_violations)
+
+
+def test_a_shared_hostile_reply_runs_nothing_and_continues_as_a_copy(
+    page: Page, browser: Browser, fragile_stack: Stack, csp_violations: list[str]
+) -> None:
+    new_chat(page, fragile_stack)
+    send(page, "xss please")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=90_000)
+    # On a phone the menu fits the screen; by keyboard it opens with Enter on its summary.
+    page.set_viewport_size(PHONE)
+    page.locator("#share-menu summary").focus()
+    page.keyboard.press("Enter")
+    box = page.locator(".share-form").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    shot(page, "share-menu-phone")
+    page.set_viewport_size(DESKTOP)
+    page.get_by_label("Signed-in people only").check()
+    page.get_by_role("button", name="Create link").click()
+    expect(page).to_have_url(f"{fragile_stack.base_url}/shares/")
+    url = page.get_by_label("The new link").input_value()
+    assert "/s/" in url
+    assert axe_violations(page) == [], "share links page"
+    accept_sanitizer_reports(csp_violations)
+
+    # A fresh browser: no session, then somebody else's.
+    context = browser.new_context()
+    reader = context.new_page()
+    dialogs: list[str] = []
+    reader.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    watch_csp(reader, csp_violations)
+    try:
+        reader.goto(url)
+        expect(reader).to_have_url(re.compile(r"/accounts/login/\?next=/s/"))  # signed-in people only
+        sign_up(reader, fragile_stack)
+        response = reader.goto(url)
+        assert response is not None and response.headers["x-robots-tag"].startswith("noindex")
+        expect(reader.locator(".message.user .content")).to_have_text("xss please")
+        expect(reader.locator(".message.assistant .content")).to_contain_text("ref link")
+        assert_nothing_ran(reader, dialogs, [])
+        assert axe_violations(reader) == [], "shared page"
+        shot(reader, "share-page")
+        reader.get_by_role("button", name="Continue this chat as a copy").click()
+        expect(reader).to_have_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+        expect(reader.locator(".message.assistant .content")).to_contain_text("ref link")
+        expect(reader.locator("body")).to_have_attribute("data-socket", "open")
+        assert_nothing_ran(reader, dialogs, [])
+    finally:
+        context.close()
     accept_sanitizer_reports(csp_violations)
 
 

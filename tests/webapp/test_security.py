@@ -23,6 +23,8 @@ from webapp.api.models import ApiKey
 from webapp.api.services import api_key_create
 from webapp.chat.models import Conversation, Message
 from webapp.moderation.models import AuditLogEntry
+from webapp.sharing.models import ShareLink
+from webapp.sharing.services import share_link_create
 
 pytestmark = pytest.mark.django_db
 
@@ -87,6 +89,7 @@ def fill(route: str, conversation: Conversation) -> str:
         key_id=ApiKey.objects.get(owner=conversation.owner).id,
         user_id=conversation.owner_id,
         group_id=Group.objects.get(name="alice's group").id,
+        link_id=ShareLink.objects.get(owner=conversation.owner).id,
         **SAMPLE_VALUES,
     )
 
@@ -99,6 +102,7 @@ def alice_and_her_conversation() -> tuple[object, Conversation]:
     Message.objects.create(conversation=conversation, role="assistant", content="a secret answer")
     api_key_create(owner=alice, name="alice's key")
     Group.objects.create(name="alice's group").user_set.add(alice)
+    share_link_create(owner=alice, conversation=conversation, audience="public")
     return alice, conversation
 
 
@@ -112,6 +116,7 @@ def untouched(conversation: Conversation) -> bool:
         and conversation.messages.count() == 2
         and not reply.reports.exists()
         and ApiKey.objects.get(owner=conversation.owner).revoked_at is None
+        and ShareLink.objects.get(owner=conversation.owner).is_live
         and alice.is_active
         and role_of(alice) == Role.USER
         and [g.name for g in alice.groups.all()] == ["alice's group"]
@@ -131,7 +136,13 @@ def logged_in_as(username: str, role: str | None = None, **flags: bool) -> Clien
 
 def test_the_walk_finds_the_routes_we_know() -> None:
     found = routes()
-    for known in ("/c/", "/c/{conversation_id}/", "/c/{conversation_id}/export/{export_format}/", "/admin/"):
+    for known in (
+        "/c/",
+        "/c/{conversation_id}/",
+        "/c/{conversation_id}/export/{export_format}/",
+        "/admin/",
+        "/s/{token}/",
+    ):
         assert known in found, found
 
 
@@ -146,7 +157,10 @@ def test_every_page_needs_a_login(route: str, method: str, alice_and_her_convers
     assert b"secret" not in b"".join(getattr(response, "streaming_content", [response.content]))
 
 
-@pytest.mark.parametrize("route", [r for r in routes() if "{conversation_id}" in r or "{key_id}" in r])
+@pytest.mark.parametrize(
+    "route",
+    [r for r in routes() if "{conversation_id}" in r or "{key_id}" in r or r.startswith("/shares/{link_id}")],
+)
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_another_person_s_things_are_not_found_at_any_url(
     route: str, method: str, alice_and_her_conversation

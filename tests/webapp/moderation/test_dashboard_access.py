@@ -10,6 +10,7 @@ from tests.webapp.moderation.dashboard_support import fast_passwords, make_event
 from webapp.moderation import urls as moderation_urls
 from webapp.moderation.forms import ITEM_ACTIONS
 from webapp.moderation.models import AuditLogEntry, ModerationEvent, Rule, Sanction
+from webapp.sharing.services import share_link_create
 
 pytestmark = pytest.mark.django_db
 
@@ -19,6 +20,8 @@ REQUESTS = [
     ("stats", "get", {}),
     ("feedback", "get", {}),
     ("policies", "get", {}),
+    ("shares", "get", {}),
+    ("take_down_share", "post", {}),
     ("policies", "post", {"category": "health", "action": "block", "threshold": "0.3"}),
     *[("act", "post", {"action": action, "duration": "24"}) for action in ITEM_ACTIONS],
     (
@@ -42,6 +45,10 @@ def event(reply) -> ModerationEvent:
 def _request(client: Client, name: str, method: str, fields: dict, event: ModerationEvent):
     if method == "post":
         fields = {**fields, "items": f"event:{event.pk}"} if name == "act" else fields
+    if name == "take_down_share":  # a live link to the flagged conversation
+        conversation = event.message.conversation
+        link, _ = share_link_create(owner=conversation.owner, conversation=conversation, audience="public")
+        return getattr(client, method)(reverse(f"moderation:{name}", args=[link.pk]), fields)
     return getattr(client, method)(reverse(f"moderation:{name}"), fields)
 
 
@@ -77,7 +84,9 @@ def test_staff_may(name, method, fields, event, moderator) -> None:
         assert response.status_code == 200
     else:
         assert response.status_code == 302 and response["Location"] == reverse(
-            "moderation:policies" if name == "policies" else "moderation:queue"
+            {"policies": "moderation:policies", "take_down_share": "moderation:shares"}.get(
+                name, "moderation:queue"
+            )
         )
         assert AuditLogEntry.objects.filter(moderator=moderator).count() == 1
 
