@@ -6,8 +6,8 @@ out (`completion_tokens`) are the assistant's messages. A day is the day a
 message was created. Only what is stored is counted: a conversation deleted
 (by its owner, by retention, an API request not kept) takes its usage with it.
 
-Staff see usage per *dimension*: a person, an API key; a group is one more
-entry in DIMENSIONS (the path from a message to the group's id) once groups exist.
+Administrators see usage per *dimension*: a person, an API key, a group
+(each an entry in DIMENSIONS: the path from a message to the id).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db.models import Count, F, Model, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.db.models.sql.compiler import SQLCompiler
@@ -94,7 +95,10 @@ DIMENSIONS = {
         lambda key: f"{key.name} ({key.prefix}…, {key.owner.get_username()})",
         related=("owner",),
     ),
-    # Groups, once they exist: Dimension("groups", "group", "conversation__owner__groups__id", ...).
+    # A person in two groups counts in both: a group's figure is what its members used.
+    "groups": Dimension(
+        "groups", "group", "conversation__owner__groups__id", lambda: Group, lambda g: g.name
+    ),
 }
 
 

@@ -200,7 +200,7 @@ def test_unknown_ids_and_breakdowns_are_404(history) -> None:
     staff = as_user(history["staff"])
     assert staff.get("/usage/people/999999/").status_code == 404
     assert staff.get("/usage/keys/999999/csv/").status_code == 404
-    assert staff.get("/usage/groups/").status_code == 404
+    assert staff.get("/usage/teams/").status_code == 404
     assert staff.get("/usage/people/abc/").status_code == 404
 
 
@@ -247,3 +247,21 @@ def test_pages_cost_the_same_queries_whatever_the_history(history, django_assert
         staff.get("/usage/people/", WINDOW)
     with django_assert_max_num_queries(8):
         staff.get("/usage/people/csv/", WINDOW)
+
+
+def test_administrators_see_each_group_with_everything_its_members_used(history) -> None:
+    from django.contrib.auth.models import Group
+
+    team, solo = Group.objects.create(name="team"), Group.objects.create(name="alice alone")
+    history["alice"].groups.add(team, solo)
+    history["bob"].groups.add(team)
+    admin = as_user(history["staff"])
+    listed = admin.get("/usage/groups/", WINDOW).content.decode()
+    assert listed.index(">team<") < listed.index(">alice alone<")
+    team_page = admin.get(f"/usage/groups/{team.pk}/", WINDOW).content.decode()
+    assert 'id="total-tokens-in">168<' in team_page and 'id="total-tokens-out">291<' in team_page
+    solo_page = admin.get(f"/usage/groups/{solo.pk}/", WINDOW).content.decode()
+    assert 'id="total-tokens-in">115<' in solo_page and 'id="total-tokens-out">227<' in solo_page
+    assert admin.get("/usage/groups/999999/", WINDOW).status_code == 404
+    moderator = get_user_model().objects.create_user(username="mod", password="x" * 12, is_staff=True)
+    assert as_user(moderator).get("/usage/groups/", WINDOW).status_code == 403
