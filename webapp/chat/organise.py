@@ -53,6 +53,12 @@ def folder_create(*, owner: AbstractBaseUser, name: object) -> Folder:
     return Folder.objects.create(owner=owner, name=check_folder_name(owner=owner, name=name))
 
 
+def folder_named(*, owner: AbstractBaseUser, name: str) -> Folder:
+    """The person's folder of that name (any case), made if missing: where an import files a conversation."""
+    folder = Folder.objects.filter(owner=owner, name__iexact=" ".join(name.split())).first()
+    return folder or folder_create(owner=owner, name=name)
+
+
 def folder_rename(*, folder: Folder, name: object) -> Folder:
     folder.name = check_folder_name(owner=folder.owner, name=name, folder=folder)
     folder.save(update_fields=["name"])
