@@ -170,7 +170,12 @@ def ids(conversations: list[Conversation]) -> list[str]:
 
 def test_bulk_move_archive_pin_and_delete(alice, three) -> None:
     folder = organise.folder_create(owner=alice, name="Work")
-    assert organise.conversations_bulk(owner=alice, action="move", conversation_ids=ids(three[:2]), folder=folder) == 2
+    assert (
+        organise.conversations_bulk(
+            owner=alice, action="move", conversation_ids=ids(three[:2]), folder=folder
+        )
+        == 2
+    )
     assert list(folder.conversations.order_by("title")) == three[:2]
     organise.conversations_bulk(owner=alice, action="archive", conversation_ids=ids(three[1:]))
     assert list(listed_conversations(alice, archived=True).order_by("title")) == three[1:]

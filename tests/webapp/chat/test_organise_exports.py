@@ -37,7 +37,9 @@ def test_an_unorganised_conversation_exports_without_the_fields(alice) -> None:
 def test_folder_pin_and_archive_export_and_import_back(alice) -> None:
     bob = get_user_model().objects.create_user(username="bob")
     conversation = build_conversation(alice)
-    organise.conversation_move(conversation=conversation, folder=organise.folder_create(owner=alice, name="Sea"))
+    organise.conversation_move(
+        conversation=conversation, folder=organise.folder_create(owner=alice, name="Sea")
+    )
     organise.conversation_pin(conversation=conversation, pinned=True)
     organise.conversation_archive(conversation=conversation, archived=True)
     exported = json.loads(client_of(alice).get(f"/c/{CONVERSATION_ID}/export/json/").content)
@@ -55,7 +57,9 @@ def test_the_export_all_zip_keeps_archived_conversations(alice) -> None:
     conversation = build_conversation(alice)
     organise.conversation_archive(conversation=conversation, archived=True)
     response = client_of(alice).get("/c/export/?format=json")
-    assert response.status_code == 200 and str(CONVERSATION_ID)[:8].encode() in b"".join(response.streaming_content)
+    assert response.status_code == 200 and str(CONVERSATION_ID)[:8].encode() in b"".join(
+        response.streaming_content
+    )
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,9 @@ def test_bulk_delete_asks_first(logged_in: Client, alice) -> None:
         {"action": "delete", "confirm": "1", "conversation": ["MINE", "THEIRS"]},
     ],
 )
-def test_malformed_or_hostile_bulk_posts_say_why_and_change_nothing(logged_in: Client, alice, payload) -> None:
+def test_malformed_or_hostile_bulk_posts_say_why_and_change_nothing(
+    logged_in: Client, alice, payload
+) -> None:
     bob = get_user_model().objects.create_user(username="bob", password="a-long-Passw0rd!")
     mine = Conversation.objects.create(owner=alice, title="mine")
     theirs = Conversation.objects.create(owner=bob, title="theirs")
