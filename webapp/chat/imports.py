@@ -31,7 +31,7 @@ from webapp.chat.exports import (
 from webapp.chat.import_files import ZIP_MAGIC, ImportRejected, megabytes, parse_document, zip_documents
 from webapp.chat.models import STAT_FIELDS, Conversation, Folder, Message
 from webapp.chat.organise import folder_named
-from webapp.chat.services import ChatInputError, check_settings
+from webapp.chat.services import ChatInputError, check_name, check_settings
 
 CONVERSATION_KEYS = {
     "format",
@@ -208,11 +208,13 @@ def _check_organised(draft: ConversationDraft, document: dict[str, Any], where: 
                 raise ImportRejected(f"{where}.{flag} must be true or false.")
             setattr(draft, flag, document[flag])
     if document.get("folder") is not None:
-        name = document["folder"]
         limit = Folder._meta.get_field("name").max_length
-        if not isinstance(name, str) or not " ".join(name.split()) or len(" ".join(name.split())) > limit:
-            raise ImportRejected(f"{where}.folder must be a folder name: text of 1 to {limit} characters.")
-        draft.folder = " ".join(name.split())
+        try:
+            draft.folder = check_name(document["folder"], code="folder_name", what="folder name", limit=limit)
+        except ChatInputError:
+            raise ImportRejected(
+                f"{where}.folder must be a folder name: text of 1 to {limit} characters."
+            ) from None
 
 
 def _check_settings(raw: object, system_prompt: str, where: str) -> dict[str, Any]:

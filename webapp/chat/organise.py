@@ -31,14 +31,8 @@ BULK_ACTIONS = ("move", "archive", "unarchive", "pin", "unpin", "delete")
 
 def check_folder_name(*, owner: AbstractBaseUser, name: object, folder: Folder | None = None) -> str:
     """A folder name: text, not empty, short enough, not another of this person's folders (any case)."""
-    if not isinstance(name, str):
-        raise ChatInputError("invalid_folder_name", "The folder name must be text.")
-    cleaned = " ".join(name.split())
-    if not cleaned:
-        raise ChatInputError("empty_folder_name", "The folder name is empty.")
     limit = Folder._meta.get_field("name").max_length
-    if len(cleaned) > limit:
-        raise ChatInputError("folder_name_too_long", f"The folder name is over {limit} characters.")
+    cleaned = services.check_name(name, code="folder_name", what="folder name", limit=limit)
     others = Folder.objects.filter(owner=owner, name__iexact=cleaned)
     if folder is not None:
         others = others.exclude(pk=folder.pk)

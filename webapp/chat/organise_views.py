@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from webapp.chat import organise
 from webapp.chat.models import Folder
-from webapp.chat.selectors import FolderNotFound, folder_for_user
+from webapp.chat.selectors import FolderNotFound, folder_for_user, optional_folder
 from webapp.chat.services import ChatInputError
 
 DONE = {
@@ -85,11 +85,8 @@ def conversations_bulk(request: HttpRequest) -> HttpResponse:
 
 def _destination(request: HttpRequest) -> Folder | None:
     """The folder a move goes to: empty for none; another person's or an unknown one is refused."""
-    folder_id = request.POST.get("folder", "")
-    if not folder_id:
-        return None
     try:
-        return folder_for_user(request.user, folder_id)
+        return optional_folder(request.user, request.POST.get("folder", ""))
     except FolderNotFound:
         raise ChatInputError("unknown_folder", "No such folder.") from None
 

@@ -81,6 +81,11 @@ def folder_for_user(user: AbstractBaseUser | AnonymousUser, folder_id: object) -
         raise FolderNotFound(str(folder_id)) from None
 
 
+def optional_folder(user: AbstractBaseUser | AnonymousUser, folder_id: str) -> Folder | None:
+    """A form's or query's folder field: empty for none, else `folder_for_user`."""
+    return folder_for_user(user, folder_id) if folder_id else None
+
+
 def folders_of(user: AbstractBaseUser) -> QuerySet[Folder]:
     """A person's folders by name."""
     return Folder.objects.filter(owner=user).order_by(Lower("name"))

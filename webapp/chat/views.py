@@ -20,10 +20,10 @@ from webapp.chat.selectors import (
     ConversationNotFound,
     FolderNotFound,
     access_conversation,
-    folder_for_user,
     folders_of,
     listed_conversations,
     messages_of,
+    optional_folder,
     sidebar_groups,
 )
 from webapp.chat.services import ChatInputError
@@ -127,11 +127,8 @@ def _owned(request: HttpRequest, conversation_id: str) -> Conversation:
 
 def _folder_filter(request: HttpRequest) -> Folder | None:
     """The `?folder=` of a list or a search: one of the person's folders, or a 404."""
-    folder_id = request.GET.get("folder", "")
-    if not folder_id:
-        return None
     try:
-        return folder_for_user(request.user, folder_id)
+        return optional_folder(request.user, request.GET.get("folder", ""))
     except FolderNotFound:
         raise Http404("No such folder.") from None
 
