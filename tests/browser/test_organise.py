@@ -41,10 +41,9 @@ def test_folder_bulk_move_pin_and_archive(page: Page, stack: Stack) -> None:
     folder = sidebar.locator("details.folder", has_text="Work")
     expect(folder.locator("li a.title")).to_have_text(["Beta", "Alpha"])  # newest first
 
-    # Pin one from the sidebar: it goes on top, out of its folder's group.
-    alpha = folder.locator("li", has_text="Alpha")
-    alpha.hover()
-    alpha.get_by_role("button", name="Pin “Alpha”").click()
+    # Pin one from the sidebar, by keyboard: it goes on top, out of its folder's group.
+    folder.locator("li", has_text="Alpha").get_by_role("button", name="Pin “Alpha”").focus()
+    page.keyboard.press("Enter")
     expect(sidebar.locator(".conversation-list.pinned li a.title")).to_have_text(["Alpha"])
     expect(sidebar.locator(".conversation-list li a.title").first).to_have_text("Alpha")
 
@@ -61,9 +60,12 @@ def test_folder_bulk_move_pin_and_archive(page: Page, stack: Stack) -> None:
     expect(page.locator(".conversation-table li")).to_have_count(1)
     expect(page.locator(".conversation-table")).to_contain_text("Beta")
 
-    # On a phone the list page does not scroll sideways.
+    # On a phone the list page does not scroll sideways, and the menu shows the groups.
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{stack.base_url}/c/")
+    expect(page).to_have_url(re.compile(r"/c/$"))
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "sideways scrolling"
     shot(page, "organise-list-phone")
-    expect(page).to_have_url(re.compile(r"/c/$"))
+    page.get_by_role("button", name="Conversations").click()
+    expect(sidebar.get_by_role("heading", name="Pinned")).to_be_visible()
+    expect(sidebar.locator("details.folder summary")).to_have_text("Work")
