@@ -14,7 +14,8 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from webapp.chat import services
@@ -44,7 +45,12 @@ def check_folder_name(*, owner: AbstractBaseUser, name: object, folder: Folder |
 def folder_create(*, owner: AbstractBaseUser, name: object) -> Folder:
     if Folder.objects.filter(owner=owner).count() >= settings.MAX_FOLDERS:
         raise ChatInputError("too_many_folders", f"You can have at most {settings.MAX_FOLDERS} folders.")
-    return Folder.objects.create(owner=owner, name=check_folder_name(owner=owner, name=name))
+    name = check_folder_name(owner=owner, name=name)
+    try:
+        with transaction.atomic():
+            return Folder.objects.create(owner=owner, name=name)
+    except IntegrityError:  # the same name made at the same moment, in another tab
+        raise ChatInputError("duplicate_folder_name", f"You already have a folder named “{name}”.") from None
 
 
 def folder_named(*, owner: AbstractBaseUser, name: str) -> Folder:
@@ -115,27 +121,58 @@ def check_bulk_ids(*, owner: AbstractBaseUser, conversation_ids: Iterable[object
     return found
 
 
-@transaction.atomic
 def conversations_bulk(
     *, owner: AbstractBaseUser, action: str, conversation_ids: Iterable[object], folder: Folder | None = None
 ) -> int:
-    """Apply one list-page action to many conversations in one transaction; how many it changed.
+    """The list page's form: one of BULK_ACTIONS on many conversations; how many it changed.
 
     `folder` is the destination of `move` (None: out of any folder).
     """
-    if action not in BULK_ACTIONS:
-        raise ChatInputError("unknown_action", "Unknown action.")
+    ids = {"owner": owner, "conversation_ids": conversation_ids}
+    if action == "move":
+        return conversations_bulk_move(**ids, folder=folder)
+    if action in ("archive", "unarchive"):
+        return conversations_bulk_archive(**ids, archived=action == "archive")
+    if action in ("pin", "unpin"):
+        return conversations_bulk_pin(**ids, pinned=action == "pin")
+    if action == "delete":
+        return conversations_bulk_delete(**ids)
+    raise ChatInputError("unknown_action", "Unknown action.")
+
+
+@transaction.atomic
+def conversations_bulk_move(
+    *, owner: AbstractBaseUser, conversation_ids: Iterable[object], folder: Folder | None
+) -> int:
     if folder is not None and folder.owner_id != owner.pk:
         raise ChatInputError("unknown_folder", "No such folder.")
+    return _chosen(owner, conversation_ids).update(folder=folder)
+
+
+@transaction.atomic
+def conversations_bulk_archive(
+    *, owner: AbstractBaseUser, conversation_ids: Iterable[object], archived: bool
+) -> int:
+    return _chosen(owner, conversation_ids).update(archived_at=timezone.now() if archived else None)
+
+
+@transaction.atomic
+def conversations_bulk_pin(
+    *, owner: AbstractBaseUser, conversation_ids: Iterable[object], pinned: bool
+) -> int:
+    return _chosen(owner, conversation_ids).update(pinned=pinned)
+
+
+@transaction.atomic
+def conversations_bulk_delete(*, owner: AbstractBaseUser, conversation_ids: Iterable[object]) -> int:
+    """Delete each as the sidebar's delete does (a reply in progress is stopped first); all or none."""
     conversations = check_bulk_ids(owner=owner, conversation_ids=conversation_ids)
-    chosen = Conversation.objects.filter(pk__in=[c.pk for c in conversations])
-    if action == "delete":
-        for conversation in conversations:
-            services.conversation_delete(conversation=conversation)
-    elif action == "move":
-        chosen.update(folder=folder)
-    elif action in ("archive", "unarchive"):
-        chosen.update(archived_at=timezone.now() if action == "archive" else None)
-    else:
-        chosen.update(pinned=action == "pin")
+    for conversation in conversations:
+        services.conversation_delete(conversation=conversation)
     return len(conversations)
+
+
+def _chosen(owner: AbstractBaseUser, conversation_ids: Iterable[object]) -> QuerySet[Conversation]:
+    """The checked conversations, as a queryset for one UPDATE."""
+    chosen = check_bulk_ids(owner=owner, conversation_ids=conversation_ids)
+    return Conversation.objects.filter(pk__in=[c.pk for c in chosen])

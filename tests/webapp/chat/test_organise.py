@@ -267,3 +267,12 @@ def test_search_filters_by_folder_pin_and_archive(alice) -> None:
     assert found(SearchFilters(pinned_only=True)) == {pinned.title}
     assert found(SearchFilters(archived=True)) == {archived.title}
     assert found(SearchFilters(archived=None)) == {filed.title, pinned.title, archived.title}
+
+
+def test_a_folder_name_taken_at_the_same_moment_is_a_clear_refusal(alice, monkeypatch) -> None:
+    """Two tabs making "Work" at once: the check passes in both, the constraint refuses the second."""
+    organise.folder_create(owner=alice, name="Work")
+    monkeypatch.setattr(organise, "check_folder_name", lambda *, owner, name, folder=None: "work")
+    with pytest.raises(ChatInputError) as refused:
+        organise.folder_create(owner=alice, name="work")
+    assert refused.value.code == "duplicate_folder_name" and Folder.objects.count() == 1
