@@ -144,3 +144,17 @@ def test_search_page_filters(logged_in: Client, alice) -> None:
     in_folder = hits(f"&folder={folder.id}&archived=include")
     assert "budget filed" in in_folder and "budget archived" not in in_folder
     assert 'value="only" selected' in logged_in.get("/c/search/?q=budget&archived=only").content.decode()
+
+
+def test_staff_see_and_filter_organised_conversations_in_the_admin(alice) -> None:
+    staff = get_user_model().objects.create_superuser(username="sam", password="a-long-Passw0rd!")
+    client = Client()
+    client.force_login(staff)
+    conversation = Conversation.objects.create(owner=alice, title="archived one")
+    organise.conversation_archive(conversation=conversation, archived=True)
+    Conversation.objects.create(owner=alice, title="kept one")
+    listed = client.get("/admin/chat/conversation/?archived_at__isnull=False").content.decode()
+    assert "archived one" in listed and "kept one" not in listed
+    # The folder is an id field, not a select of every person's folders.
+    change = client.get(f"/admin/chat/conversation/{conversation.id}/change/").content.decode()
+    assert 'name="folder"' in change and '<select name="folder"' not in change
