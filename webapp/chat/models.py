@@ -78,7 +78,12 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["owner", "-updated_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"]),
+            # The sidebar and /c/ (selectors.listed_conversations): pinned first, then newest,
+            # read in order from the index instead of sorting all of a person's (bench/organise.py).
+            models.Index(fields=["owner", "-pinned", "-updated_at"], name="chat_conversation_listed_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.title or "New chat"
