@@ -54,8 +54,10 @@ def test_folder_bulk_move_pin_and_archive(page: Page, stack: Stack) -> None:
     expect(page.locator(".flash")).to_contain_text("Archived 1 conversation.")
     expect(sidebar.locator("li a.title")).to_have_text(["Alpha", "Gamma"])
     shot(page, "organise-list")
-    violations = axe_violations(page)
-    assert violations == [], violations
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        violations = axe_violations(page)
+        assert violations == [], (scheme, violations)
     sidebar.get_by_role("link", name="Archived").click()
     expect(page.locator(".conversation-table li")).to_have_count(1)
     expect(page.locator(".conversation-table")).to_contain_text("Beta")
