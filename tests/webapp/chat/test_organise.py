@@ -276,3 +276,19 @@ def test_a_folder_name_taken_at_the_same_moment_is_a_clear_refusal(alice, monkey
     with pytest.raises(ChatInputError) as refused:
         organise.folder_create(owner=alice, name="work")
     assert refused.value.code == "duplicate_folder_name" and Folder.objects.count() == 1
+
+
+def test_other_writes_on_a_stale_copy_keep_the_organising(alice) -> None:
+    """A tab renames or continues a chat it loaded before another tab archived, pinned and moved it."""
+    from webapp.chat import services
+
+    stale = Conversation.objects.create(owner=alice, title="plan")
+    folder = organise.folder_create(owner=alice, name="Work")
+    organise.conversations_bulk_move(owner=alice, conversation_ids=[str(stale.id)], folder=folder)
+    organise.conversations_bulk_pin(owner=alice, conversation_ids=[str(stale.id)], pinned=True)
+    organise.conversations_bulk_archive(owner=alice, conversation_ids=[str(stale.id)], archived=True)
+    services.conversation_rename(conversation=stale, title="renamed")
+    services.add_message(conversation=stale, parent_id=None, role="user", content="more")
+    fresh = Conversation.objects.get(pk=stale.pk)
+    assert (fresh.title, fresh.folder, fresh.pinned) == ("renamed", folder, True)
+    assert fresh.archived_at is not None
