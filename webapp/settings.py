@@ -397,6 +397,12 @@ if RETENTION_DAYS < 0 or TEMPORARY_CHAT_HOURS < 1 or RETENTION_BATCH_SIZE < 1 or
     )
 if any(days < 1 for days in RETENTION_CHOICES_DAYS):
     raise ImproperlyConfigured("RETENTION_CHOICES_DAYS must list whole numbers of days, 1 or more.")
+# Organising (webapp/chat/organise.py): folders a person may have, conversations one
+# bulk action on the list page may change (the page shows 50 at a time).
+MAX_FOLDERS = env_int("MAX_FOLDERS", 200)
+MAX_BULK_CONVERSATIONS = env_int("MAX_BULK_CONVERSATIONS", 200)
+if MAX_FOLDERS < 1 or MAX_BULK_CONVERSATIONS < 1:
+    raise ImproperlyConfigured("MAX_FOLDERS and MAX_BULK_CONVERSATIONS must be 1 or more.")
 # Beat sends the job to the `maintenance` queue, which only the maintenance worker reads
 # (scripts/supervisord.conf), never the inference workers.
 CELERY_TASK_ROUTES["webapp.chat.*"] = {"queue": "maintenance"}

@@ -21,7 +21,7 @@ from webapp.accounts.access import role_of
 from webapp.accounts.models import Account, Invitation, Role
 from webapp.api.models import ApiKey
 from webapp.api.services import api_key_create
-from webapp.chat.models import Conversation, Message
+from webapp.chat.models import Conversation, Folder, Message
 from webapp.moderation.models import AuditLogEntry
 from webapp.sharing.models import ShareLink
 from webapp.sharing.services import share_link_create
@@ -90,6 +90,7 @@ def fill(route: str, conversation: Conversation) -> str:
         user_id=conversation.owner_id,
         group_id=Group.objects.get(name="alice's group").id,
         link_id=ShareLink.objects.get(owner=conversation.owner).id,
+        folder_id=Folder.objects.get(name="Alice's folder").id,
         **SAMPLE_VALUES,
     )
 
@@ -103,6 +104,7 @@ def alice_and_her_conversation() -> tuple[object, Conversation]:
     api_key_create(owner=alice, name="alice's key")
     Group.objects.create(name="alice's group").user_set.add(alice)
     share_link_create(owner=alice, conversation=conversation, audience="public")
+    Folder.objects.create(owner=alice, name="Alice's folder")
     return alice, conversation
 
 
@@ -113,6 +115,8 @@ def untouched(conversation: Conversation) -> bool:
     alice = get_user_model().objects.get(pk=conversation.owner_id)
     return (
         conversation.title == "Alice's secret"
+        and (conversation.folder_id, conversation.pinned, conversation.archived_at) == (None, False, None)
+        and list(Folder.objects.filter(owner=alice).values_list("name", flat=True)) == ["Alice's folder"]
         and conversation.messages.count() == 2
         and not reply.reports.exists()
         and ApiKey.objects.get(owner=conversation.owner).revoked_at is None
@@ -159,7 +163,14 @@ def test_every_page_needs_a_login(route: str, method: str, alice_and_her_convers
 
 @pytest.mark.parametrize(
     "route",
-    [r for r in routes() if "{conversation_id}" in r or "{key_id}" in r or r.startswith("/shares/{link_id}")],
+    [
+        r
+        for r in routes()
+        if "{conversation_id}" in r
+        or "{key_id}" in r
+        or "{folder_id}" in r
+        or r.startswith("/shares/{link_id}")
+    ],
 )
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_another_person_s_things_are_not_found_at_any_url(
@@ -170,6 +181,16 @@ def test_another_person_s_things_are_not_found_at_any_url(
     response = getattr(mallory, method)(fill(route, conversation), {"title": "pwned", "reason": "spam"})
     # 405 where the route takes no such method; never Alice's things, never a change to them.
     assert response.status_code in {404, 405}, (route, response.status_code)
+    assert untouched(conversation)
+
+
+def test_a_bulk_action_on_another_person_s_conversation_changes_nothing(alice_and_her_conversation) -> None:
+    _, conversation = alice_and_her_conversation
+    mallory = logged_in_as("mallory")
+    folder = Folder.objects.get(name="Alice's folder")
+    for action in ("archive", "pin", "delete", "move"):
+        fields = {"action": action, "confirm": "1", "conversation": [conversation.id], "folder": folder.id}
+        assert mallory.post("/c/bulk/", fields).status_code == 302
     assert untouched(conversation)
 
 

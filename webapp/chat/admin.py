@@ -27,10 +27,10 @@ class MessageInline(admin.TabularInline):
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ("title", "owner", "created_at", "updated_at", "expires_at")
-    list_filter = ("created_at",)
+    list_filter = ("created_at", "pinned", ("archived_at", admin.EmptyFieldListFilter))
     search_fields = ("title", "owner__username")
     # Ids, not selects: a select would list every message of the database.
-    raw_id_fields = ("owner", "current_leaf")
+    raw_id_fields = ("owner", "current_leaf", "folder")
     inlines = [MessageInline]
     actions = ["export_selected", "export_preference_pairs", "export_rated_replies"]
 

@@ -136,7 +136,7 @@ def conversation_document(conversation: Conversation, messages: Sequence[Message
     A reply a moderator hid is left out; its children name the message before it as their parent.
     """
     shown = ExportTree.of(conversation, messages)
-    return {
+    document = {
         "format": DOCUMENT_FORMAT,
         "version": DOCUMENT_VERSION,
         "id": str(conversation.id),
@@ -163,6 +163,23 @@ def conversation_document(conversation: Conversation, messages: Sequence[Message
             for message in shown.messages.values()
         ],
     }
+    return document | organised_fields(conversation)
+
+
+def organised_fields(conversation: Conversation) -> dict[str, Any]:
+    """Where the person filed it: optional fields of version 2, written only when set.
+
+    So a conversation nobody organised exports as it did before they existed,
+    and a reader from before reads it.
+    """
+    fields: dict[str, Any] = {}
+    if conversation.folder_id is not None:
+        fields["folder"] = conversation.folder.name
+    if conversation.pinned:
+        fields["pinned"] = True
+    if conversation.archived_at is not None:
+        fields["archived"] = True
+    return fields
 
 
 def _text_id(key: object) -> str | None:
@@ -242,6 +259,7 @@ def conversations_with_messages(conversations: QuerySet[Conversation]) -> Iterat
     """The conversations oldest first, each with `export_messages` (all, as `messages_for_export`), EXPORT_CHUNK at a time."""
     return (
         conversations.order_by("created_at", "id")
+        .select_related("folder")
         .prefetch_related(
             Prefetch(
                 "messages",

@@ -29,8 +29,9 @@ from webapp.chat.exports import (
     READABLE_VERSIONS,
 )
 from webapp.chat.import_files import ZIP_MAGIC, ImportRejected, megabytes, parse_document, zip_documents
-from webapp.chat.models import STAT_FIELDS, Conversation, Message
-from webapp.chat.services import ChatInputError, check_settings
+from webapp.chat.models import STAT_FIELDS, Conversation, Folder, Message
+from webapp.chat.organise import folder_named
+from webapp.chat.services import ChatInputError, check_name, check_settings
 
 CONVERSATION_KEYS = {
     "format",
@@ -45,7 +46,9 @@ CONVERSATION_KEYS = {
 }
 MESSAGE_KEYS = {"id", "role", "content", "status", "params", "stats", "error", "model_name", "created_at"}
 # What version 2 added: the tree (a parent per message) and the path shown.
-TREE_CONVERSATION_KEYS = CONVERSATION_KEYS | {"current_leaf_id"}
+# Optional: where the person filed it (exports.organised_fields).
+ORGANISED_KEYS = {"folder", "pinned", "archived"}
+TREE_CONVERSATION_KEYS = CONVERSATION_KEYS | {"current_leaf_id"} | ORGANISED_KEYS
 TREE_MESSAGE_KEYS = MESSAGE_KEYS | {"parent_id"}
 INTEGER_STATS = {"prompt_tokens", "completion_tokens"}
 # A reply that was still being written when exported has no worker behind it here.
@@ -78,6 +81,9 @@ class ConversationDraft:
     # Index in `messages` of each one's parent (None: a first message), and of the path's last.
     parents: list[int | None] = field(default_factory=list)
     leaf: int | None = None
+    folder: str | None = None
+    pinned: bool = False
+    archived: bool = False
 
 
 def conversation_import(
@@ -134,6 +140,7 @@ def check_document(document: object, *, where: str) -> ConversationDraft:
     )
     if "settings" in document:
         draft.settings = _check_settings(document["settings"], draft.system_prompt, where)
+    _check_organised(draft, document, where)
     messages = document.get("messages")
     if not isinstance(messages, list):
         raise ImportRejected(f'{where}: "messages" must be a list.')
@@ -191,6 +198,23 @@ def _check_tree(draft: ConversationDraft, leaf_id: object, where: str) -> None:
         raise ImportRejected(f'{where}: "current_leaf_id" names no message of the file.')
     else:
         draft.leaf = index[leaf_id]
+
+
+def _check_organised(draft: ConversationDraft, document: dict[str, Any], where: str) -> None:
+    """The optional folder name, pinned and archived flags; the name is checked as the list page checks it."""
+    for flag in ("pinned", "archived"):
+        if flag in document:
+            if not isinstance(document[flag], bool):
+                raise ImportRejected(f"{where}.{flag} must be true or false.")
+            setattr(draft, flag, document[flag])
+    if document.get("folder") is not None:
+        limit = Folder._meta.get_field("name").max_length
+        try:
+            draft.folder = check_name(document["folder"], code="folder_name", what="folder name", limit=limit)
+        except ChatInputError:
+            raise ImportRejected(
+                f"{where}.folder must be a folder name: text of 1 to {limit} characters."
+            ) from None
 
 
 def _check_settings(raw: object, system_prompt: str, where: str) -> dict[str, Any]:
@@ -306,8 +330,18 @@ def _create(owner: AbstractBaseUser, draft: ConversationDraft) -> Conversation:
     times = _message_times(draft, now)
     created_at = draft.created_at or (times[0] if times else now)
     updated_at = draft.updated_at or (times[-1] if times else created_at)
+    try:
+        folder = None if draft.folder is None else folder_named(owner=owner, name=draft.folder)
+    except ChatInputError as error:  # too many folders
+        raise ImportRejected(error.message) from None
     conversation = Conversation.objects.create(
-        owner=owner, title=draft.title, system_prompt=draft.system_prompt, **draft.settings
+        owner=owner,
+        title=draft.title,
+        system_prompt=draft.system_prompt,
+        folder=folder,
+        pinned=draft.pinned,
+        archived_at=now if draft.archived else None,
+        **draft.settings,
     )
     # auto_now/auto_now_add overwrite the times on insert; an update keeps the exported ones.
     Conversation.objects.filter(pk=conversation.pk).update(created_at=created_at, updated_at=updated_at)

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
 
@@ -18,6 +19,27 @@ SETTINGS_FIELDS = ("system_prompt", "temperature", "top_p", "max_tokens", "seed"
 
 def guardrail_default() -> bool:
     return settings.GUARDRAIL_DEFAULT
+
+
+class Folder(models.Model):
+    """A person's named group of conversations: a flat list, no nesting.
+
+    Deleting one keeps its conversations; they go back to no folder.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="folders")
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # "Work" and "work" would look like one folder in the sidebar.
+            models.UniqueConstraint(Lower("name"), "owner", name="chat_folder_name_unique_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Conversation(models.Model):
@@ -46,10 +68,22 @@ class Conversation(models.Model):
     current_leaf = models.ForeignKey(
         "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Organising (webapp/chat/organise.py): none of these bump `updated_at`.
+    folder = models.ForeignKey(
+        Folder, on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations"
+    )
+    pinned = models.BooleanField(default=False)
+    # Set while archived: out of the sidebar and the default list, still exported, never deleted for it.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["owner", "-updated_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"]),
+            # The sidebar and /c/ (selectors.listed_conversations): pinned first, then newest,
+            # read in order from the index instead of sorting all of a person's (bench/organise.py).
+            models.Index(fields=["owner", "-pinned", "-updated_at"], name="chat_conversation_listed_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.title or "New chat"

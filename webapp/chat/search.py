@@ -14,11 +14,11 @@ from uuid import UUID
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from webapp.chat.models import Conversation, Message
+from webapp.chat.models import Conversation, Folder, Message
 from webapp.chat.selectors import conversations_for_user, visible
 from webapp.chat.tree import MessageTree
 
@@ -40,14 +40,37 @@ class SearchHit:
     on_path: bool = True
 
 
-def search_conversations(user: AbstractBaseUser, query: str) -> list[SearchHit]:
+@dataclass(frozen=True)
+class SearchFilters:
+    """Which conversations a search looks in: by default every one but the archived."""
+
+    folder: Folder | None = None
+    pinned_only: bool = False
+    # False: not archived (the default), True: archived only, None: both.
+    archived: bool | None = False
+
+    def scope(self, user: AbstractBaseUser) -> QuerySet[Conversation]:
+        conversations = conversations_for_user(user)
+        if self.archived is not None:
+            conversations = conversations.filter(archived_at__isnull=not self.archived)
+        if self.folder is not None:
+            conversations = conversations.filter(folder=self.folder)
+        if self.pinned_only:
+            conversations = conversations.filter(pinned=True)
+        return conversations
+
+
+def search_conversations(
+    user: AbstractBaseUser, query: str, filters: SearchFilters | None = None
+) -> list[SearchHit]:
     """The user's conversations matching `query`, best first, one hit per conversation."""
     query = " ".join(query.split())[:MAX_QUERY_CHARS]
     if not query:
         return []
+    scope = (filters or SearchFilters()).scope(user)
     if connection.vendor == "postgresql":
-        return _mark_other_versions(_search_postgresql(user, query))
-    return _mark_other_versions(_search_portable(user, query))
+        return _mark_other_versions(_search_postgresql(scope, query))
+    return _mark_other_versions(_search_portable(scope, query))
 
 
 def _mark_other_versions(hits: list[SearchHit]) -> list[SearchHit]:
@@ -76,10 +99,10 @@ def _mark_other_versions(hits: list[SearchHit]) -> list[SearchHit]:
     ]
 
 
-def _search_postgresql(user: AbstractBaseUser, query: str) -> list[SearchHit]:
+def _search_postgresql(scope: QuerySet[Conversation], query: str) -> list[SearchHit]:
     ts_query = SearchQuery(query, search_type="websearch", config="english")
     messages = (
-        visible(Message.objects.filter(conversation__in=conversations_for_user(user)))
+        visible(Message.objects.filter(conversation__in=scope))
         .annotate(document=SearchVector("content", config="english"))
         .filter(document=ts_query)  # @@, the real match test: ts_rank is never quite zero
         .annotate(rank=SearchRank(F("document"), ts_query))
@@ -98,8 +121,7 @@ def _search_postgresql(user: AbstractBaseUser, query: str) -> list[SearchHit]:
         .values("id", "conversation_id", "conversation__title", "headline")[: MAX_RESULTS * 4]
     )
     titles = (
-        conversations_for_user(user)
-        .annotate(document=SearchVector("title", config="english"))
+        scope.annotate(document=SearchVector("title", config="english"))
         .filter(document=ts_query)
         .annotate(rank=SearchRank(F("document"), ts_query))
         .annotate(
@@ -119,18 +141,18 @@ def _search_postgresql(user: AbstractBaseUser, query: str) -> list[SearchHit]:
     return list(hits.values())[:MAX_RESULTS]
 
 
-def _search_portable(user: AbstractBaseUser, query: str) -> list[SearchHit]:
+def _search_portable(scope: QuerySet[Conversation], query: str) -> list[SearchHit]:
     """Every word must appear (case-insensitive) in the title or in one message."""
     words = query.split()
     hits: dict[UUID, SearchHit] = {}
-    titles = conversations_for_user(user)
+    titles = scope
     for word in words:
         titles = titles.filter(title__icontains=word)
     for conversation in titles.order_by("-updated_at")[:MAX_RESULTS]:
         hits[conversation.id] = SearchHit(
             conversation.id, conversation.title, _snippet(conversation.title, words), None
         )
-    messages = visible(Message.objects.filter(conversation__in=conversations_for_user(user)))
+    messages = visible(Message.objects.filter(conversation__in=scope))
     for word in words:
         messages = messages.filter(content__icontains=word)
     for message in messages.select_related("conversation").order_by("-created_at")[: MAX_RESULTS * 4]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 
 from webapp.accounts.access import can_moderate
-from webapp.chat.models import Conversation, Message
+from webapp.chat.models import Conversation, Folder, Message
 from webapp.chat.tree import shown_path, tree_of
 
 
@@ -19,6 +21,10 @@ class ConversationNotFound(Exception):
 
 class ConversationForbidden(Exception):
     """The conversation exists but belongs to somebody else."""
+
+
+class FolderNotFound(Exception):
+    """No folder of this person has that id (somebody else's looks the same)."""
 
 
 def access_conversation(
@@ -50,6 +56,63 @@ def conversations_for_user(user: AbstractBaseUser) -> QuerySet[Conversation]:
         .exclude(api_link__stored=False)
         .order_by("-updated_at")
     )
+
+
+def listed_conversations(
+    user: AbstractBaseUser, *, folder: Folder | None = None, archived: bool = False
+) -> QuerySet[Conversation]:
+    """The sidebar's and the list page's conversations: pinned first, then newest first.
+
+    Archived ones only in the archive (`archived=True`), and only those.
+    """
+    conversations = conversations_for_user(user).filter(archived_at__isnull=not archived)
+    if folder is not None:
+        conversations = conversations.filter(folder=folder)
+    return conversations.select_related("folder").order_by("-pinned", "-updated_at")
+
+
+def folder_for_user(user: AbstractBaseUser | AnonymousUser, folder_id: object) -> Folder:
+    """The only way to load a folder for a user: their own, or FolderNotFound."""
+    if not user.is_authenticated:
+        raise FolderNotFound(str(folder_id))
+    try:
+        return Folder.objects.get(owner=user, id=int(str(folder_id)))
+    except (Folder.DoesNotExist, ValueError, OverflowError):
+        raise FolderNotFound(str(folder_id)) from None
+
+
+def optional_folder(user: AbstractBaseUser | AnonymousUser, folder_id: str) -> Folder | None:
+    """A form's or query's folder field: empty for none, else `folder_for_user`."""
+    return folder_for_user(user, folder_id) if folder_id else None
+
+
+def folders_of(user: AbstractBaseUser) -> QuerySet[Folder]:
+    """A person's folders by name."""
+    return Folder.objects.filter(owner=user).order_by(Lower("name"))
+
+
+@dataclass
+class SidebarGroups:
+    """The sidebar's conversations: pinned on top, then each folder's, then those in none."""
+
+    pinned: list[Conversation]
+    folders: list[tuple[Folder, list[Conversation]]]
+    unfiled: list[Conversation]
+
+
+def sidebar_groups(recent: list[Conversation], folders: list[Folder]) -> SidebarGroups:
+    """Group the sidebar's recent conversations (listed_conversations' order kept in each group)."""
+    in_folder: dict[int, list[Conversation]] = {folder.id: [] for folder in folders}
+    groups = SidebarGroups(pinned=[], folders=[], unfiled=[])
+    for conversation in recent:
+        if conversation.pinned:
+            groups.pinned.append(conversation)
+        elif conversation.folder_id in in_folder:
+            in_folder[conversation.folder_id].append(conversation)
+        else:
+            groups.unfiled.append(conversation)
+    groups.folders = [(folder, in_folder[folder.id]) for folder in folders]
+    return groups
 
 
 def without_temporary(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:

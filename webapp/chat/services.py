@@ -70,14 +70,20 @@ def conversation_rename(*, conversation: Conversation, title: object) -> Convers
 
 
 def check_title(title: object) -> str:
-    if not isinstance(title, str):
-        raise ChatInputError("invalid_title", "The title must be text.")
-    cleaned = " ".join(title.split())
+    return check_name(
+        title, code="title", what="title", limit=Conversation._meta.get_field("title").max_length
+    )
+
+
+def check_name(value: object, *, code: str, what: str, limit: int) -> str:
+    """A one-line name (a title, a folder's): text, white space folded, not empty, at most `limit` characters."""
+    if not isinstance(value, str):
+        raise ChatInputError(f"invalid_{code}", f"The {what} must be text.")
+    cleaned = " ".join(value.split())
     if not cleaned:
-        raise ChatInputError("empty_title", "The title is empty.")
-    limit = Conversation._meta.get_field("title").max_length
+        raise ChatInputError(f"empty_{code}", f"The {what} is empty.")
     if len(cleaned) > limit:
-        raise ChatInputError("title_too_long", f"The title is over {limit} characters.")
+        raise ChatInputError(f"{code}_too_long", f"The {what} is over {limit} characters.")
     return cleaned
 
 

@@ -13,14 +13,18 @@ from django.views.decorators.http import require_http_methods, require_POST
 from webapp.accounts.access import limits_for
 from webapp.chat import services
 from webapp.chat.feedback import ratings_of, reasons_for_page
-from webapp.chat.models import Conversation
-from webapp.chat.search import MAX_QUERY_CHARS, search_conversations
+from webapp.chat.models import Conversation, Folder
+from webapp.chat.search import MAX_QUERY_CHARS, SearchFilters, search_conversations
 from webapp.chat.selectors import (
     ConversationForbidden,
     ConversationNotFound,
+    FolderNotFound,
     access_conversation,
-    conversations_for_user,
+    folders_of,
+    listed_conversations,
     messages_of,
+    optional_folder,
+    sidebar_groups,
 )
 from webapp.chat.services import ChatInputError
 from webapp.workers import live_workers, model_summary
@@ -38,8 +42,18 @@ PAGE_SIZE = 50
 
 @login_required
 def conversation_list(request: HttpRequest) -> HttpResponse:
-    page = Paginator(conversations_for_user(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "chat/page.html", {**_page_context(request, conversation=None), "page": page})
+    """Every conversation, pinned first; `?folder=<id>` one folder's, `?archived=1` the archive."""
+    folder = _folder_filter(request)
+    archived = request.GET.get("archived") == "1"
+    listed = listed_conversations(request.user, folder=folder, archived=archived)
+    page = Paginator(listed, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        **_page_context(request, conversation=None),
+        "page": page,
+        "list_folder": folder,
+        "list_archived": archived,
+    }
+    return render(request, "chat/page.html", context)
 
 
 @login_required
@@ -90,10 +104,15 @@ def conversation_delete(request: HttpRequest, conversation_id: str) -> HttpRespo
 @login_required
 def conversation_search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")[:MAX_QUERY_CHARS]
+    archived = {"only": True, "include": None}.get(request.GET.get("archived", ""), False)
+    filters = SearchFilters(
+        folder=_folder_filter(request), pinned_only=request.GET.get("pinned") == "1", archived=archived
+    )
     context = {
         **_page_context(request, conversation=None),
         "query": query,
-        "hits": search_conversations(request.user, query),
+        "filters": filters,
+        "hits": search_conversations(request.user, query, filters),
     }
     return render(request, "chat/search.html", context)
 
@@ -106,8 +125,17 @@ def _owned(request: HttpRequest, conversation_id: str) -> Conversation:
         raise Http404("No such conversation.") from None
 
 
+def _folder_filter(request: HttpRequest) -> Folder | None:
+    """The `?folder=` of a list or a search: one of the person's folders, or a 404."""
+    try:
+        return optional_folder(request.user, request.GET.get("folder", ""))
+    except FolderNotFound:
+        raise Http404("No such folder.") from None
+
+
 def _page_context(request: HttpRequest, *, conversation: Conversation | None) -> dict[str, object]:
-    recent = list(conversations_for_user(request.user)[: SIDEBAR_LIMIT + 1])
+    recent = list(listed_conversations(request.user)[: SIDEBAR_LIMIT + 1])
+    folders = list(folders_of(request.user))
     chat_messages = messages_of(conversation) if conversation else []
     ratings = ratings_of(request.user, chat_messages)
     for message in chat_messages:
@@ -116,6 +144,8 @@ def _page_context(request: HttpRequest, *, conversation: Conversation | None) ->
         "conversation": conversation,
         "chat_messages": chat_messages,
         "conversations": recent[:SIDEBAR_LIMIT],
+        "folders": folders,
+        "sidebar": sidebar_groups(recent[:SIDEBAR_LIMIT], folders),
         "more_conversations": len(recent) > SIDEBAR_LIMIT,
         "model": model_summary(live_workers()),
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
