@@ -190,7 +190,7 @@ class ReplyStream:
 
     def offer(self) -> GateCheck | None:
         """Move the decoded text to the gate; what its hooks must check (None: nothing to check)."""
-        delta = "".join(self._raw)
+        delta = _storable("".join(self._raw))
         self._raw.clear()
         self._raw_tokens = 0
         if self.gate is None:
@@ -237,7 +237,7 @@ class ReplyStream:
         `stopped`: a person asked (ignored when the reply ended on a block or
         a stop string); `error`: the engine failed.
         """
-        rest = "".join(self._raw) + self.decoder.flush()
+        rest = _storable("".join(self._raw) + self.decoder.flush())
         self._raw.clear()
         if self.gate is not None and not self.blocked:
             last, final = self.gate.feed(rest), self.gate.finish()
@@ -355,3 +355,13 @@ def stream_reply(
 def _noted(verdicts: Sequence[Verdict]) -> list[Verdict]:
     """The verdicts worth keeping: every one but a clean allow."""
     return [v for v in verdicts if v.action != Action.ALLOW or v.error]
+
+
+def _storable(text: str) -> str:
+    """The model's text with NUL shown as U+FFFD.
+
+    A model can emit the byte piece <0x00>; PostgreSQL's text columns refuse
+    NUL, which failed the whole reply. Replaced here, before the gate, the
+    stream and the stored text alike see the same characters.
+    """
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text

@@ -74,6 +74,16 @@ def test_complete_reply_text_equals_the_decoding_of_its_ids() -> None:
     assert_invariant(outcome, emitted, HELLO)
 
 
+def test_a_nul_byte_from_the_model_is_streamed_and_stored_as_a_replacement_character() -> None:
+    # <0x00> (id 3) decodes to NUL, which PostgreSQL's text columns refuse: the reply failed whole.
+    ids = [*sentencepiece_processor().encode("a"), 3, *sentencepiece_processor().encode("b")]
+    clock = FakeClock()
+    outcome, emitted = run(ScriptedEngine(ids, clock), clock)
+    assert outcome.status == "complete" and "\x00" not in outcome.content
+    assert outcome.content == decode(ids).replace("\x00", "\ufffd")
+    assert "".join(text for _, text in emitted) == outcome.content
+
+
 def test_deltas_are_coalesced_by_count() -> None:
     clock = FakeClock()
     ids = list(range(300, 400))
