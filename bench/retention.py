@@ -25,10 +25,8 @@ import argparse
 import os
 import platform
 import random
-import secrets
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,8 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_model, fmt, format_table  # noqa: E402
-from bench.export_all import setup_database  # noqa: E402  (a temporary SQLite file or PostgreSQL database)
+from bench.common import cpu_model, django_on_a_temporary_database, fmt, format_table  # noqa: E402
 
 PEOPLE = 1000
 NOW = datetime.now(UTC)
@@ -183,41 +180,18 @@ def main() -> None:
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     rows, dry = [], None
-    with tempfile.TemporaryDirectory(prefix="retention-bench-") as tmp_name:
-        database_url, drop = setup_database(args.postgres, Path(tmp_name))
-        try:
-            os.environ.update(
-                {
-                    "DEBUG": "1",
-                    "DATABASE_URL": database_url,
-                    "DJANGO_SETTINGS_MODULE": "webapp.settings",
-                    "REDIS_PREFIX": f"mchat-bench-{secrets.token_hex(4)}",
-                    "LOG_LEVEL": "WARNING",
-                    "RETENTION_DAYS": "365",
-                }
-            )
-            import django
-            from django.db import connection
+    os.environ["RETENTION_DAYS"] = "365"  # read by the settings, which the context sets up
+    with django_on_a_temporary_database(postgres=args.postgres, prefix="retention-bench-") as database:
+        from django.db import connection
 
-            django.setup()
-            from django.core.management import call_command
+        from webapp.chat.retention import retention_apply
 
-            from webapp.chat.retention import retention_apply
-
-            call_command("migrate", verbosity=0)
-            built_s, _ = timed(build, args.conversations, args.messages)
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute("ANALYZE")
-            dry_s, dry = timed(retention_apply, dry_run=True)
-            rows.append(measure_run(args.batch_size))
-            database = f"{connection.vendor} " + (
-                ".".join(map(str, connection.Database.sqlite_version_info))
-                if connection.vendor == "sqlite"
-                else str(connection.pg_version)
-            )
-        finally:
-            drop()
+        built_s, _ = timed(build, args.conversations, args.messages)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+        dry_s, dry = timed(retention_apply, dry_run=True)
+        rows.append(measure_run(args.batch_size))
 
     print(
         f"{len(os.sched_getaffinity(0))} cores ({cpu_model()}), Python {platform.python_version()}, {database}; "
