@@ -15,7 +15,8 @@ run: $(VENV)/.installed
 # The database tests run twice: on SQLite (the default) and on PostgreSQL.
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 # In-process tests (the engine on the tiny model, the web app on its test database) are
-# shared out over TEST_WORKERS processes, a file to each at a time (pytest-xdist); the tests
+# shared out over TEST_WORKERS processes (pytest-xdist; in collection order, so each process runs
+# its transactional tests, which empty the database, after the others); the tests
 # that start real Daphnes, workers, Redis and Chromium run one at a time after them.
 TEST_WORKERS ?= 2
 REAL_PROCESS_TESTS := tests/integration tests/browser tests/scripts
@@ -23,11 +24,11 @@ REAL_PROCESS_TESTS := tests/integration tests/browser tests/scripts
 test: $(VENV)/.installed-test browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(addprefix --ignore=,$(REAL_PROCESS_TESTS))
+	$(PY) -m pytest -n $(TEST_WORKERS) $(addprefix --ignore=,$(REAL_PROCESS_TESTS))
 	$(PY) -m pytest $(REAL_PROCESS_TESTS)
 	@if $(PY) -c "import psycopg, sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" "$(TEST_POSTGRES_URL)" 2>/dev/null; then \
 	  echo "== the database tests again, on PostgreSQL ($(TEST_POSTGRES_URL))"; \
-	  DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests/webapp -p no:cacheprovider; \
+	  DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest -n $(TEST_WORKERS) tests/webapp -p no:cacheprovider; \
 	elif [ -n "$$CI" ]; then echo "PostgreSQL does not answer at $(TEST_POSTGRES_URL)" >&2; exit 1; \
 	else echo "== PostgreSQL does not answer at $(TEST_POSTGRES_URL): its pass is skipped (CI requires it)"; fi
 
