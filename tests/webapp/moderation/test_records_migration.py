@@ -16,6 +16,9 @@ AFTER = [("moderation", "0004_moderation_records_outlive_conversations")]
 def migrate_to(targets):
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
+    # The chat app stays at its latest migration: its rows are made with the models of
+    # today's tables (a later chat migration may add a column the insert must fill).
+    targets = [*targets, *executor.loader.graph.leaf_nodes("chat")]
     executor.migrate(targets)
     return executor.loader.project_state(targets).apps
 
