@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -174,13 +175,14 @@ PII_PARTS = st.sampled_from(
 
 @st.composite
 def pii_texts(draw: st.DrawFn) -> str:
-    parts = draw(st.lists(st.tuples(PII_PARTS, st.sampled_from([" ", ", ", ". ", "\n"])), max_size=14))
+    # A word between parts: two numbers side by side can read as one too long to be a phone,
+    # a gap of the detector itself (test_two_phone_numbers_side_by_side_are_both_redacted).
+    separators = st.sampled_from([" then ", ", then ", ". Then ", "\nthen "])
+    parts = draw(st.lists(st.tuples(PII_PARTS, separators), max_size=14))
     return "".join(w + s for w, s in parts)
 
 
-# Derandomized, with no saved examples: a random run found that the gate can redact *more*
-# than the whole text's redaction (the next test), which made CI fail at random.
-@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@settings(max_examples=200, deadline=None)
 @given(pii_texts(), st.lists(st.integers(0, 300), max_size=40))
 def test_pii_is_redacted_whatever_the_split_with_the_hold_pii_asks_for(text: str, cuts: list[int]) -> None:
     pii = PiiHook()
@@ -188,6 +190,12 @@ def test_pii_is_redacted_whatever_the_split_with_the_hold_pii_asks_for(text: str
     outs = run(gate, split(text, cuts))
     # Releases are final: equal to the whole text's redaction, no part of an address ever went out.
     assert "".join(o.release for o in outs) == apply_spans(text, pii.check_output(CTX, text).spans)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: two phone numbers side by side match as one, too long")
+def test_two_phone_numbers_side_by_side_are_both_redacted() -> None:
+    verdict = PiiHook().check_output(CTX, "(555) 123-4567 (555) 123-4567")
+    assert apply_spans("(555) 123-4567 (555) 123-4567", verdict.spans) == "[phone] [phone]"
 
 
 def test_two_numbers_run_together_are_redacted_at_least_as_much_as_the_whole_text() -> None:
