@@ -17,7 +17,8 @@ What counts (and what deliberately does not):
 - phone: 9-15 digits, either international (`+CC ...`, `00CC ...`), or national
   with a leading 0 or with separators (`06 12 34 56 78`, `(555) 123-4567`,
   `555.123.4567`); a bare run of digits not starting with 0 (`123456789`) is a
-  number, not a phone.
+  number, not a phone. Numbers side by side (`(555) 123-4567 (555) 123-4567`)
+  are each a phone (`_phones`).
 Detectors run in that priority order (e-mail, IP, IBAN, card, phone); a later
 match that overlaps an earlier one is dropped, so a card is not also a phone.
 """
@@ -25,6 +26,7 @@ match that overlaps an earlier one is dropped, so a card is not also a phone.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,9 +43,15 @@ _IPV6 = re.compile(
 )
 _IBAN = re.compile(r"(?<!\w)[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?!\w)")
 _CARD = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?!\w|\.\d)")
+# A run of digit groups that may hold one phone number or several side by side
+# ("(555) 123-4567 (555) 123-4567"); `_phones` splits it into numbers.
 _PHONE = re.compile(
-    r"(?<![\w.+])(?:\+|00)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\(?\d{1,4}\)?){1,6}(?!\w|\.\d)"
+    r"(?<![\w.+])(?:\+|00)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\(?\d{1,4}\)?){1,13}(?!\w|\.\d)"
 )
+_PHONE_GROUP = re.compile(r"(?:\+|00)?\(?\d{1,4}\)?")
+# A single number has at most this many groups: "+1 (555) 123-4567" has four, and a
+# longer run of small groups ("1 2 3 4 5 6 7 8 9") is a list, not a phone.
+_PHONE_GROUPS = 8
 
 
 def luhn_ok(digits: str) -> bool:
@@ -83,6 +91,45 @@ def _is_ipv6(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _phones(run: str) -> list[tuple[int, int]]:
+    """The phone numbers in a run of digit groups, as (start, end) offsets within it.
+
+    The run is cut only where a new number plainly starts: before a group that opens
+    with "(", "+" or "0", or at a space between groups otherwise joined by "." or "-"
+    ("555.123.4567 555.123.4567"); so "4111 1111 1111 1112" is not read as a phone and
+    a leftover group. Of the ways to cut, the one whose numbers hold the most digits,
+    then the one with the fewest numbers: "+1 (555) 123-4567" stays one number, and
+    "+33 6 12 34 56 78 (555) 123-4567" is cut before "(555)", not after it (which would
+    leave "123-4567", too short to be a phone, in clear).
+    """
+    groups = [(m.start(), m.end()) for m in _PHONE_GROUP.finditer(run)]
+    gaps = [run[groups[c - 1][1] : groups[c][0]] for c in range(1, len(groups))]
+
+    def joined_by_other_than_space(c: int) -> bool:
+        return gaps[c - 1].isspace() and all(
+            gaps[k] and not gaps[k].isspace() for k in (c - 2, c) if 0 <= k < len(gaps)
+        )
+
+    cuts = [
+        c
+        for c in range(len(groups) + 1)
+        if c in (0, len(groups)) or run[groups[c][0]] in "(+0" or joined_by_other_than_space(c)
+    ]
+    # best[c]: (digits covered, -numbers, numbers) over the groups before cut c.
+    best = {0: (0, 0, ())}
+    for a, b in itertools.pairwise(cuts):
+        best[b] = best[a]  # the groups between a and b are in no number
+        for i in cuts[: cuts.index(b)]:
+            if b - i > _PHONE_GROUPS:
+                continue
+            start, end = groups[i][0], groups[b - 1][1]
+            if _is_phone(run[start:end]):
+                covered, fewer, numbers = best[i]
+                candidate = (covered + len(_digits(run[start:end])), fewer - 1, (*numbers, (start, end)))
+                best[b] = max(best[b], candidate, key=lambda t: t[:2])
+    return list(best[len(groups)][2])
 
 
 def _is_phone(text: str) -> bool:
@@ -151,6 +198,11 @@ def find_pii(text: str) -> list[PiiMatch]:
 
 
 def _candidates(detector: _Detector, text: str) -> Iterator[PiiMatch]:
+    if detector.kind == "phone":
+        for m in detector.pattern.finditer(text):
+            for start, end in _phones(m.group()):
+                yield PiiMatch("phone", m.start() + start, m.start() + end)
+        return
     for m in detector.pattern.finditer(text):
         candidate = m.group()
         # A sentence may end right after an address: "mail me at a@b.com."

@@ -33,6 +33,14 @@ def redact(text: str) -> str:
         ("555.123.4567", "[phone]"),
         ("06 12 34 56 78", "[phone]"),
         ("0612345678", "[phone]"),
+        ("+1 (555) 123-4567", "[phone]"),
+        ("+44 (0)20 7946 0958", "[phone]"),
+        # Side by side: each number whole, however the run could be cut.
+        ("(555) 123-4567 (555) 123-4567", "[phone] [phone]"),
+        ("+33 6 12 34 56 78 (555) 123-4567", "[phone] [phone]"),
+        ("555.123.4567 555-123-4567", "[phone] [phone]"),
+        ("06 12 34 56 78 06 12 34 56 78", "[phone] [phone]"),
+        ("+33 6 12 34 56 78 +1 555 123 4567", "[phone] [phone]"),
     ],
 )
 def test_positives_are_redacted(text: str, expected: str) -> None:
@@ -54,6 +62,7 @@ def test_positives_are_redacted(text: str, expected: str) -> None:
         "on 2024-01-15",
         "pi is 3.14159265358",
         "call 555 1234",  # 7 digits: too short
+        "1 2 3 4 5 6 7 8 9 10 11 12 13",  # a count, not numbers side by side
         "not@an-email",
         "user@host.c",
     ],
