@@ -17,7 +17,7 @@ Every page, socket, API call, export and dashboard asks here, never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from typing import TypeVar
@@ -120,25 +120,23 @@ def limits_for_id(user_id: object) -> Limits:
     return most_generous(GroupLimits.objects.filter(group__user__id=user_id), default_limits())
 
 
-def active_limits_for_id(user_id: object) -> Limits | None:
-    """`limits_for_id` and whether the account is active, in one query: None when it is not.
+# A person's group limits as columns of a query on users: one row per group (a join).
+GROUP_LIMIT_COLUMNS = tuple(f"groups__limits__{name}" for name in ("group_id", *LIMIT_FIELDS))
 
-    For the send path, which asks both at each send (a socket opened before a
-    deactivation lives on until its close arrives).
-    """
-    fields = ("group_id", *LIMIT_FIELDS)
-    rows = (
-        get_user_model()
-        .objects.filter(pk=user_id, is_active=True)
-        .values_list(*(f"groups__limits__{name}" for name in fields))
-    )
-    found = [dict(zip(fields, row, strict=True)) for row in rows]
-    if not found:
-        return None
+
+def limits_from_columns(rows: Iterable[Sequence[object]]) -> Limits:
+    """`limits_for_id` from rows of GROUP_LIMIT_COLUMNS, read with whatever else a query needs."""
+    found = [dict(zip(("group_id", *LIMIT_FIELDS), row, strict=True)) for row in rows]
     # A person in no group, or in a group without limits, comes back as a row of None: no limits from it.
     return most_generous(
         [GroupLimits(**row) for row in found if row["group_id"] is not None], default_limits()
     )
+
+
+def active_limits_for_id(user_id: object) -> Limits | None:
+    """`limits_for_id` and whether the account is active, in one query: None when it is not."""
+    rows = list(get_user_model().objects.filter(pk=user_id, is_active=True).values_list(*GROUP_LIMIT_COLUMNS))
+    return limits_from_columns(rows) if rows else None
 
 
 def most_generous(rows: Iterable[GroupLimits], defaults: Limits) -> Limits:

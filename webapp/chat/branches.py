@@ -14,7 +14,7 @@ from uuid import UUID
 
 from django.db import transaction
 
-from webapp.chat import events, live, tree
+from webapp.chat import events, live, quotas, tree
 from webapp.chat.models import Conversation, Message
 from webapp.chat.selectors import live_reply
 from webapp.chat.services import (
@@ -38,9 +38,9 @@ def reply_regenerate(
     Without `message_id`, the reply that ends the path shown; when the path
     ends with a question instead (its reply was hidden), a reply to it.
     """
-    params = check_params(raw_params, conversation=conversation)
     with transaction.atomic():
-        locked = lock_idle(conversation)
+        locked, state = lock_idle(conversation)
+        params = check_params(raw_params, conversation=locked, max_tokens_limit=state.limits.max_tokens)
         messages = tree.tree_of(locked)
         old_path = messages.shown_path(locked.current_leaf_id)
         if message_id is not None:
@@ -54,8 +54,9 @@ def reply_regenerate(
             raise ChatInputError("nothing_to_regenerate", "There is no reply to regenerate.")
         question = Message.objects.get(id=question_id)
         versions = tuple(messages.children[question_id])
+        quotas.check_reply_allowed(user_id=locked.owner_id, state=state)
         _announce_left(locked, old_path, messages.path_to(question_id))
-        reply = create_reply(locked, params, parent=question, earlier_versions=versions)
+        reply = create_reply(locked, params, parent=question, queued=state.queued, earlier_versions=versions)
         locked.save(update_fields=["current_leaf", "updated_at"])
         return reply
 
@@ -65,13 +66,14 @@ def reply_edit(
 ) -> Message:
     """A new version of one of the user's messages, answered again; the old version and its turns stay."""
     content = check_content(content)
-    params = check_params(raw_params, conversation=conversation)
-    check_fits(system_prompt_for(conversation), content, params)
     with transaction.atomic():
-        locked = lock_idle(conversation)
+        locked, state = lock_idle(conversation)
+        params = check_params(raw_params, conversation=locked, max_tokens_limit=state.limits.max_tokens)
+        check_fits(system_prompt_for(locked), content, params)
         original = _shown_message(locked, message_id)
         if original.role != Message.Role.USER:
             raise ChatInputError("not_a_user_message", "Only your own messages can be edited.")
+        quotas.check_reply_allowed(user_id=locked.owner_id, state=state)
         messages = tree.tree_of(locked)
         old_path = messages.shown_path(locked.current_leaf_id)
         parent_id = messages.parent[original.id]
@@ -86,7 +88,7 @@ def reply_edit(
         position = tree.Position(parent_id, (*versions, edited.id), len(versions))
         _announce_left(locked, old_path, [*messages.path_to(parent_id), edited.id])
         transaction.on_commit(lambda: live.publish(locked.id, events.message_event(edited, position)))
-        reply = create_reply(locked, params, parent=edited)
+        reply = create_reply(locked, params, parent=edited, queued=state.queued)
         locked.save(update_fields=["current_leaf", "updated_at"])
         return reply
 

@@ -159,10 +159,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await in_pool(self._send)(payload)
 
     def _send(self, payload: dict[str, Any]) -> None:
-        content, params = services.check_send(
-            conversation=self.conversation, content=payload.get("content"), raw_params=payload.get("params")
-        )
-        services.reply_send(conversation=self.conversation, content=content, params=params)
+        # The parameters are checked in reply_send, against the limits read with its other checks.
+        content = services.check_content(payload.get("content"))
+        services.reply_send(conversation=self.conversation, content=content, raw_params=payload.get("params"))
 
     async def _on_stop(self, payload: dict[str, Any]) -> None:
         await in_pool(services.reply_stop)(conversation=self.conversation)

@@ -7,8 +7,8 @@ Three limits, each off when it is 0:
   worker as replies end (`quota_exceeded`);
 - messages a minute: replies asked for in any 60 s (`rate_limited`).
 The last two are the person's (webapp.accounts.access: their groups', else
-QUOTA_TOKENS_PER_DAY and RATE_LIMIT_MESSAGES_PER_MINUTE), read in the same
-query that refuses a deactivated person (`deactivated`).
+QUOTA_TOKENS_PER_DAY and RATE_LIMIT_MESSAGES_PER_MINUTE), read with the live
+replies in the one query of a send's checks (`selectors.send_state`).
 
 The counters live in Redis under REDIS_PREFIX, so every Daphne process and
 every worker share them. A refusal is a ChatInputError with `retry_after`.
@@ -22,14 +22,11 @@ import time
 import uuid
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-
-from webapp.accounts.access import active_limits_for_id
 
 # A module import: services imports this module too, and uses it only at call time.
 from webapp.chat import services
 from webapp.chat.live import redis_client
-from webapp.chat.models import Message
+from webapp.chat.selectors import SendState
 
 WINDOW_S = 60.0
 # How soon a client refused as `busy` may try again: replies take seconds.
@@ -50,25 +47,16 @@ def _seconds_to_midnight(now: float) -> int:
     return max(1, math.ceil(midnight - now))
 
 
-def check_reply_allowed(*, user_id: object) -> None:
-    """Refuse a new reply for this user, or count it; run inside the transaction that queues it."""
+def check_reply_allowed(*, user_id: object, state: SendState) -> None:
+    """Refuse a new reply for this user, or count it: last of a send's checks (`services.lock_idle`)."""
     now = time.time()
-    limits = active_limits_for_id(user_id)
-    if limits is None:
-        # Deactivated since the socket opened, and the close it was sent went missing (a Redis blip).
-        raise services.ChatInputError("deactivated", "This account has been deactivated; nothing was sent.")
-    if settings.MAX_LIVE_REPLIES_PER_USER:
-        # The user's row lock serialises two sends racing in two conversations (PostgreSQL).
-        get_user_model().objects.select_for_update().filter(pk=user_id).exists()
-        live = Message.objects.filter(
-            conversation__owner_id=user_id, role=Message.Role.ASSISTANT, status__in=Message.LIVE_STATUSES
-        ).count()
-        if live >= settings.MAX_LIVE_REPLIES_PER_USER:
-            raise services.ChatInputError(
-                "busy",
-                "Another reply of yours is still being written.",
-                retry_after=BUSY_RETRY_S,
-            )
+    limits = state.limits
+    if settings.MAX_LIVE_REPLIES_PER_USER and state.live_replies >= settings.MAX_LIVE_REPLIES_PER_USER:
+        raise services.ChatInputError(
+            "busy",
+            "Another reply of yours is still being written.",
+            retry_after=BUSY_RETRY_S,
+        )
     if limits.tokens_per_day and tokens_used_today(user_id=user_id, now=now) >= limits.tokens_per_day:
         raise services.ChatInputError(
             "quota_exceeded",

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Exists, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Lower
+from django.utils import timezone
 
-from webapp.accounts.access import can_moderate
+from webapp.accounts.access import GROUP_LIMIT_COLUMNS, Limits, can_moderate, limits_from_columns
 from webapp.chat.models import Conversation, Folder, Message
 from webapp.chat.tree import shown_path, tree_of
+from webapp.moderation.models import Sanction
+from webapp.moderation.selectors import in_force_at
+from webapp.prepared import Param, PreparedQuery
 
 
 class ConversationNotFound(Exception):
@@ -139,9 +147,107 @@ def live_reply(conversation: Conversation) -> Message | None:
     )
 
 
-def queue_position(reply: Message) -> int:
-    """How many replies, over the whole deployment, were queued before this one."""
-    return Message.objects.filter(status=Message.Status.QUEUED, created_at__lt=reply.created_at).count()
+@dataclass(frozen=True)
+class SendState:
+    """What a send, a regenerate or an edit checks once it holds its locks (`send_state`)."""
+
+    active: bool  # the account (a socket opened before a deactivation lives on until its close arrives)
+    limits: Limits
+    sanctioned: bool  # a ban or a suspension in force
+    reply_in_progress: bool  # in this conversation
+    live_replies: int  # the person's, queued or streaming over all their conversations (0 unless counted)
+    queued: int  # replies queued over the deployment: the new one's place in the queue
+    # Where a new message goes: the remembered leaf, else the newest message (None: the
+    # conversation is empty), and whether it will be the only version there that its owner sees.
+    parent_id: UUID | None
+    only_child: bool
+
+
+def send_state(*, conversation_id: UUID, owner_id: int, leaf_id: UUID | None) -> SendState:
+    """`SendState` in one query, compiled once (webapp/prepared.py): it is on every send's first-token path.
+
+    Read after the locks are taken: in PostgreSQL's READ COMMITTED each
+    statement sees what committed before it began, so a racing send's reply
+    is counted here, which a subquery of the locking statement would miss.
+    """
+    variant = (bool(settings.MAX_LIVE_REPLIES_PER_USER), leaf_id is not None)
+    rows = _SEND_STATE.rows(
+        variant, conversation_id=conversation_id, owner_id=owner_id, leaf_id=leaf_id, now=timezone.now()
+    )
+    active, sanctioned, in_progress, live_replies, queued, newest_id, leaf_has_children, leaf_hidden = rows[
+        0
+    ][:8]
+    parent_id = leaf_id if leaf_id is not None else newest_id
+    return SendState(
+        active=active,
+        limits=limits_from_columns(row[8:] for row in rows),
+        sanctioned=sanctioned,
+        reply_in_progress=in_progress,
+        live_replies=live_replies,
+        queued=queued,
+        parent_id=parent_id,
+        # Else tree.message_position works it out: a hidden parent's children hang higher up.
+        only_child=parent_id is None or (leaf_id is not None and not leaf_has_children and not leaf_hidden),
+    )
+
+
+def _send_state_query(variant: Hashable) -> QuerySet[Any]:
+    count_live, leaf_known = variant  # type: ignore[misc]
+    conversation_id = Param("conversation_id", Conversation._meta.pk)
+    leaf_id = Param("leaf_id", Message._meta.pk)
+    live = Message.objects.filter(role=Message.Role.ASSISTANT, status__in=Message.LIVE_STATUSES)
+    messages = Message.objects.filter(conversation_id=conversation_id)
+    no = Value(None, output_field=Message._meta.pk)
+    return (
+        get_user_model()
+        .objects.filter(pk=Param("owner_id", get_user_model()._meta.pk))
+        .annotate(
+            sanctioned=Exists(
+                Sanction.objects.filter(
+                    in_force_at(Param("now", Sanction._meta.get_field("until"))), user_id=OuterRef("pk")
+                )
+            ),
+            in_progress=Exists(live.filter(conversation_id=conversation_id)),
+            live_replies=_count(live.filter(conversation__owner_id=OuterRef("pk")))
+            if count_live
+            else Value(0),
+            queued=_count(Message.objects.filter(status=Message.Status.QUEUED)),
+            newest_id=no
+            if leaf_known
+            else Subquery(messages.order_by("-created_at", "-id").values("id")[:1]),
+            leaf_has_children=Exists(Message.objects.filter(parent_id=leaf_id))
+            if leaf_known
+            else Value(False),
+            leaf_hidden=(
+                Exists(Message.objects.filter(pk=leaf_id, moderation_hidden__isnull=False))
+                if leaf_known
+                else Value(False)
+            ),
+        )
+        .values_list(
+            "is_active",
+            "sanctioned",
+            "in_progress",
+            "live_replies",
+            "queued",
+            "newest_id",
+            "leaf_has_children",
+            "leaf_hidden",
+            *GROUP_LIMIT_COLUMNS,
+        )
+    )
+
+
+_SEND_STATE = PreparedQuery(_send_state_query)
+
+
+def _count(rows: QuerySet[Message]) -> Subquery:
+    """COUNT(*) of `rows` as a subquery (a plain Func: no GROUP BY joins the outer query)."""
+    return Subquery(
+        rows.order_by()
+        .annotate(count=Func(F("pk"), function="COUNT", output_field=IntegerField()))
+        .values("count")
+    )
 
 
 def prompt_history(reply: Message) -> list[dict[str, str]]:

@@ -12,8 +12,9 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from inference.chat_template import ContextOverflow, fit_chat
@@ -22,7 +23,7 @@ from webapp.accounts.access import default_limits, limits_for_id
 from webapp.celery import app as celery_app
 from webapp.chat import events, live, quotas, tree
 from webapp.chat.models import SETTINGS_FIELDS, Conversation, Message
-from webapp.chat.selectors import live_reply, queue_position
+from webapp.chat.selectors import SendState, live_reply, send_state
 from webapp.moderation.services import check_not_sanctioned
 
 GENERATE_REPLY_TASK = "inference.generate_reply"
@@ -246,30 +247,40 @@ def reply_send(
     *,
     conversation: Conversation,
     content: str,
-    params: SamplingParams,
+    params: SamplingParams | None = None,
+    raw_params: object = None,
     raw: bool = False,
     stop: tuple[str, ...] = (),
 ) -> Message:
     """Store the user's message at the end of the path shown and a queued reply to it; announce, enqueue.
 
-    For the API: with `raw` the worker encodes `content` as the whole prompt, no
-    chat template; `stop` strings end the reply before the first one.
+    `params` already checked (the API's), else `raw_params` are checked here,
+    against the limits read with the send's other checks (`check_content`
+    comes first). For the API: with `raw` the worker encodes `content` as the
+    whole prompt, no chat template; `stop` strings end the reply before the first one.
     """
     with transaction.atomic():
-        locked = lock_idle(conversation)
+        locked, state = lock_idle(conversation)
+        if params is None:
+            params = check_params(raw_params, conversation=locked, max_tokens_limit=state.limits.max_tokens)
+            check_fits(system_prompt_for(locked), content, params)
+        quotas.check_reply_allowed(user_id=locked.owner_id, state=state)
         user_message = add_message(
             conversation=locked,
-            parent_id=tree.leaf_id(locked),
+            parent_id=state.parent_id,
             role=Message.Role.USER,
             content=content,
             status=Message.Status.COMPLETE,
         )
-        position = tree.message_position(user_message)
+        if state.only_child:
+            position = tree.Position(state.parent_id, (user_message.id,), 0)
+        else:
+            position = tree.message_position(user_message)
         # Registered first, so the echo goes out before the reply's `start`.
         transaction.on_commit(lambda: live.publish(locked.id, events.message_event(user_message, position)))
         if not locked.title:
             locked.title = _title_from(content)
-        reply = create_reply(locked, params, parent=user_message, raw=raw, stop=stop)
+        reply = create_reply(locked, params, parent=user_message, queued=state.queued, raw=raw, stop=stop)
         locked.save(update_fields=["title", "current_leaf", "updated_at"])
         return reply
 
@@ -303,19 +314,43 @@ def reply_stop(*, conversation: Conversation) -> Message:
     return reply
 
 
-def lock_idle(conversation: Conversation) -> Conversation:
-    """The conversation's row, locked, once sure a reply may be asked for (ChatInputError if not)."""
-    # The row lock serialises two sends racing on one conversation (two tabs).
-    try:
-        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    except Conversation.DoesNotExist:
+def lock_idle(conversation: Conversation) -> tuple[Conversation, SendState]:
+    """The conversation's row and its owner's, locked, once sure no reply is in progress; what a send checks.
+
+    The caller checks its parameters against `state.limits`, then calls
+    `quotas.check_reply_allowed` last (it takes a rate-limit slot).
+    """
+    # The conversation's row lock serialises two sends racing on one conversation (two
+    # tabs); its owner's, two sends in two conversations (MAX_LIVE_REPLIES_PER_USER).
+    pk = Conversation._meta.pk.get_db_prep_value(conversation.pk, connections[DEFAULT_DB_ALIAS])
+    locked = next(iter(Conversation.objects.raw(_lock_sql(), [pk])), None)
+    if locked is None:
         # Deleted under an open page: by its owner in another tab, or by retention (a temporary chat's end).
-        raise ChatInputError("conversation_deleted", "This conversation has been deleted.") from None
-    check_not_sanctioned(locked.owner_id)  # a suspended or banned user's send stores nothing
-    if live_reply(locked) is not None:
+        raise ChatInputError("conversation_deleted", "This conversation has been deleted.")
+    state = send_state(conversation_id=locked.pk, owner_id=locked.owner_id, leaf_id=locked.current_leaf_id)
+    if state.sanctioned:
+        check_not_sanctioned(locked.owner_id)  # a suspended or banned user's send stores nothing
+    if state.reply_in_progress:
         raise ChatInputError("reply_in_progress", "A reply is still being written; stop it or wait.")
-    quotas.check_reply_allowed(user_id=locked.owner_id)
-    return locked
+    if not state.active:
+        # Deactivated since the socket opened, and the close it was sent went missing (a Redis blip).
+        raise ChatInputError("deactivated", "This account has been deactivated; nothing was sent.")
+    return locked, state
+
+
+def _lock_sql() -> str:
+    """The conversation's row, its owner's row locked with it: written out, as the ORM's cost 1 ms a send."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    conversation, owner = quote(Conversation._meta.db_table), quote(get_user_model()._meta.db_table)
+    sql = (
+        f"SELECT {conversation}.* FROM {conversation} INNER JOIN {owner}"
+        f" ON {owner}.{quote(get_user_model()._meta.pk.column)} = {conversation}.{quote('owner_id')}"
+        f" WHERE {conversation}.{quote('id')} = %s"
+    )
+    if connection.features.has_select_for_update_of:
+        return f"{sql} FOR UPDATE OF {conversation}, {owner}"
+    return f"{sql} FOR UPDATE" if connection.features.has_select_for_update else sql
 
 
 def add_message(*, conversation: Conversation, parent_id: UUID | None, **fields: Any) -> Message:
@@ -331,6 +366,7 @@ def create_reply(
     params: SamplingParams,
     *,
     parent: Message,
+    queued: int,
     earlier_versions: tuple[UUID, ...] = (),
     raw: bool = False,
     stop: tuple[str, ...] = (),
@@ -338,7 +374,8 @@ def create_reply(
     """A queued reply to `parent`, made the end of the path shown (the caller saves the conversation).
 
     `earlier_versions`: the replies to `parent` already shown, for the
-    `start` event's sibling fields; it is announced and enqueued on commit.
+    `start` event's sibling fields; `queued`: the replies queued before it
+    (`SendState.queued`). It is announced and enqueued on commit.
     """
     stored = params.to_dict()
     # reply_jobs.reply_claim takes these back out before rebuilding SamplingParams.
@@ -357,7 +394,7 @@ def create_reply(
     position = tree.Position(parent.id, (*earlier_versions, reply.id), len(earlier_versions))
 
     def announce_and_enqueue() -> None:
-        live.publish(conversation.id, events.start_event(reply.id, queue_position(reply), position))
+        live.publish(conversation.id, events.start_event(reply.id, queued, position))
         reply_enqueue(reply_id=reply.id)
 
     transaction.on_commit(announce_and_enqueue)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
@@ -20,10 +21,11 @@ def sanctions_in_force(user: AbstractBaseUser | int) -> QuerySet[Sanction]:
 
 def in_force(sanctions: QuerySet[Sanction]) -> QuerySet[Sanction]:
     """Of these sanctions, the bans and suspensions not revoked nor expired."""
-    return sanctions.filter(_in_force(timezone.now()))
+    return sanctions.filter(in_force_at(timezone.now()))
 
 
-def _in_force(now: datetime) -> Q:
+def in_force_at(now: datetime | Any) -> Q:
+    """A filter on sanctions: in force at `now` (a datetime, or a query's parameter for one)."""
     return Q(revoked_at__isnull=True) & (
         Q(kind=Sanction.Kind.BAN) | Q(kind=Sanction.Kind.SUSPEND, until__gt=now)
     )
@@ -43,7 +45,7 @@ def legal_hold(*, now: datetime) -> Q:
     return (
         Q(id__in=open_events.values("message__conversation_id"))
         | Q(id__in=open_reports.values("message__conversation_id"))
-        | Q(owner_id__in=Sanction.objects.filter(_in_force(now)).values("user_id"))
+        | Q(owner_id__in=Sanction.objects.filter(in_force_at(now)).values("user_id"))
     )
 
 
