@@ -277,6 +277,7 @@ def _on_stop(message_id: str) -> None:
 def _on_worker_ready(**_: object) -> None:
     threading.Thread(target=holder.load, name="model-loader", daemon=True).start()
     threading.Thread(target=_heartbeat, name="heartbeat", daemon=True).start()
+    reply_jobs.queue_announcer.start()
     threading.Thread(
         target=live.listen_for_stops, args=(_on_stop, _stopping), name="stop-listener", daemon=True
     ).start()

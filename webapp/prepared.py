@@ -11,7 +11,6 @@ each run's value goes.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -59,16 +58,16 @@ class PreparedQuery:
 
     def __init__(self, build: Callable[[Hashable], QuerySet[Any]]) -> None:
         self._build = build
-        # Per connection object: each thread has its own, and a closed one is forgotten.
-        self._compiled: weakref.WeakKeyDictionary[object, dict[Hashable, _Compiled]] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def rows(self, variant: Hashable = None, **values: object) -> list[tuple[object, ...]]:
         connection = connections[DEFAULT_DB_ALIAS]  # this thread's
-        compiled = self._compiled.setdefault(connection, {}).get(variant)
+        # Kept on the connection object: each thread has its own, and it goes with the
+        # thread (kept here, a compiled query would keep its connection alive: the
+        # compiler refers to it).
+        compiled_here = connection.__dict__.setdefault("prepared_queries", {})
+        compiled = compiled_here.get((self, variant))
         if compiled is None:
-            compiled = self._compiled[connection][variant] = self._compile(variant, connection)
+            compiled = compiled_here[self, variant] = self._compile(variant, connection)
         params = [
             p.field.get_db_prep_value(values[p.name], connection) if isinstance(p, _Slot) else p
             for p in compiled.params

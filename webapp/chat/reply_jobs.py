@@ -6,13 +6,16 @@ events go out only after the transaction commits.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django import db
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from inference.moderation.base import Verdict
@@ -22,13 +25,18 @@ from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
 from webapp import metrics
 from webapp.chat import events, live, quotas
 from webapp.chat.models import Conversation, Message
-from webapp.chat.selectors import prompt_history
+from webapp.chat.selectors import path_turns
 from webapp.chat.services import system_prompt_for
 from webapp.moderation.services import moderation_record
+from webapp.prepared import Param, PreparedQuery
 
 # Queued replies told their new place each time the queue moves; the rest
 # hear at their next move within reach.
 QUEUE_UPDATES = 100
+# A worker tells queued replies their place at most this often (QueueAnnouncer).
+ANNOUNCE_INTERVAL_S = 0.25
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,54 +60,90 @@ def reply_claim(*, message_id: UUID | str) -> ReplyJob | None:
 
     A reply already claimed (a redelivered or duplicated task) or already
     ended is left alone: the conditional UPDATE lets exactly one claimant
-    through, on every database (SQLite ignores `select_for_update`).
+    through, on every database (SQLite ignores `select_for_update`). Its
+    three queries are compiled once: they are on every reply's first-token path.
     """
-    reply = (
-        Message.objects.select_related("conversation")
-        .filter(id=message_id, role=Message.Role.ASSISTANT, status=Message.Status.QUEUED)
-        .first()
-    )
-    if reply is None:
+    try:
+        found = _QUEUED_REPLY.rows(message_id=UUID(str(message_id)))
+    except ValueError:  # not a message id at all
         return None
-    queue_ms = (timezone.now() - reply.created_at).total_seconds() * 1000.0
-    # One statement, atomic by itself: no transaction around it (two round trips fewer).
-    claimed = Message.objects.filter(id=reply.id, status=Message.Status.QUEUED).update(
-        status=Message.Status.STREAMING,
-        queue_ms=queue_ms,
-        updated_at=timezone.now(),
-    )
-    if not claimed:
+    if not found:
+        return None
+    reply_id, conversation_id, parent_id, stored, created_at, owner_id, system_prompt, guardrail = found[0]
+    queue_ms = (timezone.now() - created_at).total_seconds() * 1000.0
+    if not _claim(reply_id, queue_ms=queue_ms):
         return None
     transaction.on_commit(queue_announcer.moved)  # at once, unless a caller's transaction is open
     metrics.reply_claimed(queue_ms=queue_ms)
-    stored = dict(reply.params)
+    stored = dict(stored)
     raw = bool(stored.pop("raw", False))
     stop = tuple(stored.pop("stop", ()))
     return ReplyJob(
-        message_id=str(reply.id),
-        conversation_id=str(reply.conversation_id),
-        user_id=str(reply.conversation.owner_id),
-        messages=prompt_history(reply),
-        system_prompt=system_prompt_for(reply.conversation),
+        message_id=str(reply_id),
+        conversation_id=str(conversation_id),
+        user_id=str(owner_id),
+        messages=path_turns(conversation_id=conversation_id, parent_id=parent_id),
+        system_prompt=system_prompt_for(Conversation(system_prompt=system_prompt, guardrail=guardrail)),
         params=SamplingParams(**stored),
         raw=raw,
         stop=stop,
     )
 
 
+_QUEUED_REPLY = PreparedQuery(
+    lambda _: Message.objects.filter(
+        id=Param("message_id", Message._meta.pk), role=Message.Role.ASSISTANT, status=Message.Status.QUEUED
+    ).values_list(
+        "id",
+        "conversation_id",
+        "parent_id",
+        "params",
+        "created_at",
+        "conversation__owner_id",
+        "conversation__system_prompt",
+        "conversation__guardrail",
+    )
+)
+
+
+def _claim(reply_id: UUID, *, queue_ms: float) -> bool:
+    """Queued to streaming, if still queued: one statement, atomic by itself (no transaction around it)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(Message._meta.db_table)} SET {quote('status')} = %s, {quote('queue_ms')} = %s,"
+            f" {quote('updated_at')} = %s WHERE {quote('id')} = %s AND {quote('status')} = %s",
+            [
+                Message.Status.STREAMING.value,
+                queue_ms,
+                Message._meta.get_field("updated_at").get_db_prep_value(timezone.now(), connection),
+                Message._meta.pk.get_db_prep_value(reply_id, connection),
+                Message.Status.QUEUED.value,
+            ],
+        )
+        return cursor.rowcount == 1
+
+
 def announce_queue_positions() -> None:
     """Tell every queued reply (the first QUEUE_UPDATES) its place, after the queue moved."""
-    queued = Message.objects.filter(status=Message.Status.QUEUED).order_by("created_at")
     # One round trip for all: a burst of claims each announcing to every reply
     # still queued was a publish per pair, and held up the first tokens.
     live.publish_many(
         [
             (conversation_id, events.start_event(reply_id, position))
-            for position, (reply_id, conversation_id) in enumerate(
-                queued.values_list("id", "conversation_id")[:QUEUE_UPDATES]
-            )
+            for position, (reply_id, conversation_id) in enumerate(_QUEUE_HEAD.rows())
         ]
     )
+
+
+_QUEUE_HEAD = PreparedQuery(
+    lambda _: (
+        Message.objects.filter(status=Message.Status.QUEUED)
+        .order_by("created_at")
+        .values_list("id", "conversation_id")[:QUEUE_UPDATES]
+    )
+)
 
 
 class QueueAnnouncer:
@@ -110,15 +154,34 @@ class QueueAnnouncer:
     O(N²) `start` events for Daphne to forward while the first tokens were
     due; folded, a burst costs a few announcements, and the last one still
     starts after the last move, so every queued reply hears its final place.
+
+    Once `start`ed (the worker does), announcements run on a thread of their
+    own, at most one every `interval_s`: a claim no longer spends its first
+    token's time telling the others their place (0.1 ms a queued reply), and
+    a burst whose replies are all claimed within the interval announces
+    nothing (each `start` event already carried its place).
     """
 
-    def __init__(self, announce: Callable[[], None]) -> None:
+    def __init__(self, announce: Callable[[], None], *, interval_s: float = ANNOUNCE_INTERVAL_S) -> None:
         self._announce = announce
+        self._interval_s = interval_s
         self._lock = threading.Lock()
         self._running = False
         self._again = False
+        self._moves = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Announce from a daemon thread from now on."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="queue-announcer", daemon=True)
+                self._thread.start()
 
     def moved(self) -> None:
+        if self._thread is not None:
+            self._moves.set()
+            return
         with self._lock:
             if self._running:
                 self._again = True  # the thread announcing now goes round once more
@@ -136,6 +199,18 @@ class QueueAnnouncer:
             with self._lock:
                 self._running = self._again = False
             raise
+
+    def _run(self) -> None:
+        while True:
+            self._moves.wait()
+            time.sleep(self._interval_s)  # the moves of a burst fold into one announcement
+            self._moves.clear()
+            try:
+                self._announce()
+            except Exception:  # Redis or the database blinked: the next move announces again
+                logger.warning("could not announce queue positions", exc_info=True)
+            finally:
+                db.connection.close()  # back to the pool while the queue is still
 
 
 queue_announcer = QueueAnnouncer(lambda: announce_queue_positions())

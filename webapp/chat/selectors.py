@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from webapp.accounts.access import GROUP_LIMIT_COLUMNS, Limits, can_moderate, limits_from_columns
 from webapp.chat.models import Conversation, Folder, Message
-from webapp.chat.tree import shown_path, tree_of
+from webapp.chat.tree import MessageTree, shown_path
 from webapp.moderation.models import Sanction
 from webapp.moderation.selectors import in_force_at
 from webapp.prepared import Param, PreparedQuery
@@ -260,12 +260,16 @@ def prompt_history(reply: Message) -> list[dict[str, str]]:
     question they leave unanswered, so the turns still alternate
     user/assistant; the last user message is always kept.
     """
-    path = tree_of(reply.conversation).path_to(reply.parent_id)
+    return path_turns(conversation_id=reply.conversation_id, parent_id=reply.parent_id)
+
+
+def path_turns(*, conversation_id: UUID, parent_id: UUID | None) -> list[dict[str, str]]:
+    """`prompt_history` of a reply under `parent_id`: one query, compiled once (on every reply's first-token path)."""
+    rows = _CONVERSATION_ROWS.rows(conversation_id=conversation_id)
+    hidden = {key for key, _, hidden_id, *_ in rows if hidden_id is not None}
+    path = MessageTree([(key, parent) for key, parent, *_ in rows], hidden).path_to(parent_id)
     by_id = {
-        key: (role, content)
-        for key, role, content in Message.objects.filter(id__in=path)
-        .exclude(status=Message.Status.BLOCKED)
-        .values_list("id", "role", "content")
+        key: (role, content) for key, _, _, role, content, status in rows if status != Message.Status.BLOCKED
     }
     turns: list[dict[str, str]] = []
     for role, content in (by_id[key] for key in path if key in by_id):
@@ -276,3 +280,14 @@ def prompt_history(reply: Message) -> list[dict[str, str]]:
         elif content and turns and turns[-1]["role"] == Message.Role.USER:
             turns.append({"role": "assistant", "content": content})
     return turns
+
+
+# Every message of a conversation in creation order, as `tree.tree_of` reads them, with its text.
+_CONVERSATION_ROWS = PreparedQuery(
+    lambda _: (
+        Message.objects.filter(conversation_id=Param("conversation_id", Conversation._meta.pk))
+        .annotate(hidden_id=F("moderation_hidden__id"))
+        .order_by("created_at", "id")
+        .values_list("id", "parent_id", "hidden_id", "role", "content", "status")
+    )
+)

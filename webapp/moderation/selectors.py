@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from inference.moderation.base import Action
 from webapp.moderation.models import CategoryPolicy, ModerationEvent, Report, ReviewStatus, Rule, Sanction
+from webapp.prepared import PreparedQuery
 
 
 def sanctions_in_force(user: AbstractBaseUser | int) -> QuerySet[Sanction]:
@@ -70,19 +71,25 @@ def unseen_warnings(user: AbstractBaseUser) -> QuerySet[Sanction]:
 
 
 def enabled_rules() -> list[tuple[object, ...]]:
-    """The enabled rules as plain rows: what the worker's chain is built from, to see if it changed."""
-    return list(
+    """The enabled rules as plain rows: what the worker's chain is built from, to see if it changed.
+
+    Read for every reply the worker starts: compiled once (webapp/prepared.py).
+    """
+    return _ENABLED_RULES.rows()
+
+
+_ENABLED_RULES = PreparedQuery(
+    lambda _: (
         Rule.objects.filter(enabled=True)
         .order_by("pk")
         .values_list("pk", "category", "action", "kind", "pattern")
     )
+)
 
 
 def policy_mapping() -> dict[str, tuple[Action, float]]:
     """Every category's policy as plain values, for the worker's chain (no Django there)."""
-    return {
-        category: (Action(action), threshold)
-        for category, action, threshold in CategoryPolicy.objects.values_list(
-            "category", "action", "threshold"
-        )
-    }
+    return {category: (Action(action), threshold) for category, action, threshold in _POLICIES.rows()}
+
+
+_POLICIES = PreparedQuery(lambda _: CategoryPolicy.objects.values_list("category", "action", "threshold"))

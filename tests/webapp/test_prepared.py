@@ -1,0 +1,273 @@
+"""PreparedQuery and Param (webapp/prepared.py): an ORM query compiled once per connection, run with new values.
+
+Every result is compared with the same queryset run by the ORM, on whatever
+database the run uses (SQLite by default, PostgreSQL with DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import threading
+import uuid
+import weakref
+from collections.abc import Hashable
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import Exists, IntegerField, OuterRef, QuerySet
+
+from webapp.chat.models import Conversation, Message
+from webapp.prepared import Param, PreparedQuery
+
+T0 = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
+COLUMNS = ("id", "conversation_id", "role", "created_at", "conversation__pinned", "answered")
+
+
+def orm_rows(conversation_id: Any, owner_id: Any, since: Any) -> QuerySet[Any]:
+    """The query under test: plain values give the ORM's query, Params the one to prepare."""
+    return (
+        Message.objects.filter(
+            conversation_id=conversation_id, conversation__owner_id=owner_id, created_at__gte=since
+        )
+        .annotate(answered=Exists(Message.objects.filter(parent_id=OuterRef("pk"))))
+        .order_by("created_at", "id")
+        .values_list(*COLUMNS)
+    )
+
+
+def build(variant: Hashable) -> QuerySet[Any]:
+    rows = orm_rows(
+        Param("conversation_id", Conversation._meta.pk),
+        Param("owner_id", IntegerField()),
+        Param("since", Message._meta.get_field("created_at")),
+    )
+    return rows.reverse() if variant == "newest first" else rows
+
+
+@pytest.fixture
+def compiles(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Hashable]]:
+    """Each `PreparedQuery._compile` call, as (thread id, variant): the real one still runs."""
+    calls: list[tuple[int, Hashable]] = []
+    original = PreparedQuery._compile
+
+    def spy(self: PreparedQuery, variant: Hashable, conn: Any) -> Any:
+        calls.append((threading.get_ident(), variant))
+        return original(self, variant, conn)
+
+    monkeypatch.setattr(PreparedQuery, "_compile", spy)
+    return calls
+
+
+def make_rows() -> list[tuple[Conversation, list[Message]]]:
+    """Two people, three conversations (one pinned), each a path of four messages a minute apart."""
+    made = []
+    for number, (name, pinned) in enumerate([("ann", False), ("ann", True), ("ben", False)]):
+        owner, _ = get_user_model().objects.get_or_create(username=f"prepared-{name}")
+        conversation = Conversation.objects.create(owner=owner, pinned=pinned)
+        messages: list[Message] = []
+        for i in range(4):
+            message = Message(
+                conversation=conversation,
+                parent_id=messages[-1].id if messages else None,
+                role="user" if i % 2 == 0 else "assistant",
+                content=f"m{i}",
+            )
+            message.explicit_parent = True
+            message.save(force_insert=True)
+            # Interleaved over the conversations, so a time alone never picks one conversation.
+            Message.objects.filter(pk=message.pk).update(created_at=T0 + dt.timedelta(minutes=3 * i + number))
+            messages.append(message)
+        made.append((conversation, messages))
+    return made
+
+
+def cases(made: list[tuple[Conversation, list[Message]]]) -> list[tuple[uuid.UUID, int, dt.datetime]]:
+    """Values for each Param: right and wrong owners, times before, inside and after each path."""
+    owners = sorted({conversation.owner_id for conversation, _ in made})
+    times = [
+        T0 - dt.timedelta(days=1),
+        T0 + dt.timedelta(minutes=4),
+        T0 + dt.timedelta(minutes=7),
+        T0 + dt.timedelta(days=1),
+    ]
+    ids = [conversation.id for conversation, _ in made] + [uuid.uuid4()]
+    return [(cid, owner, since) for cid in ids for owner in owners for since in times]
+
+
+@pytest.mark.django_db
+def test_uuid_int_and_datetime_params_give_the_orms_rows_for_every_value(compiles: list) -> None:
+    """One compiled SQL, run with 30-odd sets of values: each time the ORM's own rows."""
+    made = make_rows()
+    query = PreparedQuery(build)
+    non_empty = 0
+    for conversation_id, owner_id, since in cases(made):
+        expected = list(orm_rows(conversation_id, owner_id, since))
+        assert query.rows(None, conversation_id=conversation_id, owner_id=owner_id, since=since) == expected
+        non_empty += bool(expected)
+    assert non_empty >= 6  # the values really select rows, not only nothing
+    assert [variant for _, variant in compiles] == [None]
+
+
+@pytest.mark.django_db
+def test_values_given_as_text_are_prepared_by_the_params_field() -> None:
+    """A UUID given as its text and an owner id as a string still match: the field prepares them."""
+    (conversation, messages), *_ = make_rows()
+    rows = PreparedQuery(build).rows(
+        None, conversation_id=str(conversation.id), owner_id=str(conversation.owner_id), since=T0
+    )
+    assert [row[0] for row in rows] == [message.id for message in messages]
+
+
+@pytest.mark.django_db
+def test_compiled_once_per_connection_and_variant(compiles: list) -> None:
+    """Many runs compile once; a second variant compiles once more, and each variant keeps its SQL."""
+    made = make_rows()
+    conversation, messages = made[0]
+    query = PreparedQuery(build)
+    values = {"conversation_id": conversation.id, "owner_id": conversation.owner_id, "since": T0}
+    for _ in range(20):
+        assert [row[0] for row in query.rows(None, **values)] == [m.id for m in messages]
+    assert len(compiles) == 1
+    for _ in range(5):
+        assert [row[0] for row in query.rows("newest first", **values)] == [m.id for m in reversed(messages)]
+        assert [row[0] for row in query.rows(None, **values)] == [m.id for m in messages]
+    assert [variant for _, variant in compiles] == [None, "newest first"]
+    # Another PreparedQuery is another query: it compiles its own.
+    PreparedQuery(build).rows(None, **values)
+    assert len(compiles) == 3
+
+
+def run_in_thread(target: Any) -> Any:
+    """`target()` in a new thread, which closes its own connection at the end; its result or its error."""
+    outcome: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            outcome["result"] = target()
+        except BaseException as error:  # re-raised in the test's thread
+            outcome["error"] = error
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_thread_compiles_its_own_and_gets_the_same_rows(compiles: list) -> None:
+    made = make_rows()
+    query = PreparedQuery(build)
+    all_cases = cases(made)
+    expected = [list(orm_rows(*case)) for case in all_cases]
+    main = threading.get_ident()
+
+    def run_all() -> tuple[int, list[list[tuple]]]:
+        got = [query.rows(None, conversation_id=c, owner_id=o, since=s) for c, o, s in all_cases]
+        return id(connections[DEFAULT_DB_ALIAS]), got
+
+    assert [query.rows(None, conversation_id=c, owner_id=o, since=s) for c, o, s in all_cases] == expected
+    thread_connection, got = run_in_thread(run_all)
+    assert got == expected
+    assert thread_connection != id(connections[DEFAULT_DB_ALIAS])
+    assert len(compiles) == 2 and compiles[0] == (main, None)
+    assert compiles[1][0] != main and compiles[1][1] is None
+    # The main thread's compiled query is still its own: no compile more.
+    conversation_id, owner_id, since = all_cases[0]
+    assert query.rows(None, conversation_id=conversation_id, owner_id=owner_id, since=since) == expected[0]
+    assert len(compiles) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_threads_at_once_each_compile_once_and_read_right(compiles: list) -> None:
+    made = make_rows()
+    query = PreparedQuery(build)
+    all_cases = cases(made)
+    expected = [list(orm_rows(*case)) for case in all_cases]
+    barrier = threading.Barrier(2)
+    results: list[object] = [None, None]
+
+    def worker(slot: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[slot] = [
+                query.rows(None, conversation_id=c, owner_id=o, since=s)
+                for _ in range(3)
+                for c, o, s in all_cases
+            ]
+        except BaseException as error:
+            results[slot] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == [expected * 3, expected * 3]
+    assert len(compiles) == 2 and len({thread for thread, _ in compiles}) == 2
+
+
+@pytest.mark.django_db
+def test_the_orms_converters_are_applied_to_the_rows() -> None:
+    """Booleans (a column, an Exists) come back as bool, ids as UUID, times as aware datetimes.
+
+    SQLite's cursor gives 0/1 and hex text: the rows must not.
+    """
+    made = make_rows()
+    query = PreparedQuery(build)
+    rows = [
+        row
+        for conversation, _ in made
+        for row in query.rows(None, conversation_id=conversation.id, owner_id=conversation.owner_id, since=T0)
+    ]
+    assert len(rows) == 12
+    for message_id, conversation_id, role, created_at, pinned, answered in rows:
+        assert type(message_id) is uuid.UUID and type(conversation_id) is uuid.UUID
+        assert type(pinned) is bool and type(answered) is bool
+        assert isinstance(created_at, dt.datetime) and created_at.utcoffset() == dt.timedelta(0)
+        assert role in {"user", "assistant"}
+    # Both values of each boolean are there, so a 0/1 would have shown.
+    assert {row[4] for row in rows} == {True, False} and {row[5] for row in rows} == {True, False}
+    assert [row[3] for row in rows[:4]] == [T0 + dt.timedelta(minutes=3 * i) for i in range(4)]
+
+
+@pytest.mark.django_db
+def test_a_missing_value_raises_key_error_naming_the_param() -> None:
+    (conversation, _), *_ = make_rows()
+    query = PreparedQuery(build)
+    with pytest.raises(KeyError, match="since"):
+        query.rows(None, conversation_id=conversation.id, owner_id=conversation.owner_id)
+    with pytest.raises(KeyError, match="owner_id"):
+        query.rows(None, conversation_id=conversation.id, since=T0)
+    # The failed runs left the query usable.
+    assert (
+        len(query.rows(None, conversation_id=conversation.id, owner_id=conversation.owner_id, since=T0)) == 4
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_finished_threads_connection_is_forgotten() -> None:
+    """Compiled per connection object, and nothing keeps a finished thread's connection alive."""
+    (conversation, _), *_ = make_rows()
+    query = PreparedQuery(build)
+    values = {"conversation_id": conversation.id, "owner_id": conversation.owner_id, "since": T0}
+    query.rows(None, **values)
+
+    def run() -> weakref.ref:
+        query.rows(None, **values)
+        return weakref.ref(connections[DEFAULT_DB_ALIAS])
+
+    thread_connection = run_in_thread(run)
+    gc.collect()
+    assert thread_connection() is None
+    mine = [key for key in connections[DEFAULT_DB_ALIAS].prepared_queries if key[0] is query]
+    assert len(mine) == 1  # the main thread's own
