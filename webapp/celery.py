@@ -41,3 +41,28 @@ def _connparams_of_a_live_connection(connparams):  # type: ignore[no-untyped-def
 
 
 redis_transport.Channel._connparams = _connparams_of_a_live_connection(redis_transport.Channel._connparams)
+
+
+def _one_client_per_channel(create_client):  # type: ignore[no-untyped-def]
+    """Kombu's Redis channel, putting a message with one client instead of a new one each time.
+
+    Kombu builds a redis-py client for every message it puts, and redis-py fills
+    a table of some 170 reply callbacks for each: 0.4 of the 0.9 ms of CPU a
+    `send_task` cost, on every send's first-token path. A client is
+    thread-safe and holds no connection of its own (its pool does), so one per
+    channel serves; a new pool (the channel reconnected) gets a new client.
+    """
+
+    @functools.wraps(create_client)
+    def reused(self, asynchronous=False):  # type: ignore[no-untyped-def]
+        if asynchronous:
+            return create_client(self, asynchronous)
+        client = self.__dict__.get("_sync_client")
+        if client is None or client.connection_pool is not self.pool:
+            client = self.__dict__["_sync_client"] = create_client(self, False)
+        return client
+
+    return reused
+
+
+redis_transport.Channel._create_client = _one_client_per_channel(redis_transport.Channel._create_client)
