@@ -5,8 +5,8 @@ path, 0.5 to 5 ms of CPU a query, where PostgreSQL ran the same SQL in 0.2.
 A Daphne stores a burst of sends one GIL at a time, so that cost is what the
 last send of a burst waits for. A `PreparedQuery` keeps the ORM as the one
 definition of each rule (what a sanction in force is, which replies are
-live) and compiles it once per database connection, with a `Param` where
-each run's value goes.
+live) and compiles it once per process, with a `Param` where each run's
+value goes.
 """
 
 from __future__ import annotations
@@ -45,44 +45,60 @@ class Param(Expression):
 class _Compiled:
     sql: str
     params: tuple[object, ...]
-    convert: Callable[[list[tuple[object, ...]]], list[tuple[object, ...]]]
+    # The ORM's own conversion of each column (SQLite's 0/1 to bool, hex text to UUID):
+    # (position, converter functions, the column's expression).
+    converters: tuple[tuple[int, tuple[Callable[..., object], ...], object], ...]
+
+    def convert(self, rows: list[tuple[object, ...]], connection: Any) -> list[tuple[object, ...]]:
+        if not self.converters:
+            return rows
+        converted = []
+        for row in rows:
+            values = list(row)
+            for position, functions, expression in self.converters:
+                for function in functions:
+                    values[position] = function(values[position], expression, connection)
+            converted.append(tuple(values))
+        return converted
 
 
 class PreparedQuery:
-    """`build(variant)` compiled once per connection and variant; `rows(variant, **values)` runs it.
+    """`build(variant)` compiled once per process, database and variant; `rows(variant, **values)` runs it.
 
     `build` returns a `values_list` queryset; `variant` is whatever changes
     its SQL other than `Param` values (a setting that adds a column, a value
-    known to be None), and must be hashable.
+    known to be None), and must be hashable. The SQL is the same for every
+    connection to a database, so the threads share it: a worker's 64 job
+    threads compiling their own cost more than the queries in a burst.
     """
 
     def __init__(self, build: Callable[[Hashable], QuerySet[Any]]) -> None:
         self._build = build
+        self._compiled: dict[tuple[str, Hashable], _Compiled] = {}
 
     def rows(self, variant: Hashable = None, **values: object) -> list[tuple[object, ...]]:
         connection = connections[DEFAULT_DB_ALIAS]  # this thread's
-        # Kept on the connection object: each thread has its own, and it goes with the
-        # thread (kept here, a compiled query would keep its connection alive: the
-        # compiler refers to it).
-        compiled_here = connection.__dict__.setdefault("prepared_queries", {})
-        compiled = compiled_here.get((self, variant))
-        if compiled is None:
-            compiled = compiled_here[self, variant] = self._compile(variant, connection)
+        key = (connection.vendor, variant)
+        compiled = self._compiled.get(key)
+        if compiled is None:  # two threads may both compile it first: the same SQL either way
+            compiled = self._compiled[key] = self._compile(variant, connection)
         params = [
             p.field.get_db_prep_value(values[p.name], connection) if isinstance(p, _Slot) else p
             for p in compiled.params
         ]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)
-            return compiled.convert(cursor.fetchall())
+            return compiled.convert(cursor.fetchall(), connection)
 
     def _compile(self, variant: Hashable, connection: Any) -> _Compiled:
         compiler = self._build(variant).query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
-        # The ORM's own conversions of each column (SQLite's 0/1 to bool, hex to UUID).
         converters = compiler.get_converters([s[0] for s in compiler.select[: compiler.col_count]])
-
-        def convert(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
-            return [tuple(row) for row in compiler.apply_converters(rows, converters)] if converters else rows
-
-        return _Compiled(sql, tuple(params), convert)
+        return _Compiled(
+            sql,
+            tuple(params),
+            tuple(
+                (position, tuple(functions), expression)
+                for position, (functions, expression) in converters.items()
+            ),
+        )

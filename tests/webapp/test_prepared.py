@@ -1,4 +1,4 @@
-"""PreparedQuery and Param (webapp/prepared.py): an ORM query compiled once per connection, run with new values.
+"""PreparedQuery and Param (webapp/prepared.py): an ORM query compiled once per process, run with new values.
 
 Every result is compared with the same queryset run by the ORM, on whatever
 database the run uses (SQLite by default, PostgreSQL with DATABASE_URL).
@@ -122,7 +122,7 @@ def test_values_given_as_text_are_prepared_by_the_params_field() -> None:
 
 
 @pytest.mark.django_db
-def test_compiled_once_per_connection_and_variant(compiles: list) -> None:
+def test_compiled_once_per_variant(compiles: list) -> None:
     """Many runs compile once; a second variant compiles once more, and each variant keeps its SQL."""
     made = make_rows()
     conversation, messages = made[0]
@@ -162,12 +162,11 @@ def run_in_thread(target: Any) -> Any:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_another_thread_compiles_its_own_and_gets_the_same_rows(compiles: list) -> None:
+def test_another_thread_reuses_the_compiled_query_on_its_own_connection(compiles: list) -> None:
     made = make_rows()
     query = PreparedQuery(build)
     all_cases = cases(made)
     expected = [list(orm_rows(*case)) for case in all_cases]
-    main = threading.get_ident()
 
     def run_all() -> tuple[int, list[list[tuple]]]:
         got = [query.rows(None, conversation_id=c, owner_id=o, since=s) for c, o, s in all_cases]
@@ -177,16 +176,11 @@ def test_another_thread_compiles_its_own_and_gets_the_same_rows(compiles: list) 
     thread_connection, got = run_in_thread(run_all)
     assert got == expected
     assert thread_connection != id(connections[DEFAULT_DB_ALIAS])
-    assert len(compiles) == 2 and compiles[0] == (main, None)
-    assert compiles[1][0] != main and compiles[1][1] is None
-    # The main thread's compiled query is still its own: no compile more.
-    conversation_id, owner_id, since = all_cases[0]
-    assert query.rows(None, conversation_id=conversation_id, owner_id=owner_id, since=since) == expected[0]
-    assert len(compiles) == 2
+    assert compiles == [(threading.get_ident(), None)]  # the thread compiled nothing
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_threads_at_once_each_compile_once_and_read_right(compiles: list) -> None:
+def test_two_threads_at_once_read_right_and_compile_at_most_once_each(compiles: list) -> None:
     made = make_rows()
     query = PreparedQuery(build)
     all_cases = cases(made)
@@ -213,7 +207,8 @@ def test_two_threads_at_once_each_compile_once_and_read_right(compiles: list) ->
     for thread in threads:
         thread.join(timeout=60)
     assert results == [expected * 3, expected * 3]
-    assert len(compiles) == 2 and len({thread for thread, _ in compiles}) == 2
+    # Both may compile before either stores it (the same SQL): never more.
+    assert 1 <= len(compiles) <= 2 and len({thread for thread, _ in compiles}) == len(compiles)
 
 
 @pytest.mark.django_db
@@ -256,7 +251,7 @@ def test_a_missing_value_raises_key_error_naming_the_param() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_finished_threads_connection_is_forgotten() -> None:
-    """Compiled per connection object, and nothing keeps a finished thread's connection alive."""
+    """Nothing keeps a finished thread's connection alive."""
     (conversation, _), *_ = make_rows()
     query = PreparedQuery(build)
     values = {"conversation_id": conversation.id, "owner_id": conversation.owner_id, "since": T0}
@@ -269,5 +264,3 @@ def test_a_finished_threads_connection_is_forgotten() -> None:
     thread_connection = run_in_thread(run)
     gc.collect()
     assert thread_connection() is None
-    mine = [key for key in connections[DEFAULT_DB_ALIAS].prepared_queries if key[0] is query]
-    assert len(mine) == 1  # the main thread's own
