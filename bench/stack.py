@@ -45,7 +45,11 @@ largest point, from the first send to the last `done` (collapsed stacks of
 the thread holding the GIL: open them in speedscope.app or flamegraph.pl)
 and prints the worker's and Daphne's top frames; the row is marked, as
 sampling costs some CPU. py-spy is not a project requirement:
-`.venv/bin/python -m pip install py-spy`.
+`.venv/bin/python -m pip install py-spy`. `--warm N` sends an untimed burst
+of N chats on each tree before its first point (and after each change of
+step): a server that has been running a while, its pooled database
+connections open, its job threads started and its statements prepared
+(a fresh stack's first 64-chat burst took 1.5-2x the time of the next).
 
 The people are made in one `manage.py shell` with a fast password hasher
 (the sign-up page hashes for ~1 s a person on a busy 2-core machine); each
@@ -309,7 +313,7 @@ def stop_profile(profilers: list[tuple[subprocess.Popen, Path]]) -> None:
             print(f"\n{output}: top frames by own samples\n{top_frames(output)}")
 
 
-def set_step(tree: Tree, step_s: float, max_tokens: int) -> None:
+def set_step(tree: Tree, step_s: float, max_tokens: int, warm: int) -> None:
     """Restart the worker if the step changes (the engine reads it at start), then warm up."""
     if tree.step_s != step_s:
         if tree.step_s:
@@ -317,15 +321,26 @@ def set_step(tree: Tree, step_s: float, max_tokens: int) -> None:
             tree.stack.env["SCRIPTED_DELAY_S"] = str(step_s)
             tree.stack.start_worker()
         tree.step_s = step_s
-        # Untimed: imports, first jobs, a live worker; a socket on each Daphne.
+        # Untimed: imports, first jobs, a live worker; a socket on each Daphne. Then, with
+        # --warm N, a burst of N chats: a server that has been running a while (its pooled
+        # connections open, its job threads started, its statements prepared).
         asyncio.run(converse(tree, len(tree.daphnes), max_tokens, daphnes=len(tree.daphnes)))
+        if warm:
+            asyncio.run(converse(tree, warm, max_tokens, daphnes=len(tree.daphnes)))
 
 
 def measure(
-    tree: Tree, point: Point, daphnes: int, tokens: int, spread_s: float, profile: Path | None, profiled: bool
+    tree: Tree,
+    point: Point,
+    daphnes: int,
+    tokens: int,
+    spread_s: float,
+    profile: Path | None,
+    profiled: bool,
+    warm: int = 0,
 ) -> list[str]:
     """One point on one tree: the table row."""
-    set_step(tree, point.step_s, tokens + 16)
+    set_step(tree, point.step_s, tokens + 16, warm)
     profilers: list[tuple[subprocess.Popen, Path]] = []
 
     def on_send() -> None:
@@ -482,12 +497,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--baseline", metavar="REV", help="also run git revision REV, side by side")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the largest point into DIR")
+    parser.add_argument(
+        "--warm", type=int, default=0, metavar="N", help="an untimed burst of N chats first (per engine step)"
+    )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
 
     points = parse_points(args.points, args.step_ms, args.row_ms)
     daphne_counts = sorted({int(count) for count in args.daphnes.split(",")})
     most = max(p.chats for p in points)
+    if args.warm > most:
+        parser.error(f"--warm {args.warm}: at most the largest point ({most}), the people signed up")
     reply, tokens = scripted_reply(args.reply_tokens)
     env = {
         "INFERENCE_ENGINE": "tests.support.scripted_engine.load_engine",
@@ -527,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             for tree in trees if index % 2 == 0 else trees[::-1]:
                 profiled = point.chats == most and count == daphne_counts[-1]
                 measured[tree.label] = measure(
-                    tree, point, count, tokens, args.spread_ms / 1000, args.profile, profiled
+                    tree, point, count, tokens, args.spread_ms / 1000, args.profile, profiled, args.warm
                 )
                 print(format_table(HEADERS, [measured[tree.label]], markdown=False), flush=True)
             rows += [measured[tree.label] for tree in trees]
