@@ -1,4 +1,5 @@
-"""ORM queries compiled once and run many times, for the send path's first-token time.
+"""ORM queries compiled once and run many times, and rows written with SQL written once:
+for the send path's first-token time.
 
 Django builds and compiles a query anew at each call: measured on the send
 path, 0.5 to 5 ms of CPU a query, where PostgreSQL ran the same SQL in 0.2.
@@ -11,12 +12,12 @@ value goes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Field, QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.db.models.expressions import Expression
 
 
@@ -102,3 +103,57 @@ class PreparedQuery:
                 for position, (functions, expression) in converters.items()
             ),
         )
+
+
+def insert(instance: Model) -> None:
+    """`instance.save(force_insert=True)` with SQL written once per model and database.
+
+    What `Model.save` does for a new row, less its cost (0.5 ms a row on the
+    send path): each field's `pre_save` (`auto_now_add` times) and
+    `get_db_prep_save`. No signals are sent: keep it to models without receivers.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    fields = _insert_fields(type(instance))
+    sql = _INSERT_SQL.get((type(instance), connection.vendor))
+    if sql is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(field.column) for field in fields)
+        placeholders = ", ".join(["%s"] * len(fields))
+        sql = _INSERT_SQL[type(instance), connection.vendor] = (
+            f"INSERT INTO {quote(instance._meta.db_table)} ({columns}) VALUES ({placeholders})"
+        )
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection=connection) for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+    instance._state.adding = False
+    instance._state.db = DEFAULT_DB_ALIAS
+
+
+def update(instance: Model, fields: Sequence[str]) -> None:
+    """`instance.save(update_fields=fields)` with SQL written once per model, fields and database."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    meta = instance._meta
+    chosen = tuple(meta.get_field(name) for name in fields)
+    sql = _UPDATE_SQL.get((type(instance), tuple(fields), connection.vendor))
+    if sql is None:
+        quote = connection.ops.quote_name
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in chosen)
+        sql = _UPDATE_SQL[type(instance), tuple(fields), connection.vendor] = (
+            f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+        )
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, False), connection=connection) for field in chosen
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, meta.pk.get_db_prep_value(instance.pk, connection)])
+
+
+def _insert_fields(model: type[Model]) -> list[Field]:
+    # Django's own choice for an INSERT (SQLInsertCompiler): the local concrete fields.
+    return [field for field in model._meta.local_concrete_fields if not getattr(field, "generated", False)]
+
+
+_INSERT_SQL: dict[tuple[type[Model], str], str] = {}
+_UPDATE_SQL: dict[tuple[type[Model], tuple[str, ...], str], str] = {}

@@ -18,7 +18,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Exists, IntegerField, OuterRef, QuerySet
+from django.utils import timezone
 
+from webapp import prepared
 from webapp.chat.models import Conversation, Message
 from webapp.prepared import Param, PreparedQuery
 
@@ -264,3 +266,47 @@ def test_a_finished_threads_connection_is_forgotten() -> None:
     thread_connection = run_in_thread(run)
     gc.collect()
     assert thread_connection() is None
+
+
+def stored(message_id: uuid.UUID) -> dict[str, Any]:
+    return Message.objects.filter(id=message_id).values().get()
+
+
+@pytest.mark.django_db
+def test_insert_writes_the_row_model_save_writes() -> None:
+    (conversation, path), *_ = make_rows()
+    fields = {
+        "role": Message.Role.ASSISTANT,
+        "status": Message.Status.QUEUED,
+        "params": {"max_tokens": 7, "stop": ["é"]},
+    }
+    ours = Message(conversation=conversation, parent_id=path[-1].id, content="né\n", **fields)
+    django = Message(conversation=conversation, parent_id=path[-1].id, content="né\n", **fields)
+    ours.explicit_parent = django.explicit_parent = True
+    before = timezone.now()
+    prepared.insert(ours)
+    django.save(force_insert=True)
+    assert not ours._state.adding and ours._state.db == "default"
+    mine, theirs = stored(ours.id), stored(django.id)
+    assert before <= mine["created_at"] <= theirs["created_at"] and mine["created_at"] == ours.created_at
+    different = {"id", "created_at", "updated_at"}
+    assert {k: v for k, v in mine.items() if k not in different} == {
+        k: v for k, v in theirs.items() if k not in different
+    }
+    assert mine["params"] == {"max_tokens": 7, "stop": ["é"]}
+
+
+@pytest.mark.django_db
+def test_update_writes_only_the_fields_named_and_stamps_auto_now() -> None:
+    (conversation, path), *_ = make_rows()
+    before = Conversation.objects.values().get(pk=conversation.pk)
+    conversation.title, conversation.current_leaf_id = "Renamed", path[1].id
+    conversation.system_prompt = "not saved: not named"
+    prepared.update(conversation, ["title", "current_leaf", "updated_at"])
+    after = Conversation.objects.values().get(pk=conversation.pk)
+    assert after["title"] == "Renamed" and after["current_leaf_id"] == path[1].id
+    assert after["updated_at"] > before["updated_at"] and after["updated_at"] == conversation.updated_at
+    assert after["system_prompt"] == before["system_prompt"]
+    assert {k: v for k, v in after.items() if k not in {"title", "current_leaf_id", "updated_at"}} == {
+        k: v for k, v in before.items() if k not in {"title", "current_leaf_id", "updated_at"}
+    }
