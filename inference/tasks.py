@@ -170,41 +170,18 @@ def generate_reply(message_id: str) -> None:
 
 
 def _write_reply(message_id: str) -> None:
-    job = reply_jobs.reply_claim(message_id=message_id)
-    if job is None:
+    with _pickups:
+        picked = _pick_up(message_id)
+    if picked is None:
         return
-    try:
-        engine, loop = holder.get()
-    except RuntimeError as error:
-        reply_jobs.reply_finish(
-            message_id=job.message_id, status="failed", content="", stats={}, model_name="", error=str(error)
-        )
-        return
-    started = time.monotonic()
-    if live.stop_requested(job.message_id):  # stopped while it waited in the queue
-        outcome = ReplyOutcome("stopped", "", 0, 0, None, None)
+    job, engine, loop, opened = picked
+    if isinstance(opened, ReplyOutcome):
+        outcome = opened
     else:
-        reply = ReplyStream.open(
-            messages=job.messages,
-            system_prompt=job.system_prompt,
-            params=job.params,
-            settings=StreamSettings(
-                context_limit=min(settings.CONTEXT_LIMIT, engine.info.context_length),
-                coalesce_ms=settings.STREAM_COALESCE_MS,
-                coalesce_tokens=settings.STREAM_COALESCE_TOKENS,
-            ),
-            moderation=_moderation(job),
-            raw=job.raw,
-            stop=job.stop,
-            started=started,
-        )
-        if isinstance(reply, ReplyOutcome):
-            outcome = reply
-        else:
-            # The thread only waits now: give its database connection back, so that
-            # MAX_BATCH replies in flight do not hold MAX_BATCH connections open.
-            db.connection.close()
-            outcome = loop.run(reply, key=job.message_id, channel=job.conversation_id)
+        # The thread only waits now: give its database connection back, so that
+        # MAX_BATCH replies in flight do not hold MAX_BATCH connections open.
+        db.connection.close()
+        outcome = loop.run(opened, key=job.message_id, channel=job.conversation_id)
     reply_jobs.reply_finish(
         message_id=job.message_id,
         status=outcome.status,
@@ -215,6 +192,47 @@ def _write_reply(message_id: str) -> None:
         verdicts=outcome.verdicts,
         original=outcome.original,
     )
+
+
+# A burst's jobs are claimed and opened this many at a time, in about the order they
+# came (the oldest waiter is woken first). All at once, they shared the cores and
+# every first token of the burst came at its end; a few at a time, the first ones
+# stream while the rest are picked up.
+PICKUPS_AT_ONCE = 4
+_pickups = threading.BoundedSemaphore(PICKUPS_AT_ONCE)
+
+
+def _pick_up(
+    message_id: str,
+) -> tuple[reply_jobs.ReplyJob, Engine | PagedEngine, ReplyLoop, ReplyStream | ReplyOutcome] | None:
+    """Claim the reply and open it (input moderation, the prompt); None when there is nothing to write."""
+    job = reply_jobs.reply_claim(message_id=message_id)
+    if job is None:
+        return None
+    try:
+        engine, loop = holder.get()
+    except RuntimeError as error:
+        reply_jobs.reply_finish(
+            message_id=job.message_id, status="failed", content="", stats={}, model_name="", error=str(error)
+        )
+        return None
+    if live.stop_requested(job.message_id):  # stopped while it waited in the queue
+        return job, engine, loop, ReplyOutcome("stopped", "", 0, 0, None, None)
+    opened = ReplyStream.open(
+        messages=job.messages,
+        system_prompt=job.system_prompt,
+        params=job.params,
+        settings=StreamSettings(
+            context_limit=min(settings.CONTEXT_LIMIT, engine.info.context_length),
+            coalesce_ms=settings.STREAM_COALESCE_MS,
+            coalesce_tokens=settings.STREAM_COALESCE_TOKENS,
+        ),
+        moderation=_moderation(job),
+        raw=job.raw,
+        stop=job.stop,
+        started=time.monotonic(),
+    )
+    return job, engine, loop, opened
 
 
 class _Chains:
