@@ -21,12 +21,11 @@ from webapp.chat.services import (
     ChatInputError,
     add_message,
     check_content,
-    check_fits,
     check_params,
+    check_reply_params,
     create_reply,
     lock_idle,
     message_of,
-    system_prompt_for,
 )
 
 
@@ -68,8 +67,12 @@ def reply_edit(
     content = check_content(content)
     with transaction.atomic():
         locked, state = lock_idle(conversation)
-        params = check_params(raw_params, conversation=locked, max_tokens_limit=state.limits.max_tokens)
-        check_fits(system_prompt_for(locked), content, params)
+        params = check_reply_params(
+            conversation=locked,
+            content=content,
+            raw_params=raw_params,
+            max_tokens_limit=state.limits.max_tokens,
+        )
         original = _shown_message(locked, message_id)
         if original.role != Message.Role.USER:
             raise ChatInputError("not_a_user_message", "Only your own messages can be edited.")

@@ -180,9 +180,23 @@ def check_send(
 ) -> tuple[str, SamplingParams]:
     """Validate a `send`: the text and the sampling parameters, and that they fit the context."""
     content = check_content(content)
-    params = check_params(raw_params, conversation=conversation)
-    check_fits(system_prompt_for(conversation), content, params)
+    params = check_reply_params(
+        conversation=conversation,
+        content=content,
+        raw_params=raw_params,
+        max_tokens_limit=_max_tokens_limit(conversation),
+    )
     return content, params
+
+
+def check_reply_params(
+    *, conversation: Conversation, content: str, raw_params: object, max_tokens_limit: int
+) -> SamplingParams:
+    """A send's or an edit's `params` (the conversation's settings fill what they leave out), held
+    to `max_tokens_limit`, and that they, the system prompt and `content` fit the context."""
+    params = check_params(raw_params, conversation=conversation, max_tokens_limit=max_tokens_limit)
+    check_fits(system_prompt_for(conversation), content, params)
+    return params
 
 
 def check_content(content: object) -> str:
@@ -263,8 +277,12 @@ def reply_send(
     with transaction.atomic():
         locked, state = lock_idle(conversation)
         if params is None:
-            params = check_params(raw_params, conversation=locked, max_tokens_limit=state.limits.max_tokens)
-            check_fits(system_prompt_for(locked), content, params)
+            params = check_reply_params(
+                conversation=locked,
+                content=content,
+                raw_params=raw_params,
+                max_tokens_limit=state.limits.max_tokens,
+            )
         quotas.check_reply_allowed(user_id=locked.owner_id, state=state)
         user_message = add_message(
             conversation=locked,
