@@ -1,9 +1,11 @@
 """What the access layer adds to a send: its reads, per call, on a fresh SQLite file (or PostgreSQL).
 
-A `send` asks `limits_for_id` once (the largest `max_tokens`) and
-`active_limits_for_id` once (the counts, and whether the account is still
-active, inside the send's transaction);
-the moderators' feed asks `role_of` afresh for each item. This times each
+These were a `send`'s reads until session 5: `limits_for_id` (the largest
+`max_tokens`) and `active_limits_for_id` (the counts, and whether the account
+is still active). A send now reads the same limits within the one query of
+its checks (`webapp.chat.selectors.send_state`, docs/benchmarks.md:
+`bench/stack.py`); `limits_for_id` still serves the settings' check, and the
+moderators' feed asks `role_of` afresh for each item. This times each
 call for a person in 0, 1 and 5 groups with limits, with 2,000 people and
 50 groups in the database, so the indexes, not an empty table, answer.
 
