@@ -12,7 +12,7 @@ value goes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,23 +131,40 @@ def insert(instance: Model) -> None:
     instance._state.db = DEFAULT_DB_ALIAS
 
 
-def update(instance: Model, fields: Sequence[str]) -> None:
-    """`instance.save(update_fields=fields)` with SQL written once per model, fields and database."""
+def update(
+    instance: Model, fields: Sequence[str], *, where: Mapping[str, Sequence[object]] | None = None
+) -> int:
+    """`instance.save(update_fields=fields)` with SQL written once per model, fields, guard and
+    database; how many rows it wrote (0 or 1).
+
+    `where` guards the write, a field's name to the values it must hold
+    (`{"status": ["queued"]}`): a conditional UPDATE is atomic by itself, so
+    two workers racing for one row cannot both write it.
+    """
     connection = connections[DEFAULT_DB_ALIAS]
     meta = instance._meta
     chosen = tuple(meta.get_field(name) for name in fields)
-    sql = _UPDATE_SQL.get((type(instance), tuple(fields), connection.vendor))
+    guards = tuple((meta.get_field(name), tuple(values)) for name, values in (where or {}).items())
+    if any(not values for _, values in guards):
+        return 0  # no value passes an empty guard (and `IN ()` is not SQL everywhere)
+    shape = (type(instance), tuple(fields), tuple((field.name, len(values)) for field, values in guards))
+    sql = _UPDATE_SQL.get((shape, connection.vendor))
     if sql is None:
         quote = connection.ops.quote_name
         assignments = ", ".join(f"{quote(field.column)} = %s" for field in chosen)
-        sql = _UPDATE_SQL[type(instance), tuple(fields), connection.vendor] = (
-            f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+        conditions = "".join(
+            f" AND {quote(field.column)} IN ({', '.join(['%s'] * len(values))})" for field, values in guards
+        )
+        sql = _UPDATE_SQL[shape, connection.vendor] = (
+            f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s{conditions}"
         )
     values = [
         field.get_db_prep_save(field.pre_save(instance, False), connection=connection) for field in chosen
     ]
+    guarded = [field.get_db_prep_value(value, connection) for field, values in guards for value in values]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, meta.pk.get_db_prep_value(instance.pk, connection)])
+        cursor.execute(sql, [*values, meta.pk.get_db_prep_value(instance.pk, connection), *guarded])
+        return cursor.rowcount
 
 
 def _insert_fields(model: type[Model]) -> list[Field]:
@@ -156,4 +173,4 @@ def _insert_fields(model: type[Model]) -> list[Field]:
 
 
 _INSERT_SQL: dict[tuple[type[Model], str], str] = {}
-_UPDATE_SQL: dict[tuple[type[Model], tuple[str, ...], str], str] = {}
+_UPDATE_SQL: dict[tuple[tuple[object, ...], str], str] = {}

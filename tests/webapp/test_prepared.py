@@ -310,3 +310,39 @@ def test_update_writes_only_the_fields_named_and_stamps_auto_now() -> None:
     assert {k: v for k, v in after.items() if k not in {"title", "current_leaf_id", "updated_at"}} == {
         k: v for k, v in before.items() if k not in {"title", "current_leaf_id", "updated_at"}
     }
+
+
+@pytest.mark.django_db
+def test_a_guarded_update_writes_while_the_guard_holds_and_says_how_many_rows() -> None:
+    (conversation, path), *_ = make_rows()
+    reply = path[1]
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.QUEUED)
+    others = Message.objects.exclude(pk=reply.pk).values().order_by("id")
+    before = list(others)
+    live = {"status": Message.LIVE_STATUSES}
+
+    streaming = Message(id=reply.id, status=Message.Status.STREAMING, queue_ms=12.5)
+    assert prepared.update(streaming, ["status", "queue_ms", "updated_at"], where=live) == 1
+    row = stored(reply.id)
+    assert (row["status"], row["queue_ms"], row["updated_at"]) == ("streaming", 12.5, streaming.updated_at)
+
+    ended = Message(id=reply.id, status=Message.Status.COMPLETE, content="done")
+    assert prepared.update(ended, ["status", "content"], where=live) == 1
+    # The guard no longer holds: a second ending (a redelivered job, the sweeper) writes nothing.
+    late = Message(id=reply.id, status=Message.Status.FAILED, content="late")
+    assert prepared.update(late, ["status", "content"], where=live) == 0
+    assert prepared.update(late, ["status"], where={"status": [], "role": ["assistant"]}) == 0
+    assert (stored(reply.id)["status"], stored(reply.id)["content"]) == ("complete", "done")
+    # Nor does a row that is not there, and nothing else was touched.
+    assert prepared.update(Message(id=uuid.uuid4(), status="failed"), ["status"], where=live) == 0
+    assert list(others) == before
+
+
+@pytest.mark.django_db
+def test_the_guards_shape_is_part_of_the_statement_it_reuses() -> None:
+    (conversation, path), *_ = make_rows()
+    one = Message(id=path[1].id, content="one")
+    assert prepared.update(one, ["content"], where={"role": ["user"]}) == 0  # path[1] is the assistant's
+    assert prepared.update(one, ["content"], where={"role": ["user", "assistant"]}) == 1
+    assert prepared.update(one, ["content"]) == 1  # unguarded: the plain save(update_fields=...)
+    assert stored(path[1].id)["content"] == "one"

@@ -15,14 +15,14 @@ from typing import Any
 from uuid import UUID
 
 from django import db
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from inference.moderation.base import Verdict
 from inference.params import SamplingParams
 from inference.reply_loop import Emission
 from inference.streaming import STAT_FIELDS as REPLY_STAT_FIELDS
-from webapp import metrics
+from webapp import metrics, prepared
 from webapp.chat import events, live, quotas
 from webapp.chat.models import Conversation, Message
 from webapp.chat.selectors import path_turns
@@ -108,21 +108,9 @@ _QUEUED_REPLY = PreparedQuery(
 
 def _claim(reply_id: UUID, *, queue_ms: float) -> bool:
     """Queued to streaming, if still queued: one statement, atomic by itself (no transaction around it)."""
-    connection = connections[DEFAULT_DB_ALIAS]
-    quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(Message._meta.db_table)} SET {quote('status')} = %s, {quote('queue_ms')} = %s,"
-            f" {quote('updated_at')} = %s WHERE {quote('id')} = %s AND {quote('status')} = %s",
-            [
-                Message.Status.STREAMING.value,
-                queue_ms,
-                Message._meta.get_field("updated_at").get_db_prep_value(timezone.now(), connection),
-                Message._meta.pk.get_db_prep_value(reply_id, connection),
-                Message.Status.QUEUED.value,
-            ],
-        )
-        return cursor.rowcount == 1
+    claimed = Message(id=reply_id, status=Message.Status.STREAMING, queue_ms=queue_ms)
+    guard = {"status": [Message.Status.QUEUED]}
+    return prepared.update(claimed, ["status", "queue_ms", "updated_at"], where=guard) == 1
 
 
 def announce_queue_positions() -> None:
@@ -232,26 +220,27 @@ def reply_finish(
     Only a live reply is written: one that already ended (the sweeper
     failed it when its worker looked dead, or a duplicate task finished it)
     is left as it is, and None comes back. Like the claim, the guard is a
-    conditional UPDATE.
+    conditional UPDATE; its statements are compiled once, as every reply of
+    a burst ends at about the same time.
     """
-    fields: dict[str, Any] = {name: stats.get(name) for name in REPLY_STAT_FIELDS}
-    with transaction.atomic():
-        written = Message.objects.filter(id=message_id, status__in=Message.LIVE_STATUSES).update(
-            status=status,
-            content=content,
-            error=error,
-            model_name=model_name,
-            updated_at=timezone.now(),
-            **fields,
+    try:
+        ended = Message(
+            id=UUID(str(message_id)), status=status, content=content, error=error, model_name=model_name
         )
+    except ValueError:  # not a message id at all
+        return None
+    for name in REPLY_STAT_FIELDS:
+        setattr(ended, name, stats.get(name))
+    with transaction.atomic():
+        written = prepared.update(ended, _FINISHED_FIELDS, where={"status": Message.LIVE_STATUSES})
         if not written:
             return None
-        reply = Message.objects.get(id=message_id)
-        Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=timezone.now())
+        *values, owner_id = _ENDED_REPLY.rows(message_id=ended.id)[0]
+        reply = Message.from_db(DEFAULT_DB_ALIAS, _REPLY_COLUMNS, values)
+        prepared.update(Conversation(id=reply.conversation_id), ["updated_at"])
         recorded = moderation_record(reply=reply, verdicts=verdicts, original=original)
         quotas.record_tokens(
-            user_id=reply.conversation.owner_id,
-            tokens=(reply.prompt_tokens or 0) + (reply.completion_tokens or 0),
+            user_id=owner_id, tokens=(reply.prompt_tokens or 0) + (reply.completion_tokens or 0)
         )
 
         def announce() -> None:
@@ -263,6 +252,15 @@ def reply_finish(
 
         transaction.on_commit(announce)
     return reply
+
+
+_FINISHED_FIELDS = ["status", "content", "error", "model_name", *REPLY_STAT_FIELDS, "updated_at"]
+_REPLY_COLUMNS = [field.attname for field in Message._meta.concrete_fields]
+_ENDED_REPLY = PreparedQuery(
+    lambda _: Message.objects.filter(id=Param("message_id", Message._meta.pk)).values_list(
+        *_REPLY_COLUMNS, "conversation__owner_id"
+    )
+)
 
 
 def reply_delta(*, conversation_id: str, message_id: str, seq: int, text: str) -> None:
