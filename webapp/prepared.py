@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model, QuerySet
 from django.db.models.expressions import Expression
@@ -73,8 +74,14 @@ class PreparedQuery:
     threads compiling their own cost more than the queries in a burst.
     """
 
-    def __init__(self, build: Callable[[Hashable], QuerySet[Any]]) -> None:
+    def __init__(
+        self, build: Callable[[Hashable], QuerySet[Any]], *, for_update_of: Sequence[type[Model] | str] = ()
+    ) -> None:
+        """`for_update_of`: the models (or "app_label.Model" names) whose rows the query locks
+        (`SELECT ... FOR UPDATE OF`), its own and joined ones', where the database can; the
+        caller holds a transaction."""
         self._build = build
+        self._for_update_of = tuple(for_update_of)
         self._compiled: dict[tuple[str, Hashable], _Compiled] = {}
 
     def rows(self, variant: Hashable = None, **values: object) -> list[tuple[object, ...]]:
@@ -94,6 +101,8 @@ class PreparedQuery:
     def _compile(self, variant: Hashable, connection: Any) -> _Compiled:
         compiler = self._build(variant).query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
+        if self._for_update_of:
+            sql = f"{sql}{_for_update(self._for_update_of, connection)}"
         converters = compiler.get_converters([s[0] for s in compiler.select[: compiler.col_count]])
         return _Compiled(
             sql,
@@ -103,6 +112,19 @@ class PreparedQuery:
                 for position, (functions, expression) in converters.items()
             ),
         )
+
+
+def _for_update(models: Sequence[type[Model] | str], connection: Any) -> str:
+    """The locking clause for these models' tables (ORM joins name a table by itself once)."""
+    if connection.features.has_select_for_update_of:
+        tables = [
+            connection.ops.quote_name((apps.get_model(m) if isinstance(m, str) else m)._meta.db_table)
+            for m in models
+        ]
+        return f" {connection.ops.for_update_sql(of=tables)}"
+    if connection.features.has_select_for_update:
+        return f" {connection.ops.for_update_sql()}"
+    return ""  # SQLite: a write transaction locks the whole database (see settings: IMMEDIATE)
 
 
 def insert(instance: Model) -> None:

@@ -38,3 +38,14 @@ def test_messages_are_put_with_one_client_per_channel_and_all_arrive() -> None:
         assert {m["headers"]["task"] for m in arrived} == {"inference.generate_reply"}
     finally:
         redis.Redis.from_url(settings.REDIS_URL).delete(f"{settings.REDIS_PREFIX}:celery:{queue}")
+
+
+def test_celery_reads_every_celery_setting_of_django_once_by_its_own_name() -> None:
+    ours = {name: getattr(settings, name) for name in dir(settings) if name.startswith("CELERY_")}
+    assert ours  # the settings module defines them
+    for name, value in ours.items():
+        assert app.conf[name.removeprefix("CELERY_").lower()] == value, name
+    assert app.conf.task_acks_late is True and app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.broker_transport_options["global_keyprefix"] == f"{settings.REDIS_PREFIX}:celery:"
+    # What Django does not set keeps Celery's default.
+    assert "CELERY_TASK_SERIALIZER" not in ours and app.conf.task_serializer == "json"

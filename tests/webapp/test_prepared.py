@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Exists, IntegerField, OuterRef, QuerySet
 from django.utils import timezone
 
@@ -346,3 +346,28 @@ def test_the_guards_shape_is_part_of_the_statement_it_reuses() -> None:
     assert prepared.update(one, ["content"], where={"role": ["user", "assistant"]}) == 1
     assert prepared.update(one, ["content"]) == 1  # unguarded: the plain save(update_fields=...)
     assert stored(path[1].id)["content"] == "one"
+
+
+@pytest.mark.django_db
+def test_a_locking_query_gives_the_orms_rows_and_locks_where_the_database_can() -> None:
+    made = make_rows()
+    query = PreparedQuery(
+        lambda _: (
+            Conversation.objects.filter(id=Param("conversation_id", Conversation._meta.pk))
+            .order_by()
+            .values_list("id", "title", "owner__username")
+        ),
+        for_update_of=(Conversation, "auth.User"),
+    )
+    with transaction.atomic():
+        for conversation, _ in made:
+            expected = Conversation.objects.filter(id=conversation.id).values_list(
+                "id", "title", "owner__username"
+            )
+            assert query.rows(conversation_id=conversation.id) == list(expected)
+        assert query.rows(conversation_id=uuid.uuid4()) == []
+    sql = query._compiled[connection.vendor, None].sql
+    if connection.features.has_select_for_update_of:  # PostgreSQL: both rows, and only those tables'
+        assert sql.endswith('FOR UPDATE OF "chat_conversation", "auth_user"')
+    else:  # SQLite locks the whole database for a writing transaction instead
+        assert "FOR UPDATE" not in sql

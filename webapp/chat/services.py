@@ -12,9 +12,8 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from inference.chat_template import ContextOverflow, fit_chat
@@ -341,11 +340,12 @@ def lock_idle(conversation: Conversation) -> tuple[Conversation, SendState]:
     """
     # The conversation's row lock serialises two sends racing on one conversation (two
     # tabs); its owner's, two sends in two conversations (MAX_LIVE_REPLIES_PER_USER).
-    pk = Conversation._meta.pk.get_db_prep_value(conversation.pk, connections[DEFAULT_DB_ALIAS])
-    locked = next(iter(Conversation.objects.raw(_lock_sql(), [pk])), None)
-    if locked is None:
+    found = _LOCKED_CONVERSATION.rows(conversation_id=conversation.pk)
+    if not found:
         # Deleted under an open page: by its owner in another tab, or by retention (a temporary chat's end).
         raise ChatInputError("conversation_deleted", "This conversation has been deleted.")
+    *values, _ = found[0]
+    locked = Conversation.from_db(DEFAULT_DB_ALIAS, _CONVERSATION_COLUMNS, values)
     state = send_state(conversation_id=locked.pk, owner_id=locked.owner_id, leaf_id=locked.current_leaf_id)
     if state.sanctioned:
         check_not_sanctioned(locked.owner_id)  # a suspended or banned user's send stores nothing
@@ -357,19 +357,19 @@ def lock_idle(conversation: Conversation) -> tuple[Conversation, SendState]:
     return locked, state
 
 
-def _lock_sql() -> str:
-    """The conversation's row, its owner's row locked with it: written out, as the ORM's cost 1 ms a send."""
-    connection = connections[DEFAULT_DB_ALIAS]
-    quote = connection.ops.quote_name
-    conversation, owner = quote(Conversation._meta.db_table), quote(get_user_model()._meta.db_table)
-    sql = (
-        f"SELECT {conversation}.* FROM {conversation} INNER JOIN {owner}"
-        f" ON {owner}.{quote(get_user_model()._meta.pk.column)} = {conversation}.{quote('owner_id')}"
-        f" WHERE {conversation}.{quote('id')} = %s"
-    )
-    if connection.features.has_select_for_update_of:
-        return f"{sql} FOR UPDATE OF {conversation}, {owner}"
-    return f"{sql} FOR UPDATE" if connection.features.has_select_for_update else sql
+_CONVERSATION_COLUMNS = [field.attname for field in Conversation._meta.concrete_fields]
+# The conversation's row and its owner's, locked: compiled once, as the ORM's cost 1 ms a send.
+_LOCKED_CONVERSATION = prepared.PreparedQuery(
+    lambda _: (
+        Conversation.objects.filter(id=prepared.Param("conversation_id", Conversation._meta.pk))
+        .order_by()
+        .values_list(
+            *_CONVERSATION_COLUMNS,
+            "owner__is_active",  # joins the owner's row, to lock it
+        )
+    ),
+    for_update_of=(Conversation, settings.AUTH_USER_MODEL),
+)
 
 
 def add_message(*, conversation: Conversation, parent_id: UUID | None, **fields: Any) -> Message:
