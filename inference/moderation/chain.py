@@ -139,7 +139,10 @@ class ModerationChain:
             method = getattr(hook, _METHODS[stage], None)
             if method is None:
                 continue
-            verdict = _call(method, (ctx, *args), policy)
+            if getattr(hook, "inline", False):
+                verdict = _call_here(method, (ctx, *args), policy)
+            else:
+                verdict = _call(method, (ctx, *args), policy)
             if self.policies and not getattr(hook, "policy_exempt", False):
                 verdict = apply_policy(verdict, self.policies, stage)
             verdicts.append(dataclasses.replace(verdict, hook=_hook_name(hook), stage=stage))
@@ -156,6 +159,20 @@ def _call(method: Callable[..., Verdict], args: tuple[object, ...], policy: Hook
     """Run one hook call in the pool and wait at most its budget."""
     started = time.perf_counter()
     return _result(_POOL.submit(method, *args), started, policy)
+
+
+def _call_here(method: Callable[..., Verdict], args: tuple[object, ...], policy: HookPolicy) -> Verdict:
+    """A bounded (`inline`) hook's call in this thread: no hop to the pool and back, no budget.
+
+    Two thread hand-offs a call, each a wait for the GIL when the worker is
+    busy: a reply's input and output checks made six on its first-token path
+    and at its end. A failure is recorded as `_call` records it.
+    """
+    started = time.perf_counter()
+    try:
+        return _checked(method(*args), started, policy)
+    except Exception as exc:  # noqa: BLE001 - any failure of a hook is recorded, never raised
+        return _failed(f"{type(exc).__name__}: {exc}", started, policy)
 
 
 def _call_many(

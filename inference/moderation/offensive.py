@@ -261,7 +261,7 @@ class OffensiveLanguageHook:
     """
 
     name = "offensive"
-    inline = True  # a linear model over a bounded text: the reply loop runs it in its own thread
+    inline = True  # a linear model over its text: the chain runs it in the calling thread
     # It scores whole sentences: no hold-back makes a sentence whole before its end
     # arrives, so it asks for none; a block cuts the reply where it is seen.
     stream_holdback_chars = 0

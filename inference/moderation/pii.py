@@ -215,7 +215,7 @@ class PiiHook:
     """Redact personal data in replies; flag it in what the user typed."""
 
     name = "pii"
-    inline = True  # bounded regex work: the reply loop runs it in its own thread
+    inline = True  # regex work linear in its text: the chain runs it in the calling thread
 
     def stream_hold(self, text: str) -> int:
         """How much of `text`'s end could still be the start of personal data: held back while streaming."""

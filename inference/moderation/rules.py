@@ -226,8 +226,8 @@ class RulesHook:
 
     name = "rules"
     policy_exempt = True  # each rule carries the action staff chose for it, over the category's policy
-    # Bounded work (regexes are refused if they could backtrack, texts are windowed):
-    # the reply loop runs it in its own thread, with no pool hop.
+    # Bounded work (regexes are refused if they could backtrack): the chain runs it in
+    # the calling thread, with no pool hop.
     inline = True
 
     def __init__(self, rules: Sequence[Rule] = ()) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -204,3 +205,41 @@ def test_the_hold_back_is_what_the_hooks_ask_for_at_most_the_cap() -> None:
     assert (
         ModerationChain([(word, HookPolicy()), (PiiHook(), HookPolicy())]).stream_hold("x " * 200, 20) == 20
     )
+
+
+class Where:
+    """Records the thread of each call; `inline` says its work is bounded."""
+
+    def __init__(self, inline: bool, threads: list[int], fail: bool = False) -> None:
+        self.name, self.inline, self.threads, self.fail = f"where-{inline}", inline, threads, fail
+
+    def check_input(self, ctx: ModerationContext) -> Verdict:
+        self.threads.append(threading.get_ident())
+        if self.fail:
+            raise ValueError("bad")
+        return Verdict(Action.FLAG, reason="seen")
+
+    check_output = check_stream = lambda self, ctx, text: self.check_input(ctx)  # noqa: E731
+
+
+@pytest.mark.parametrize("stage", ["check_input", "check_stream", "check_output"])
+def test_an_inline_hook_runs_in_the_callers_thread_and_any_other_in_the_pool(stage: str) -> None:
+    here, pooled = [], []
+    chain = ModerationChain([(Where(True, here), HookPolicy()), (Where(False, pooled), HookPolicy())])
+    args = (CTX,) if stage == "check_input" else (CTX, "text")
+    verdicts = getattr(chain, stage)(*args)
+    assert here == [threading.get_ident()] and pooled and pooled[0] != threading.get_ident()
+    assert [(v.hook, v.action, v.reason) for v in verdicts] == [
+        ("where-True", Action.FLAG, "seen"),
+        ("where-False", Action.FLAG, "seen"),
+    ]
+    assert all(v.latency_ms >= 0 and v.stage.value in stage for v in verdicts)
+
+
+@pytest.mark.parametrize("fail_closed, action", [(False, Action.ALLOW), (True, Action.BLOCK)])
+def test_an_inline_hook_that_raises_is_recorded_as_a_pooled_one_is(fail_closed: bool, action: Action) -> None:
+    threads: list[int] = []
+    chain = ModerationChain([(Where(True, threads, fail=True), HookPolicy(fail_closed=fail_closed))])
+    [verdict] = chain.check_input(CTX)
+    assert threads == [threading.get_ident()]
+    assert verdict.action is action and verdict.error == "ValueError: bad"
