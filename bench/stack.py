@@ -50,6 +50,10 @@ of N chats on each tree before its first point (and after each change of
 step): a server that has been running a while, its pooled database
 connections open, its job threads started and its statements prepared
 (a fresh stack's first 64-chat burst took 1.5-2x the time of the next).
+`--trace DIR` writes, per point and tree, each reply's moments (sent,
+`start`, first token, `done`) and every 50 ms the cores each process used
+(worker, Daphne, PostgreSQL, Redis, the clients; bench/burst_trace.py): which
+stage a burst waits for. The sampler's own reads count in the client CPU.
 
 The people are made in one `manage.py shell` with a fast password hasher
 (the sign-up page hashes for ~1 s a person on a busy 2-core machine); each
@@ -85,6 +89,7 @@ if str(ROOT) not in sys.path:
 
 import websockets  # noqa: E402
 
+from bench.burst_trace import CpuSampler, write_trace  # noqa: E402
 from bench.common import cpu_seconds, fmt, format_table, machine_description, percentile, top_frames  # noqa: E402
 from inference.chat_template import sentencepiece_processor  # noqa: E402
 from tests.support.stack import VENV_BIN, Client, Stack, free_port  # noqa: E402
@@ -338,18 +343,31 @@ def measure(
     profile: Path | None,
     profiled: bool,
     warm: int = 0,
+    trace: Path | None = None,
 ) -> list[str]:
     """One point on one tree: the table row."""
     set_step(tree, point.step_s, tokens + 16, warm)
     profilers: list[tuple[subprocess.Popen, Path]] = []
+    sampler = (
+        CpuSampler.for_stack(tree.stack.worker.pid, [process.pid for _, process in tree.daphnes[:daphnes]])
+        if trace
+        else None
+    )
 
     def on_send() -> None:
         if profile and profiled:
             profilers.extend(start_profile(tree, point.chats, profile))
+        if sampler is not None:
+            sampler.start()
 
     replies, conversations, cpu = asyncio.run(
         converse(tree, point.chats, tokens + 16, spread_s=spread_s, daphnes=daphnes, on_send=on_send)
     )
+    if sampler is not None and trace is not None:
+        sampler.stop()
+        name = f"{tree.label.replace(' ', '-')}-n{point.chats}-{point.step_s * 1000:g}ms-d{daphnes}"
+        number = len(list(trace.glob(f"{name}-*.json"))) + 1  # a point run again gets a file of its own
+        write_trace(trace / f"{name}-{number}.json", replies, sampler)
     if profilers:
         stop_profile(profilers)
     stored = stored_replies(tree.stack, conversations)
@@ -500,6 +518,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warm", type=int, default=0, metavar="N", help="an untimed burst of N chats first (per engine step)"
     )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="DIR",
+        help="each point's reply moments and CPU by process, as JSON (bench/burst_trace.py)",
+    )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
 
@@ -547,7 +571,15 @@ def main(argv: list[str] | None = None) -> int:
             for tree in trees if index % 2 == 0 else trees[::-1]:
                 profiled = point.chats == most and count == daphne_counts[-1]
                 measured[tree.label] = measure(
-                    tree, point, count, tokens, args.spread_ms / 1000, args.profile, profiled, args.warm
+                    tree,
+                    point,
+                    count,
+                    tokens,
+                    args.spread_ms / 1000,
+                    args.profile,
+                    profiled,
+                    args.warm,
+                    args.trace,
                 )
                 print(format_table(HEADERS, [measured[tree.label]], markdown=False), flush=True)
             rows += [measured[tree.label] for tree in trees]
