@@ -140,6 +140,12 @@ class SelfReflectionJudge:
         # The judge waits for a batch step of the engine: far longer than a regex.
         self.budget_ms = budget_ms if budget_ms is not None else timeout_s * 1000.0 + 250.0
 
+    @property
+    def inline(self) -> bool:
+        """Off, it answers at once: the chain calls it in its own thread, with no hop to the
+        hooks' pool. On, it waits for an engine step: in the pool, under its budget."""
+        return not self.enabled
+
     def check_input(self, ctx: ModerationContext) -> Verdict:
         return self._judge(ctx.messages[-1].get("content", "") if ctx.messages else "", kind="message")
 

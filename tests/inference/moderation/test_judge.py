@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -126,6 +127,18 @@ def test_off_or_empty_asks_no_engine(no_provider: None) -> None:
     judge.set_engine_provider(lambda: pytest.fail("the engine was asked"))  # type: ignore[arg-type, return-value]
     assert SelfReflectionJudge(enabled=False).check_input(CTX).action is Action.ALLOW
     assert SelfReflectionJudge().check_output(CTX, "   ").action is Action.ALLOW
+
+
+def test_off_it_is_called_in_the_chains_thread_and_on_in_the_pool(no_provider: None) -> None:
+    threads: list[int] = []
+    judge.set_engine_provider(lambda: threads.append(threading.get_ident()))  # type: ignore[arg-type, return-value]
+    off, on = SelfReflectionJudge(enabled=False), SelfReflectionJudge()
+    assert off.inline and not on.inline
+    [verdict] = ModerationChain([(off, HookPolicy(budget_ms=off.budget_ms))]).check_input(CTX)
+    assert verdict.action is Action.ALLOW and not verdict.error and threads == []
+    [verdict] = ModerationChain([(on, HookPolicy(budget_ms=on.budget_ms))]).check_input(CTX)
+    assert "no engine" in verdict.error  # the provider gave none; it was asked from a pool thread
+    assert len(threads) == 1 and threads[0] != threading.get_ident()
 
 
 def test_the_engine_comes_from_the_provider(tiny: Engine, no_provider: None) -> None:
