@@ -1,5 +1,9 @@
 """Run moderation hooks in order, each under a time budget and a failure policy.
 
+A hook that says it is `inline` (bounded work) runs in the calling thread
+with no budget; the others run in a small thread pool, waited for at most
+their budget.
+
 The chain is configured like Django middleware: a list of dotted paths to
 hook classes, each instantiated with no arguments (`from_paths`).
 """

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from webapp import workers
-from webapp.chat import live, reply_jobs, sweeper
+from webapp.chat import live, quotas, reply_jobs, sweeper
 from webapp.chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -134,3 +134,50 @@ def test_nothing_is_swept_while_redis_is_younger_than_a_heartbeat(published, mon
     )
     assert sweeper.sweep(owner="a") == []
     assert status_of(orphan)[0] == "streaming"
+
+
+def test_a_finished_reply_is_stored_whole_and_announced_with_its_stats(published) -> None:
+    reply = make_reply("streaming", age_s=60)
+    conversation = Conversation.objects.get(pk=reply.conversation_id)
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    before = Conversation.objects.get(pk=conversation.pk).updated_at
+    owner_id = conversation.owner_id
+    used = quotas.tokens_used_today(user_id=owner_id)
+    stats = {"prompt_tokens": 21, "completion_tokens": 8, "ttft_ms": 12.5, "tokens_per_s": 99.0}
+
+    ended = reply_jobs.reply_finish(
+        message_id=str(reply.id), status="complete", content="Eight words.", stats=stats, model_name="m"
+    )
+
+    stored = Message.objects.get(pk=reply.id)
+    assert ended is not None and ended.pk == reply.id
+    # What comes back is the row as stored, every field of it.
+    assert {f.attname: getattr(ended, f.attname) for f in Message._meta.concrete_fields} == {
+        f.attname: getattr(stored, f.attname) for f in Message._meta.concrete_fields
+    }
+    assert (stored.status, stored.content, stored.model_name, stored.error) == (
+        "complete",
+        "Eight words.",
+        "m",
+        "",
+    )
+    assert (
+        stored.stats() == {**stats, "queue_ms": None} and stored.params == {} and stored.role == "assistant"
+    )
+    assert stored.updated_at > timezone.now() - timedelta(seconds=30)
+    assert Conversation.objects.get(pk=conversation.pk).updated_at > before
+    assert quotas.tokens_used_today(user_id=owner_id) == used + 29
+    assert published == [
+        (str(conversation.pk), {"type": "done", "message_id": str(reply.id), "status": "complete",
+                                "content": "Eight words.", "stats": {**stats, "queue_ms": None}}),
+    ]  # fmt: skip
+
+
+def test_finishing_what_is_not_a_message_id_writes_nothing(published) -> None:
+    reply = make_reply("streaming", age_s=60)
+    for bad in ("not-a-uuid", str(uuid.uuid4())):
+        assert (
+            reply_jobs.reply_finish(message_id=bad, status="failed", content="", stats={}, model_name="")
+            is None
+        )
+    assert status_of(reply) == ("streaming", "", "") and published == []
