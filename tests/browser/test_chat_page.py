@@ -26,7 +26,7 @@ def sign_up(page: Page, stack: Stack) -> str:
     expect(page).to_have_url(re.compile(r"/c/$"))
     # The URL changes when the navigation commits, before the new document has a body:
     # a caller's script could run against an empty page.
-    expect(page.get_by_role("button", name="+ New chat")).to_be_visible()
+    page.wait_for_load_state("load")
     return username
 
 
