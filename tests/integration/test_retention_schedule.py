@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,16 @@ def test_beat_and_the_maintenance_worker_delete_an_ended_temporary_chat(stack: S
         assert f"retention deleted conversation {ids['ended']}" in log and "temporary chat ended" in log
     finally:
         stack.kill(maintenance)
+    # Its beat, a process the worker forked, ended with it (it used to be left running, adopted by init).
+    schedule = str(stack.tmp / "celerybeat-schedule")
+    assert not [cmdline for cmdline in running_commands() if schedule in cmdline]
+
+
+def running_commands() -> list[str]:
+    commands = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            commands.append(path.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # ended meanwhile
+            continue
+    return commands

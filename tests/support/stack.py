@@ -8,11 +8,13 @@ prefix, and stops every process it started.
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +59,28 @@ def _create_database(name: str, tmp: Path, database: str) -> tuple[str, object]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def _descendants(pid: int) -> list[int]:
+    """The live processes `pid` started, and the ones they started."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, waiting = [], list(children.get(pid, []))
+    while waiting:
+        found.append(waiting.pop())
+        waiting += children.get(found[-1], [])
+    return found
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # it ended with its parent
+            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -198,9 +222,15 @@ class Stack:
             self.kill(daphne)
 
     def kill(self, process: subprocess.Popen) -> None:
-        """SIGKILL one of this stack's processes: no shutdown handler runs, as in a crash."""
+        """SIGKILL one of this stack's processes, and any it started: no shutdown handler runs, as in a crash.
+
+        The children too: the maintenance worker's `-B` forks Celery beat,
+        which would outlive its worker, adopted by init, sending its schedule.
+        """
+        children = _descendants(process.pid)
         process.kill()
         process.wait(timeout=15)
+        _kill_all(children)
         self.processes.remove(process)
 
     def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -252,6 +282,7 @@ class Stack:
         )
 
     def stop(self) -> None:
+        children = [pid for process in self.processes for pid in _descendants(process.pid)]
         for process in self.processes:
             process.terminate()
         for process in self.processes:
@@ -259,6 +290,7 @@ class Stack:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+        _kill_all(children)  # what a process started and did not end with itself
         self._drop_database()
 
     def stored_messages(self, conversation_id: str) -> list[dict]:
