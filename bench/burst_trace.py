@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import process_tree
+from tests.support.processes import process_tree
 
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.processes import process_tree
+
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (0..100) with linear interpolation, as numpy's default; None when empty."""
@@ -76,22 +78,6 @@ def median_ms(run: Callable[[], object], repeat: int) -> float:
 
 def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its live descendants."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, queue = [], [pid]
-    while queue:
-        tree.append(queue.pop())
-        queue += parents.get(tree[-1], [])
-    return tree
 
 
 def cpu_seconds(pid: int) -> dict[int, float]:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import websockets
 
+from tests.support.processes import process_tree
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -59,22 +61,6 @@ def _create_database(name: str, tmp: Path, database: str) -> tuple[str, object]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
-
-
-def _descendants(pid: int) -> list[int]:
-    """The live processes `pid` started, and the ones they started."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):  # gone meanwhile
-            continue
-        children.setdefault(parent, []).append(int(stat.parent.name))
-    found, waiting = [], list(children.get(pid, []))
-    while waiting:
-        found.append(waiting.pop())
-        waiting += children.get(found[-1], [])
-    return found
 
 
 def _kill_all(pids: list[int]) -> None:
@@ -227,7 +213,7 @@ class Stack:
         The children too: the maintenance worker's `-B` forks Celery beat,
         which would outlive its worker, adopted by init, sending its schedule.
         """
-        children = _descendants(process.pid)
+        children = process_tree(process.pid)[1:]
         process.kill()
         process.wait(timeout=15)
         _kill_all(children)
@@ -282,7 +268,7 @@ class Stack:
         )
 
     def stop(self) -> None:
-        children = [pid for process in self.processes for pid in _descendants(process.pid)]
+        children = [pid for process in self.processes for pid in process_tree(process.pid)[1:]]
         for process in self.processes:
             process.terminate()
         for process in self.processes:
