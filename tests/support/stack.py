@@ -63,10 +63,23 @@ def _create_database(name: str, tmp: Path, database: str) -> tuple[str, object]:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
 
 
-def _kill_all(pids: list[int]) -> None:
+def _kill_all(pids: list[int], timeout: float = 15) -> None:
+    """SIGKILL `pids` and wait until they are gone: a signal is sent at once, but ends a process later."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):  # it ended with its parent
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs; a zombie (ended, not yet reaped by whoever adopted it) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @dataclass
