@@ -38,7 +38,12 @@ send, so read TTFT from those rows, not the rate. `--daphnes 1,2` starts
 two Daphnes per stack, each on a port of its own, and runs each point with
 the sockets on the first one, then spread over both in turn (more Daphne
 processes: the documented way to add fan-out capacity); Daphne's CPU is
-then both processes'. The stacks run as `make run` does: DEBUG off (a throwaway key),
+then both processes'. `--rounds K` has each chat send K messages, each as
+soon as the reply before it is done (after `--think-ms`): the first round is
+the burst, and the later rounds' sends arrive as replies end, a busy
+server's steady state; their TTFT gets columns of its own (`later TTFT`;
+`TTFT` is then the first round's),
+and the stored check wants every round's reply, in order. The stacks run as `make run` does: DEBUG off (a throwaway key),
 plain HTTP. `--profile DIR` runs `py-spy record
 --format raw --gil --nonblocking` on the worker and on Daphne during the
 largest point, from the first send to the last `done` (collapsed stacks of
@@ -68,7 +73,6 @@ import asyncio
 import http.cookiejar
 import json
 import os
-import resource
 import secrets
 import shutil
 import signal
@@ -77,26 +81,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import websockets  # noqa: E402
 
 from bench.burst_trace import CpuSampler, write_trace  # noqa: E402
-from bench.common import cpu_seconds, fmt, format_table, machine_description, percentile, top_frames  # noqa: E402
+from bench.common import fmt, format_table, machine_description, percentile, top_frames  # noqa: E402
+from bench.stack_chats import Tree, converse  # noqa: E402
 from inference.chat_template import sentencepiece_processor  # noqa: E402
 from tests.support.stack import VENV_BIN, Client, Stack, free_port  # noqa: E402
 
 ENGINE_FILE = Path("tests/support/scripted_engine.py")
-REPLY_TIMEOUT_S = 120.0  # no event for this long: the reply is lost
-DRAIN_S = 0.5
 TRIGGER = "garden walk"
 PROMPT = f"Tell me about your {TRIGGER}, please."
 SENTENCES = (
@@ -108,7 +109,8 @@ SENTENCES = (
 )
 HEADERS = (
     "tree", "N", "Daphnes", "step ms", "demanded tok/s", "delivered tok/s", "delivered %",
-    "spread ms", "stream % p50", "TTFT p50 - step ms", "TTFT p99 - step ms", "start p50 ms", "queue p50 ms", "worker TTFT p50 ms",
+    "spread ms", "rounds", "stream % p50", "TTFT p50 - step ms", "TTFT p99 - step ms",
+    "later TTFT p50 - step ms", "later TTFT p99 - step ms", "start p50 ms", "queue p50 ms", "worker TTFT p50 ms",
     "worker CPU s/1k tok", "Daphne CPU s/1k tok",
     "client CPU s/1k tok", "lost", "dup/corrupt", "wall s",
 )  # fmt: skip
@@ -124,38 +126,6 @@ class Point:
     def engine_step_s(self) -> float:
         """One step of the scripted engine with every chat live: the step, plus the cost per row."""
         return self.step_s + self.chats * self.row_s
-
-
-@dataclass
-class Reply:
-    """One client's view of its reply."""
-
-    sent: float = 0.0
-    started: float | None = None  # the `start` event: the reply is stored and queued
-    queue_ms: float | None = None  # from `done`'s stats: queued -> taken by a worker
-    worker_ttft_ms: float | None = None  # from `done`'s stats: taken -> first id from the engine
-    first: float | None = None
-    done: float | None = None
-    message_id: str | None = None
-    status: str | None = None
-    completion_tokens: int = 0
-    streamed: str = ""
-    content: str | None = None
-    last_seq: int = 0
-    bad_seq: int = 0
-    strays: int = 0
-
-
-@dataclass
-class Tree:
-    """One checkout's stack and its signed-up people."""
-
-    label: str
-    stack: Stack
-    people: list[Client] = field(default_factory=list)
-    step_s: float = 0.0
-    # Each Daphne of the stack: its port and process (the sockets take them in turn).
-    daphnes: list[tuple[int, subprocess.Popen]] = field(default_factory=list)
 
 
 def parse_points(text: str, step_ms: float, row_ms: float) -> list[Point]:
@@ -176,110 +146,12 @@ def scripted_reply(min_tokens: int) -> tuple[str, int]:
     return text, len(processor.encode(text))
 
 
-def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
-
-
-def client_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def receive(socket: websockets.ClientConnection, reply: Reply) -> None:
-    """Read the reply to the message just sent, up to its `done`."""
-    try:
-        while True:
-            event = json.loads(await asyncio.wait_for(socket.recv(), REPLY_TIMEOUT_S))
-            kind = event["type"]
-            if kind == "error":
-                print(f"refused: {event}", file=sys.stderr)
-                return
-            if kind == "start":
-                reply.message_id = reply.message_id or event["message_id"]
-                reply.started = reply.started or time.perf_counter()
-            elif kind == "token" and event["message_id"] == reply.message_id:
-                reply.first = reply.first or time.perf_counter()
-                reply.bad_seq += event["seq"] != reply.last_seq + 1
-                reply.last_seq = event["seq"]
-                reply.streamed += event["text"]
-            elif kind == "done" and event["message_id"] == reply.message_id:
-                reply.done = time.perf_counter()
-                reply.status, reply.content = event["status"], event["content"]
-                reply.completion_tokens = event["stats"]["completion_tokens"] or 0
-                reply.queue_ms, reply.worker_ttft_ms = event["stats"]["queue_ms"], event["stats"]["ttft_ms"]
-                return
-    except (TimeoutError, websockets.ConnectionClosed) as failure:
-        print(f"lost a reply: {failure!r}", file=sys.stderr)
-
-
-async def drain(socket: websockets.ClientConnection, reply: Reply) -> None:
-    """A second `done`, or any `token`, for a finished reply would arrive now."""
-    try:
-        while True:
-            event = json.loads(await asyncio.wait_for(socket.recv(), DRAIN_S))
-            reply.strays += event["type"] in {"done", "token"}
-    except (TimeoutError, websockets.ConnectionClosed):
-        pass
-
-
-async def open_chat(person: Client, port: int) -> tuple[str, websockets.ClientConnection]:
-    """A new conversation of this person's, and a websocket on it through the Daphne at `port`."""
-    conversation = person.new_conversation()
-    url = f"ws://127.0.0.1:{port}/ws/conversations/{conversation}/"
-    socket = await websockets.connect(
-        url, additional_headers=person.socket_headers(), max_size=None, open_timeout=60
-    )
-    return conversation, socket
-
-
-async def send_at(socket: websockets.ClientConnection, reply: Reply, message: str, delay_s: float) -> None:
-    if delay_s:
-        await asyncio.sleep(delay_s)
-    reply.sent = time.perf_counter()
-    await socket.send(message)
-
-
-async def converse(
-    tree: Tree,
-    chats: int,
-    max_tokens: int,
-    *,
-    spread_s: float = 0.0,
-    daphnes: int = 1,
-    on_send: Callable[[], None] = lambda: None,
-) -> tuple[list[Reply], tuple[str, ...], dict[str, float]]:
-    """N sockets, one conversation each, on the first `daphnes` Daphnes in turn, send at once (or
-    spread over `spread_s`); CPU read right before the first send and after the last `done`;
-    `on_send` is called just before the first send."""
-    used = tree.daphnes[:daphnes]
-    # One by one: Daphne drops a handshake its consumer has not accepted within 5 s.
-    opened = [await open_chat(person, used[i % len(used)][0]) for i, person in enumerate(tree.people[:chats])]
-    conversations, sockets = zip(*opened, strict=True)
-    replies = [Reply() for _ in sockets]
-    message = json.dumps({"type": "send", "content": PROMPT, "params": {"max_tokens": max_tokens}})
-    daphne_pids = [process.pid for _, process in used]
-    on_send()
-    before = cpu_seconds(tree.stack.worker.pid), [cpu_seconds(pid) for pid in daphne_pids], client_cpu()
-    pairs = list(zip(sockets, replies, strict=True))
-    receiving = [asyncio.ensure_future(receive(s, r)) for s, r in pairs]
-    await asyncio.gather(*(send_at(s, r, message, spread_s * i / chats) for i, (s, r) in enumerate(pairs)))
-    await asyncio.gather(*receiving)
-    after = cpu_seconds(tree.stack.worker.pid), [cpu_seconds(pid) for pid in daphne_pids], client_cpu()
-    cpu = {
-        "worker": cpu_spent(before[0], after[0]),
-        "daphne": sum(cpu_spent(b, a) for b, a in zip(before[1], after[1], strict=True)),
-        "client": after[2] - before[2],
-    }
-    await asyncio.gather(*(drain(s, r) for s, r in zip(sockets, replies, strict=True)))
-    await asyncio.gather(*(s.close() for s in sockets))
-    return replies, conversations, cpu
-
-
 def stored_replies(stack: Stack, conversations: tuple[str, ...]) -> dict[str, list[str]]:
     """Each conversation's stored reply texts, read by one separate process."""
     code = (
         "import json; from webapp.chat.models import Message; rows = {}\n"
-        f"for m in Message.objects.filter(conversation_id__in={conversations!r}, role='assistant'):\n"
+        f"for m in Message.objects.filter(conversation_id__in={conversations!r}, role='assistant')"
+        ".order_by('created_at'):\n"
         "    rows.setdefault(str(m.conversation_id), []).append(m.content)\n"
         "print(json.dumps(rows))"
     )
@@ -329,9 +201,9 @@ def set_step(tree: Tree, step_s: float, max_tokens: int, warm: int) -> None:
         # Untimed: imports, first jobs, a live worker; a socket on each Daphne. Then, with
         # --warm N, a burst of N chats: a server that has been running a while (its pooled
         # connections open, its job threads started, its statements prepared).
-        asyncio.run(converse(tree, len(tree.daphnes), max_tokens, daphnes=len(tree.daphnes)))
+        asyncio.run(converse(tree, len(tree.daphnes), max_tokens, PROMPT, daphnes=len(tree.daphnes)))
         if warm:
-            asyncio.run(converse(tree, warm, max_tokens, daphnes=len(tree.daphnes)))
+            asyncio.run(converse(tree, warm, max_tokens, PROMPT, daphnes=len(tree.daphnes)))
 
 
 def measure(
@@ -344,6 +216,8 @@ def measure(
     profiled: bool,
     warm: int = 0,
     trace: Path | None = None,
+    rounds: int = 1,
+    think_s: float = 0.0,
 ) -> list[str]:
     """One point on one tree: the table row."""
     set_step(tree, point.step_s, tokens + 16, warm)
@@ -360,9 +234,20 @@ def measure(
         if sampler is not None:
             sampler.start()
 
-    replies, conversations, cpu = asyncio.run(
-        converse(tree, point.chats, tokens + 16, spread_s=spread_s, daphnes=daphnes, on_send=on_send)
+    chats, conversations, cpu = asyncio.run(
+        converse(
+            tree,
+            point.chats,
+            tokens + 16,
+            PROMPT,
+            spread_s=spread_s,
+            daphnes=daphnes,
+            rounds=rounds,
+            think_s=think_s,
+            on_send=on_send,
+        )
     )
+    replies = [reply for replies in chats for reply in replies]
     if sampler is not None and trace is not None:
         sampler.stop()
         name = f"{tree.label.replace(' ', '-')}-n{point.chats}-{point.step_s * 1000:g}ms-d{daphnes}"
@@ -373,14 +258,18 @@ def measure(
     stored = stored_replies(tree.stack, conversations)
     finished = [r for r in replies if r.done is not None]
     complete = [r for r in finished if r.status == "complete" and r.completion_tokens == tokens]
+    # A chat is corrupt if any reply of it is, or what is stored is not what its replies streamed.
     corrupt = sum(
-        r.bad_seq > 0 or r.strays > 0 or r.streamed != r.content or stored.get(c) != [r.content]
-        for r, c in zip(replies, conversations, strict=True)
-        if r.done is not None
+        any(r.bad_seq > 0 or r.strays > 0 or r.streamed != r.content for r in rs)
+        or stored.get(c, []) != [r.content for r in rs if r.done is not None]
+        for rs, c in zip(chats, conversations, strict=True)
     )
     delivered = sum(r.completion_tokens for r in finished)
     wall = max((r.done for r in finished), default=time.perf_counter()) - min(r.sent for r in replies)
-    ttft = [(r.first - r.sent - point.engine_step_s) * 1000 for r in replies if r.first is not None]
+    # The first round's sends come at once (or spread over `spread_s`): the burst. After it, they come
+    # as replies end, not all at once: a busy server's steady state.
+    ttft = [(r.first - r.sent - point.engine_step_s) * 1000 for r in replies if r.first and not r.round]
+    later = [(r.first - r.sent - point.engine_step_s) * 1000 for r in replies if r.first and r.round]
     demanded = point.chats / point.engine_step_s
     # Each reply's own rate once its first token is out, against the engine's one token a step.
     streaming = [
@@ -398,16 +287,19 @@ def measure(
         fmt(delivered / wall, 0),
         fmt(100 * delivered / wall / demanded, 0),
         fmt(spread_s * 1000, 0),
+        str(rounds),
         fmt(percentile(streaming, 50), 0),
         fmt(percentile(ttft, 50), 0),
         fmt(percentile(ttft, 99), 0),
+        fmt(percentile(later, 50), 0) if later else "-",
+        fmt(percentile(later, 99), 0) if later else "-",
         fmt(percentile([(r.started - r.sent) * 1000 for r in replies if r.started is not None], 50), 0),
         fmt(percentile([r.queue_ms for r in finished if r.queue_ms is not None], 50), 0),
         fmt(percentile([r.worker_ttft_ms for r in finished if r.worker_ttft_ms is not None], 50), 0),
         fmt(cpu["worker"] * per_1k, 2),
         fmt(cpu["daphne"] * per_1k, 2),
         fmt(cpu["client"] * per_1k, 2),
-        str(len(replies) - len(complete)),
+        str(point.chats * rounds - len(complete)),
         str(corrupt),
         fmt(wall, 1),
     ]
@@ -511,6 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reply-tokens", type=int, default=250, help="each reply at least this long")
     parser.add_argument("--spread-ms", type=float, default=0.0, help="spread the N sends over this many ms")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="messages per chat, each sent when the reply before is done"
+    )
+    parser.add_argument(
+        "--think-ms", type=float, default=0.0, help="a chat's pause between a done and its next send"
+    )
+    parser.add_argument(
         "--daphnes", default="1", help="Daphne processes to spread the sockets over, e.g. 1,2"
     )
     parser.add_argument("--baseline", metavar="REV", help="also run git revision REV, side by side")
@@ -527,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
 
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     points = parse_points(args.points, args.step_ms, args.row_ms)
     daphne_counts = sorted({int(count) for count in args.daphnes.split(",")})
     most = max(p.chats for p in points)
@@ -580,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
                     profiled,
                     args.warm,
                     args.trace,
+                    args.rounds,
+                    args.think_ms / 1000,
                 )
                 print(format_table(HEADERS, [measured[tree.label]], markdown=False), flush=True)
             rows += [measured[tree.label] for tree in trees]
