@@ -10,9 +10,7 @@ import uuid
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 os.environ.setdefault("REDIS_PREFIX", f"mchat-test-{uuid.uuid4().hex[:8]}")
-# pytest-xdist's workers inherit the controller's environment: each gets its own prefix too.
-if (worker := os.environ.get("PYTEST_XDIST_WORKER")) and not os.environ["REDIS_PREFIX"].endswith(worker):
-    os.environ["REDIS_PREFIX"] += f"-{worker}"
+# pytest-xdist's workers inherit it, and each adds its own suffix (tests/support/xdist_prefix.py).
 # Tests send fast and in parallel from one person; the quota tests turn these back on.
 os.environ.setdefault("RATE_LIMIT_MESSAGES_PER_MINUTE", "0")
 os.environ.setdefault("MAX_LIVE_REPLIES_PER_USER", "0")

@@ -96,3 +96,14 @@ def test_the_key_is_made_once_readable_by_its_owner_only(tmp_path: Path) -> None
     assert (
         secret_key.ensure_key(tmp_path / "other") is True and secret_key.read_key(tmp_path / "other") != key
     )
+
+
+def test_each_pytest_xdist_worker_reads_a_redis_prefix_of_its_own() -> None:
+    """Settings are read before the root conftest.py runs in a worker (tests/support/xdist_prefix.py)."""
+    from django.conf import settings
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        pytest.skip("not under pytest-xdist")
+    assert settings.REDIS_PREFIX.endswith(f"-{worker}")
+    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] == f"{settings.REDIS_PREFIX}:layer"
