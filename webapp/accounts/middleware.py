@@ -46,7 +46,7 @@ class SanctionMiddleware:
 
 
 class BannedSocketMiddleware:
-    """Inside Channels' AuthMiddlewareStack: a banned user's socket is treated as logged out."""
+    """Inside the sockets' auth stack (webapp/socket_auth.py): a banned user's socket is treated as logged out."""
 
     def __init__(self, inner: Callable[..., Any]) -> None:
         self.inner = inner
