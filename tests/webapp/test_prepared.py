@@ -371,3 +371,68 @@ def test_a_locking_query_gives_the_orms_rows_and_locks_where_the_database_can() 
         assert sql.endswith('FOR UPDATE OF "chat_conversation", "auth_user"')
     else:  # SQLite locks the whole database for a writing transaction instead
         assert "FOR UPDATE" not in sql
+
+
+def server_prepared() -> list[str]:
+    """The statements this connection has prepared on the server (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+needs_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="server-side prepared statements are PostgreSQL's"
+)
+
+
+@needs_postgresql
+@pytest.mark.django_db
+def test_on_postgresql_the_sql_is_prepared_on_the_server_once_and_gives_the_orms_rows() -> None:
+    made = make_rows()
+    query = PreparedQuery(build)
+    before = len(server_prepared())
+    for cid, owner, since in cases(made):
+        assert query.rows(conversation_id=cid, owner_id=owner, since=since) == list(
+            orm_rows(cid, owner, since)
+        )
+    (conversation, path), *_ = made
+    reply = Message(conversation=conversation, parent_id=path[-1].id, role="assistant", status="queued")
+    reply.explicit_parent = True
+    prepared.insert(reply)
+    reply.status = Message.Status.STREAMING
+    assert prepared.update(reply, ["status"], where={"status": ["queued"]}) == 1
+    assert prepared.update(reply, ["status"], where={"status": ["queued"]}) == 0
+    statements = server_prepared()[before:]
+    # One each, however many times it ran: the query (per parameter types), the insert, the update.
+    assert len(statements) == len(set(statements)) and len(statements) >= 3
+    assert any(s.startswith("INSERT INTO") for s in statements)
+    assert any(s.startswith("UPDATE") for s in statements)
+
+
+@needs_postgresql
+@pytest.mark.django_db
+def test_with_prepared_statements_off_nothing_is_prepared(settings) -> None:
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    made = make_rows()
+    before = server_prepared()
+    cid, owner, since = cases(made)[0]
+    assert PreparedQuery(build).rows(conversation_id=cid, owner_id=owner, since=since) == list(
+        orm_rows(cid, owner, since)
+    )
+    assert server_prepared() == before
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statements_errors_are_djangos_and_a_broken_transaction_refuses_the_next() -> None:
+    from django.db import IntegrityError
+    from django.db.transaction import TransactionManagementError
+
+    (conversation, path), *_ = make_rows()
+    twin = Message(id=path[0].id, conversation=conversation, role="user", content="again")
+    with transaction.atomic():
+        with pytest.raises(IntegrityError), transaction.atomic(savepoint=False):  # django.db's, not psycopg's
+            prepared.insert(twin)
+        with pytest.raises(TransactionManagementError):  # as Django's cursor refuses it
+            prepared.update(path[1], ["content"])
+    assert Message.objects.get(pk=path[0].pk).content == "m0"
