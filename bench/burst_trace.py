@@ -27,18 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import process_tree
+from tests.support.processes import process_tree, stat_fields
 
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
 def _times(pid: int) -> tuple[float, float] | None:
     """(user, system) CPU seconds of one process, its threads included."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) * TICK_S, int(fields[12]) * TICK_S
+    fields = stat_fields(pid)
+    return None if fields is None else (int(fields[11]) * TICK_S, int(fields[12]) * TICK_S)
 
 
 def _named(names: Iterable[str]) -> list[int]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.processes import process_tree
+from tests.support.processes import process_tree, stat_fields
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -84,11 +84,9 @@ def cpu_seconds(pid: int) -> dict[int, float]:
     """CPU time (user + system, children it reaped included) of each process in `pid`'s tree."""
     seconds = {}
     for member in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        seconds[member] = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        fields = stat_fields(member)
+        if fields is not None:
+            seconds[member] = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return seconds
 
 

@@ -247,7 +247,7 @@ def measure(
             on_send=on_send,
         )
     )
-    replies = [reply for replies in chats for reply in replies]
+    replies = [reply for chat_replies in chats for reply in chat_replies]
     if sampler is not None and trace is not None:
         sampler.stop()
         name = f"{tree.label.replace(' ', '-')}-n{point.chats}-{point.step_s * 1000:g}ms-d{daphnes}"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import websockets
 
-from tests.support.processes import process_tree
+from tests.support.processes import alive, process_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -69,17 +69,8 @@ def _kill_all(pids: list[int], timeout: float = 15) -> None:
         with contextlib.suppress(ProcessLookupError):  # it ended with its parent
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` still runs; a zombie (ended, not yet reaped by whoever adopted it) does not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @dataclass
