@@ -97,7 +97,8 @@ class PreparedQuery:
             p.field.get_db_prep_value(values[p.name], connection) if isinstance(p, _Slot) else p
             for p in compiled.params
         ]
-        return compiled.convert(_execute(connection, compiled.sql, params, fetch=True)[0], connection)
+        rows, _ = _execute(connection, compiled.sql, params, fetch=True)
+        return compiled.convert(rows, connection)
 
     def _compile(self, variant: Hashable, connection: Any) -> _Compiled:
         compiler = self._build(variant).query.get_compiler(connection=connection)
@@ -184,9 +185,10 @@ def update(
         field.get_db_prep_save(field.pre_save(instance, False), connection=connection) for field in chosen
     ]
     guarded = [field.get_db_prep_value(value, connection) for field, values in guards for value in values]
-    return _execute(connection, sql, [*values, meta.pk.get_db_prep_value(instance.pk, connection), *guarded])[
-        1
-    ]
+    _, written = _execute(
+        connection, sql, [*values, meta.pk.get_db_prep_value(instance.pk, connection), *guarded]
+    )
+    return written
 
 
 def _execute(

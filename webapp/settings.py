@@ -131,7 +131,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int
     }
 # The hot path's statements, compiled once (webapp/prepared.py), run as server-side
 # prepared statements on PostgreSQL: parsed and planned once a connection instead of
-# at every call (a third of PostgreSQL's CPU for a send's checks). Off (0) behind a
+# at every call (PostgreSQL's CPU for a burst's sends: a third to a half less). Off (0) behind a
 # pooler that hands one session's statements to several server connections
 # (PgBouncer in transaction mode, before 1.21's max_prepared_statements).
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)

@@ -3,8 +3,9 @@
 Channels' `SessionMiddleware` hands the application a `send` that, before
 each message it passes on, asks whether the session changed, to save it and
 set its cookie on an HTTP response. A websocket sends no HTTP response, so
-on a socket that check only costs: ~5% of Daphne's CPU while it forwards a
-stream's `token` events (py-spy, 64 chats). Here the session is resolved as
+on a socket that check only costs: 3.5 µs a message, paid for every `token`
+event Daphne forwards (its frames were ~5% of Daphne's py-spy samples at 64
+chats). Here the session is resolved as
 Channels does, once, when the socket opens, and the socket's messages go to
 the server untouched.
 """
@@ -32,5 +33,5 @@ class SocketSessionMiddleware(SessionMiddleware):
 
 
 def socket_auth_stack(inner: Callable[..., Any]) -> CookieMiddleware:
-    """Cookies, the session, then `scope["user"]`: `AuthMiddlewareStack`'s layers, with the session's above."""
+    """Cookies, the session, then `scope["user"]`: `AuthMiddlewareStack`'s three layers, the session's own here."""
     return CookieMiddleware(SocketSessionMiddleware(AuthMiddleware(inner)))
