@@ -9,7 +9,10 @@ of `--reply-tokens` or more tokens. Measured at the clients:
 
 - delivered tokens/s: the completion tokens of every `done`, over the wall
   time from the first send to the last `done`, against the engine's rate
-  (so it counts the wait for the first token too); and `stream %`, each
+  (so it counts the wait for the first token too); `all live %`, the same
+  while every chat still had a reply to come (from the first send to the
+  first chat's last `done`: with replies of different lengths, the run's
+  end has only the longest chats left); and `stream %`, each
   reply's own rate from its first `token` to its `done` against one token a
   step (the path keeping up once a reply streams);
 - TTFT p50/p99: send -> first `token` event, minus the engine's own (one step);
@@ -43,7 +46,12 @@ soon as the reply before it is done (after `--think-ms`): the first round is
 the burst, and the later rounds' sends arrive as replies end, a busy
 server's steady state; their TTFT gets columns of its own (`later TTFT`;
 `TTFT` is then the first round's),
-and the stored check wants every round's reply, in order. The stacks run as `make run` does: DEBUG off (a throwaway key),
+and the stored check wants every round's reply, in order. `--reply-tokens
+A-B` gives each message a length of its own between A and B tokens (its
+`max_tokens`, drawn anew each round; the script is B tokens long): with
+every reply the same length, a burst's replies also end together and the
+next round's sends come as a burst again; replies of different lengths
+spread the later rounds' sends out, as a server's chats do. The stacks run as `make run` does: DEBUG off (a throwaway key),
 plain HTTP. `--profile DIR` runs `py-spy record
 --format raw --gil --nonblocking` on the worker and on Daphne during the
 largest point, from the first send to the last `done` (collapsed stacks of
@@ -73,6 +81,7 @@ import asyncio
 import http.cookiejar
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -81,6 +90,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -93,7 +103,7 @@ if str(ROOT) not in sys.path:
 
 from bench.burst_trace import CpuSampler, write_trace  # noqa: E402
 from bench.common import fmt, format_table, machine_description, percentile, top_frames  # noqa: E402
-from bench.stack_chats import Tree, converse  # noqa: E402
+from bench.stack_chats import Tree, all_live_rate, converse  # noqa: E402
 from inference.chat_template import sentencepiece_processor  # noqa: E402
 from tests.support.stack import VENV_BIN, Client, Stack, free_port  # noqa: E402
 
@@ -108,7 +118,7 @@ SENTENCES = (
     "By noon the shade had shifted to the far wall, where the mint grew thick and green.",
 )
 HEADERS = (
-    "tree", "N", "Daphnes", "step ms", "demanded tok/s", "delivered tok/s", "delivered %",
+    "tree", "N", "Daphnes", "step ms", "demanded tok/s", "delivered tok/s", "delivered %", "all live %",
     "spread ms", "rounds", "stream % p50", "TTFT p50 - step ms", "TTFT p99 - step ms",
     "later TTFT p50 - step ms", "later TTFT p99 - step ms", "start p50 ms", "queue p50 ms", "worker TTFT p50 ms",
     "worker CPU s/1k tok", "Daphne CPU s/1k tok",
@@ -144,6 +154,30 @@ def scripted_reply(min_tokens: int) -> tuple[str, int]:
         sentences.append(SENTENCES[len(sentences) % len(SENTENCES)])
     text = " ".join(sentences)
     return text, len(processor.encode(text))
+
+
+def parse_lengths(text: str) -> tuple[int, int]:
+    """`--reply-tokens`: `N` (every reply N tokens or more) or `A-B` (each between A and B)."""
+    ends = text.split("-")
+    try:
+        if len(ends) > 2:
+            raise ValueError(text)
+        lengths = int(ends[0]), int(ends[-1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: N or A-B, in tokens") from None
+    if not 1 <= lengths[0] <= lengths[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: 1 <= A <= B")
+    return lengths
+
+
+def reply_lengths(shortest: int, longest: int) -> Callable[[int, int], int]:
+    """Each message's `max_tokens`, by (chat, round): drawn uniformly from [shortest, longest], a new
+    draw each round, the same on every tree and every run (so both trees face the same load)."""
+
+    def length(chat: int, round_: int) -> int:
+        return random.Random(f"{chat}:{round_}").randint(shortest, longest)
+
+    return length
 
 
 def stored_replies(stack: Stack, conversations: tuple[str, ...]) -> dict[str, list[str]]:
@@ -218,8 +252,9 @@ def measure(
     trace: Path | None = None,
     rounds: int = 1,
     think_s: float = 0.0,
+    lengths: Callable[[int, int], int] | None = None,
 ) -> list[str]:
-    """One point on one tree: the table row."""
+    """One point on one tree: the table row. `lengths`: each message's `max_tokens`, by (chat, round)."""
     set_step(tree, point.step_s, tokens + 16, warm)
     profilers: list[tuple[subprocess.Popen, Path]] = []
     sampler = (
@@ -238,7 +273,7 @@ def measure(
         converse(
             tree,
             point.chats,
-            tokens + 16,
+            lengths or tokens + 16,
             PROMPT,
             spread_s=spread_s,
             daphnes=daphnes,
@@ -257,7 +292,10 @@ def measure(
         stop_profile(profilers)
     stored = stored_replies(tree.stack, conversations)
     finished = [r for r in replies if r.done is not None]
-    complete = [r for r in finished if r.status == "complete" and r.completion_tokens == tokens]
+    # The whole script, or as much of it as the message's limit let through.
+    complete = [
+        r for r in finished if r.status == "complete" and r.completion_tokens == min(tokens, r.max_tokens)
+    ]
     # A chat is corrupt if any reply of it is, or what is stored is not what its replies streamed.
     corrupt = sum(
         any(r.bad_seq > 0 or r.strays > 0 or r.streamed != r.content for r in rs)
@@ -278,6 +316,7 @@ def measure(
         if r.first is not None and r.done > r.first and r.completion_tokens > 1
     ]
     per_1k = 1000 / delivered if delivered else float("nan")
+    all_live = all_live_rate(chats)
     return [
         tree.label + (" (profiled)" if profilers else ""),
         str(point.chats),
@@ -286,6 +325,7 @@ def measure(
         fmt(demanded, 0),
         fmt(delivered / wall, 0),
         fmt(100 * delivered / wall / demanded, 0),
+        "-" if all_live is None else fmt(100 * all_live / demanded, 0),
         fmt(spread_s * 1000, 0),
         str(rounds),
         fmt(percentile(streaming, 50), 0),
@@ -400,7 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", default="1,16,64,128@5", help="N or N@step-ms, comma-separated")
     parser.add_argument("--step-ms", type=float, default=10.0, help="engine step where a point names none")
     parser.add_argument("--row-ms", type=float, default=0.0, help="SCRIPTED_ROW_S: engine cost per live row")
-    parser.add_argument("--reply-tokens", type=int, default=250, help="each reply at least this long")
+    parser.add_argument(
+        "--reply-tokens",
+        type=parse_lengths,
+        default=(250, 250),
+        metavar="N or A-B",
+        help="each reply at least N tokens long, or each between A and B (see above)",
+    )
     parser.add_argument("--spread-ms", type=float, default=0.0, help="spread the N sends over this many ms")
     parser.add_argument(
         "--rounds", type=int, default=1, help="messages per chat, each sent when the reply before is done"
@@ -432,7 +478,10 @@ def main(argv: list[str] | None = None) -> int:
     most = max(p.chats for p in points)
     if args.warm > most:
         parser.error(f"--warm {args.warm}: at most the largest point ({most}), the people signed up")
-    reply, tokens = scripted_reply(args.reply_tokens)
+    shortest, longest = args.reply_tokens
+    reply, tokens = scripted_reply(longest)
+    # Fixed: every reply the whole script, ended by the engine. A range: each message's own limit.
+    lengths = None if shortest == longest else reply_lengths(shortest, longest)
     env = {
         "INFERENCE_ENGINE": "tests.support.scripted_engine.load_engine",
         "SCRIPTED_REPLIES": json.dumps({TRIGGER: reply}),
@@ -461,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         trees = open_trees({**roots, current_label(): ROOT}, env, most, max(daphne_counts), exits)
         database = "PostgreSQL" if trees[0].stack.database_url.startswith("postgres") else "SQLite"
         print(
-            f"scripted engine, {tokens}-token replies, MAX_BATCH={most}, {database}, Redis 127.0.0.1, "
+            f"scripted engine, {f'{shortest}-{longest}' if lengths else tokens}-token replies, MAX_BATCH={most}, {database}, Redis 127.0.0.1, "
             f"{max(daphne_counts)} Daphne(s) per stack"
         )
         runs = [(point, count) for point in points for count in daphne_counts]
@@ -482,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.trace,
                     args.rounds,
                     args.think_ms / 1000,
+                    lengths,
                 )
                 print(format_table(HEADERS, [measured[tree.label]], markdown=False), flush=True)
             rows += [measured[tree.label] for tree in trees]

@@ -31,6 +31,7 @@ class Reply:
     """One client's view of one reply."""
 
     round: int = 0  # 0 for the first message of its chat
+    max_tokens: int = 0  # the send's limit: a reply of a longer script ends there
     sent: float = 0.0
     started: float | None = None  # the `start` event: the reply is stored and queued
     queue_ms: float | None = None  # from `done`'s stats: queued -> taken by a worker
@@ -66,6 +67,26 @@ def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
 def client_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def all_live_rate(chats: list[list[Reply]]) -> float | None:
+    """Tokens a second delivered while every chat still had a reply to come: from the first send
+    to the first chat's last `done`. A reply streams at an even pace from its first token to its
+    `done`, so one that straddles the end counts the share of its tokens before it. With replies
+    of different lengths, the chats that end early leave the rest streaming alone at the end, and
+    the whole run's rate counts that tail; this is the rate of the N chats at once. None when a
+    chat's reply was lost."""
+    ends = [replies[-1].done for replies in chats if replies]
+    if not ends or None in ends:
+        return None
+    begin, end = min(r.sent for replies in chats for r in replies), min(ends)
+    tokens = 0.0
+    for reply in (r for replies in chats for r in replies):
+        if reply.first is None or reply.done is None or reply.first >= end:
+            continue
+        share = 1.0 if reply.done <= end else (end - reply.first) / (reply.done - reply.first)
+        tokens += reply.completion_tokens * share
+    return tokens / (end - begin) if end > begin else None
 
 
 async def receive(socket: websockets.ClientConnection, reply: Reply, earlier: set[str] = frozenset()) -> None:
@@ -117,19 +138,31 @@ async def open_chat(person: Client, port: int) -> tuple[str, websockets.ClientCo
     return conversation, socket
 
 
+def send_event(prompt: str, max_tokens: int) -> str:
+    return json.dumps({"type": "send", "content": prompt, "params": {"max_tokens": max_tokens}})
+
+
 async def chat(
-    socket: websockets.ClientConnection, message: str, *, delay_s: float, rounds: int, think_s: float
+    socket: websockets.ClientConnection,
+    prompt: str,
+    *,
+    max_tokens: Callable[[int], int],
+    delay_s: float,
+    rounds: int,
+    think_s: float,
 ) -> list[Reply]:
-    """One chat: `rounds` messages, each sent when the reply to the one before is done."""
+    """One chat: `rounds` messages, each sent when the reply to the one before is done;
+    `max_tokens(round)` is each message's limit."""
     replies: list[Reply] = []
     if delay_s:
         await asyncio.sleep(delay_s)
     for number in range(rounds):
         if number and think_s:
             await asyncio.sleep(think_s)
-        reply = Reply(round=number)
+        reply = Reply(round=number, max_tokens=max_tokens(number))
         earlier = {r.message_id for r in replies if r.message_id}
         replies.append(reply)
+        message = send_event(prompt, reply.max_tokens)
         reply.sent = time.perf_counter()
         await socket.send(message)
         await receive(socket, reply, earlier)
@@ -141,7 +174,7 @@ async def chat(
 async def converse(
     tree: Tree,
     chats: int,
-    max_tokens: int,
+    max_tokens: int | Callable[[int, int], int],
     prompt: str,
     *,
     spread_s: float = 0.0,
@@ -152,18 +185,27 @@ async def converse(
 ) -> tuple[list[list[Reply]], tuple[str, ...], dict[str, float]]:
     """N sockets, one conversation each, on the first `daphnes` Daphnes in turn, send at once (or
     spread over `spread_s`), `rounds` messages each; CPU read right before the first send and
-    after the last `done`; `on_send` is called just before the first send. Each chat's replies."""
+    after the last `done`; `on_send` is called just before the first send. Each chat's replies.
+
+    `max_tokens`: every message's limit, or a function of (chat, round) giving each its own."""
+    limit = max_tokens if callable(max_tokens) else (lambda _chat, _round: max_tokens)
     used = tree.daphnes[:daphnes]
     # One by one: Daphne drops a handshake its consumer has not accepted within 5 s.
     opened = [await open_chat(person, used[i % len(used)][0]) for i, person in enumerate(tree.people[:chats])]
     conversations, sockets = zip(*opened, strict=True)
-    message = json.dumps({"type": "send", "content": prompt, "params": {"max_tokens": max_tokens}})
     daphne_pids = [process.pid for _, process in used]
     on_send()
     before = cpu_seconds(tree.stack.worker.pid), [cpu_seconds(pid) for pid in daphne_pids], client_cpu()
     chats_replies = await asyncio.gather(
         *(
-            chat(socket, message, delay_s=spread_s * i / chats, rounds=rounds, think_s=think_s)
+            chat(
+                socket,
+                prompt,
+                max_tokens=lambda number, i=i: limit(i, number),
+                delay_s=spread_s * i / chats,
+                rounds=rounds,
+                think_s=think_s,
+            )
             for i, socket in enumerate(sockets)
         )
     )
