@@ -26,6 +26,8 @@ from pathlib import Path
 
 import sentencepiece
 
+from inference.token_cache import TokenCache
+
 BOS_ID: int = 1
 EOS_ID: int = 2
 VOCAB_SIZE: int = 32000
@@ -102,8 +104,17 @@ def count_tokens(text: str) -> int:
     return len(sentencepiece_processor().encode(text))
 
 
-def _encode(text: str) -> list[int]:
+def _encode_uncached(text: str) -> list[int]:
     return sentencepiece_processor().encode(text)
+
+
+# A conversation's turns are encoded again for each of its replies' prompts (and the
+# web process checks each send's message): remembered here, an earlier turn costs a lookup.
+token_cache = TokenCache(_encode_uncached)
+
+
+def _encode(text: str) -> list[int]:
+    return token_cache.encode(text)
 
 
 def _user_ids(content: str, system_prompt: str | None) -> list[int]:

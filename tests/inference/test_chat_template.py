@@ -473,3 +473,26 @@ def test_consecutive_turns_share_their_ids_so_the_prefix_cache_hits(
     before_last = encode_chat(messages[:-2], system_prompt) if len(messages) > 2 else [BOS_ID]
     edited_ids = encode_chat([*messages[:-1], {"role": "user", "content": edited}], system_prompt)
     assert edited_ids[: len(before_last)] == before_last
+
+
+# Turns long enough for the token cache (inference/token_cache.py) to keep them.
+_long_texts = st.lists(_texts, min_size=3, max_size=8).map(" ".join).filter(lambda text: len(text) >= 80)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_long_texts, min_size=1, max_size=5), st.none() | _long_texts)
+def test_a_conversations_next_prompt_looks_its_earlier_turns_up_and_matches_mistral_common(
+    contents: list[str], system_prompt: str | None
+) -> None:
+    """Every reply's prompt is the conversation so far; the turns already encoded for an earlier
+    reply come from the token cache, and the prompt is still mistral_common's, token for token."""
+    contents = [c if i % 2 == 0 or c.strip() else "." for i, c in enumerate(contents)]
+    if len(contents) % 2 == 0:
+        contents.append("And then?" * 10)
+    messages = chat(*contents)
+    for end in range(1, len(messages) + 1, 2):  # each user message, as the conversation grew
+        hits = chat_template.token_cache.hits
+        fitted = fit_chat(messages[:end], system_prompt, max_tokens=16, context_limit=100_000)
+        assert fitted.ids == reference(messages[:end], system_prompt)
+        if end > 1:  # the turns before the previous prompt's question were looked up
+            assert chat_template.token_cache.hits > hits
