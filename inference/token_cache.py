@@ -8,8 +8,11 @@ own (`inference.chat_template`), so an earlier turn's ids can be looked up
 instead. Plain Python, thread-safe (the job threads build prompts at once).
 
 Keys are a 128-bit BLAKE2 digest of the text, not the text itself, so the
-cache holds ids only (two bytes each: Mistral's vocabulary has 32,000), and at
-most `max_ids` of them, the least recently used dropped first.
+cache holds ids only (two bytes each: Mistral's vocabulary has 32,000), at
+most `max_ids` of them, the least recently used dropped first. Each entry
+also counts `ENTRY_IDS` for its own keeping (its key, array and place in the
+order, ~250 bytes), so that many short texts cannot hold more memory than a
+few long ones: at most ~4 MB of ids, or ~3.5 MB of short entries.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from collections.abc import Callable
 DEFAULT_MAX_IDS = 2_000_000
 # Shorter texts are encoded again: a lookup saves nothing on them.
 MIN_CHARS = 64
+# What keeping one entry costs, counted in ids (two bytes each).
+ENTRY_IDS = 128
 
 
 class TokenCache:
@@ -34,7 +39,7 @@ class TokenCache:
         self.max_ids = max_ids
         self._lock = threading.Lock()
         self._ids: OrderedDict[bytes, array] = OrderedDict()
-        self.size = 0  # ids held
+        self.size = 0  # ids held, and ENTRY_IDS for each entry
         self.hits = 0
         self.misses = 0
 
@@ -54,7 +59,8 @@ class TokenCache:
         return ids
 
     def _remember(self, key: bytes, ids: list[int]) -> None:
-        if len(ids) > self.max_ids:
+        cost = len(ids) + ENTRY_IDS
+        if cost > self.max_ids:
             return
         try:
             packed = array("H", ids)
@@ -64,7 +70,7 @@ class TokenCache:
             if key in self._ids:
                 return
             self._ids[key] = packed
-            self.size += len(packed)
+            self.size += cost
             while self.size > self.max_ids:
                 _, dropped = self._ids.popitem(last=False)
-                self.size -= len(dropped)
+                self.size -= len(dropped) + ENTRY_IDS

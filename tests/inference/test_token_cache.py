@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from inference.token_cache import MIN_CHARS, TokenCache
+from inference.token_cache import ENTRY_IDS, MIN_CHARS, TokenCache
 
 
 class CountingEncoder:
@@ -28,7 +28,7 @@ def test_a_long_text_is_encoded_once_and_then_looked_up() -> None:
     second = cache.encode(LONG + "a")
     assert first == second == encoder(LONG + "a")
     assert encoder.calls.count(LONG + "a") == 2  # once by the cache, once above
-    assert (cache.hits, cache.misses, cache.size) == (1, 1, MIN_CHARS + 1)
+    assert (cache.hits, cache.misses, cache.size) == (1, 1, MIN_CHARS + 1 + ENTRY_IDS)
 
 
 def test_a_looked_up_encoding_is_a_fresh_list() -> None:
@@ -57,7 +57,7 @@ def test_texts_that_differ_get_their_own_ids() -> None:
 
 def test_at_most_max_ids_are_kept_the_least_recently_used_dropped_first() -> None:
     encoder = CountingEncoder()
-    cache = TokenCache(encoder, max_ids=3 * (MIN_CHARS + 1))
+    cache = TokenCache(encoder, max_ids=3 * (MIN_CHARS + 1 + ENTRY_IDS))
     a, b, c, d = (LONG + letter for letter in "abcd")
     for text in (a, b, c):
         cache.encode(text)
@@ -73,7 +73,7 @@ def test_at_most_max_ids_are_kept_the_least_recently_used_dropped_first() -> Non
 
 
 def test_a_text_longer_than_the_whole_cache_is_encoded_but_not_kept() -> None:
-    cache = TokenCache(CountingEncoder(), max_ids=MIN_CHARS)
+    cache = TokenCache(CountingEncoder(), max_ids=MIN_CHARS + ENTRY_IDS)
     text = LONG * 2
     assert cache.encode(text) == [ord("x")] * len(text)
     assert cache.size == 0
@@ -85,7 +85,7 @@ def test_ids_beyond_two_bytes_are_kept_exactly() -> None:
 
 
 def test_threads_encoding_at_once_all_get_their_texts_ids() -> None:
-    cache = TokenCache(CountingEncoder(), max_ids=20 * MIN_CHARS)  # small: evictions while they run
+    cache = TokenCache(CountingEncoder(), max_ids=20 * (MIN_CHARS + ENTRY_IDS))  # evictions while they run
     texts = [LONG + str(number) for number in range(40)]
     wrong: list[str] = []
 
@@ -101,4 +101,12 @@ def test_threads_encoding_at_once_all_get_their_texts_ids() -> None:
     for thread in threads:
         thread.join()
     assert wrong == []
+    assert cache.size <= cache.max_ids
+
+
+def test_each_entry_counts_its_keeping_so_short_texts_cannot_fill_memory() -> None:
+    cache = TokenCache(CountingEncoder(), max_ids=10 * (MIN_CHARS + ENTRY_IDS))
+    for number in range(1000):
+        cache.encode(LONG + str(number).rjust(4))
+    assert len(cache._ids) <= 10
     assert cache.size <= cache.max_ids
