@@ -49,7 +49,7 @@ def timed_prompt(messages: list[dict[str, str]]) -> tuple[float, int]:
 
 
 def measure(turns: int, repeat: int) -> list[str]:
-    encode = chat_template.token_cache._encoder
+    encode = chat_template._encode_uncached
     uncached, cached, tokens = [], [], 0
     for number in range(repeat):
         messages = conversation(turns, number)

@@ -10,6 +10,9 @@ each assistant turn is ``encode(content) + [EOS]``, BOS comes once at the start,
 and a system prompt is folded into the first user message as
 ``system_prompt + "\\n\\n" + content``. Message text is always encoded as text, so
 ``</s>`` or ``<s>`` typed by a user never becomes a control id.
+Each turn is encoded on its own, so its ids are remembered
+(``inference.token_cache``): a conversation's earlier turns are encoded once,
+not again for every reply's prompt.
 
 ``fit_chat`` drops whole oldest turns until the prompt plus the reply budget fits
 the context. ``count_tokens`` counts plain text. Plain Python: the web process
