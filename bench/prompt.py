@@ -28,6 +28,7 @@ from inference.chat_template import fit_chat  # noqa: E402
 from inference.token_cache import TokenCache  # noqa: E402
 
 SYSTEM = "You are a helpful assistant. Answer clearly, and say so when you are not sure."
+HEADERS = ("earlier turns", "prompt tokens", "encoded anew, ms CPU", "earlier turns looked up, ms CPU", "ratio")
 SENTENCE = "The harbour was quiet that morning, and the boats rocked gently against the old stone quay. "
 
 
@@ -77,14 +78,7 @@ def main() -> None:
         rows = [measure(int(turns), args.repeat) for turns in args.turns.split(",")]
     finally:
         chat_template.token_cache = original
-    headers = [
-        "earlier turns",
-        "prompt tokens",
-        "encoded anew, ms CPU",
-        "earlier turns looked up, ms CPU",
-        "ratio",
-    ]
-    print(format_table(headers, rows, markdown=args.markdown))
+    print(format_table(HEADERS, rows, markdown=args.markdown))
 
 
 if __name__ == "__main__":
