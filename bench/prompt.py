@@ -28,7 +28,13 @@ from inference.chat_template import fit_chat  # noqa: E402
 from inference.token_cache import TokenCache  # noqa: E402
 
 SYSTEM = "You are a helpful assistant. Answer clearly, and say so when you are not sure."
-HEADERS = ("earlier turns", "prompt tokens", "encoded anew, ms CPU", "earlier turns looked up, ms CPU", "ratio")
+HEADERS = (
+    "earlier turns",
+    "prompt tokens",
+    "encoded anew, ms CPU",
+    "earlier turns looked up, ms CPU",
+    "ratio",
+)
 SENTENCE = "The harbour was quiet that morning, and the boats rocked gently against the old stone quay. "
 
 
