@@ -476,7 +476,7 @@ def test_consecutive_turns_share_their_ids_so_the_prefix_cache_hits(
 
 
 # Turns long enough for the token cache (inference/token_cache.py) to keep them.
-_long_texts = st.lists(_texts, min_size=3, max_size=8).map(" ".join).filter(lambda text: len(text) >= 80)
+_long_texts = st.tuples(_texts, _texts).map(lambda pair: f"{pair[0]} and, at some length, {pair[1]}" * 3)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
