@@ -306,8 +306,14 @@ def measure(
     wall = max((r.done for r in finished), default=time.perf_counter()) - min(r.sent for r in replies)
     # The first round's sends come at once (or spread over `spread_s`): the burst. After it, they come
     # as replies end, not all at once: a busy server's steady state.
-    ttft = [(r.first - r.sent - point.engine_step_s) * 1000 for r in replies if r.first and not r.round]
-    later = [(r.first - r.sent - point.engine_step_s) * 1000 for r in replies if r.first and r.round]
+    ttft = [
+        (r.first - r.sent - point.engine_step_s) * 1000
+        for r in replies
+        if r.first is not None and not r.round
+    ]
+    later = [
+        (r.first - r.sent - point.engine_step_s) * 1000 for r in replies if r.first is not None and r.round
+    ]
     demanded = point.chats / point.engine_step_s
     # Each reply's own rate once its first token is out, against the engine's one token a step.
     streaming = [

@@ -112,7 +112,8 @@ def _encode_uncached(text: str) -> list[int]:
 
 
 # A conversation's turns are encoded again for each of its replies' prompts (and the
-# web process checks each send's message): remembered here, an earlier turn costs a lookup.
+# API's requests carry their whole history each time): remembered here, an earlier
+# turn costs a lookup.
 token_cache = TokenCache(_encode_uncached)
 
 
